@@ -1,0 +1,305 @@
+"""The computational graph: every edge of a model's residual-stream decomposition, with scores.
+
+Scores and in-circuit flags are dense tensors indexed ``[upstream, port]`` (see
+:mod:`graphs.layout` for the index layout) with ``real_edges`` marking the pairs that are
+edges; everything else (``graph.edges``, lookups by name, top-k) is a view onto them.
+
+Sign convention: an edge's score estimates ``m(clean run with that edge patched to its
+corrupted value) - m(clean run)``, so a large negative score on a metric where higher is better
+marks an edge the behaviour depends on. Pruning by default ranks by ``|score|``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import torch
+
+from graphs.errors import GraphMismatchError
+from graphs.layout import Layout, Node, Port
+from graphs.spec import ModelSpec
+
+
+class Edge:
+    """One edge ``upstream -> port``; ``score`` and ``in_graph`` read and write the graph's tensors."""
+
+    __slots__ = ("graph", "upstream", "port")
+
+    def __init__(self, graph: Graph, upstream: Node, port: Port):
+        self.graph = graph
+        self.upstream = upstream
+        self.port = port
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Edge) and other.graph is self.graph and other.index == self.index
+
+    def __hash__(self) -> int:
+        return hash((id(self.graph), self.index))
+
+    @property
+    def name(self) -> str:
+        return f"{self.upstream.name}->{self.port.name}"
+
+    @property
+    def index(self) -> tuple[int, int]:
+        return self.upstream.forward_index, self.port.index
+
+    @property
+    def score(self) -> float:
+        return float(self.graph.scores[self.index])
+
+    @score.setter
+    def score(self, value: float) -> None:
+        self.graph.scores[self.index] = value
+
+    @property
+    def in_graph(self) -> bool:
+        return bool(self.graph.in_graph[self.index])
+
+    @in_graph.setter
+    def in_graph(self, value: bool) -> None:
+        self.graph.in_graph[self.index] = bool(value)
+
+    def __repr__(self) -> str:
+        return f"Edge({self.name!r}, score={self.score:.4g}, in_graph={self.in_graph})"
+
+
+class EdgeView(Mapping[str, Edge]):
+    """Read-only mapping ``name -> Edge`` over the real edges, in index order; built lazily so a
+    million-edge graph costs nothing until iterated."""
+
+    def __init__(self, graph: Graph, mask: torch.Tensor | None = None):
+        self._graph = graph
+        self._mask = graph.real_edges if mask is None else mask
+
+    def __getitem__(self, name: str) -> Edge:
+        up, port = self._graph.layout.edge_index(name)
+        if not bool(self._mask[up, port]):
+            raise KeyError(name)
+        return self._graph._edge(up, port)
+
+    def __iter__(self) -> Iterator[str]:
+        layout = self._graph.layout
+        for up, port in self._mask.nonzero().tolist():
+            yield layout.edge_name(up, port)
+
+    def __len__(self) -> int:
+        return int(self._mask.sum())
+
+    def values(self) -> Iterator[Edge]:  # type: ignore[override]
+        for up, port in self._mask.nonzero().tolist():
+            yield self._graph._edge(up, port)
+
+
+class Graph:
+    """Edges of a model with scores and circuit membership.
+
+    Attributes:
+        spec: the model facts the structure depends on.
+        layout: names and indices (``graphs.layout.Layout``).
+        scores: float32 ``[n_forward, n_backward]``; 0 where there is no edge.
+        in_graph: bool ``[n_forward, n_backward]``; edge membership in the circuit.
+        nodes_in_graph: bool ``[n_nodes]`` in ``graph.nodes`` order; node membership, used by
+            node-level circuits (an edge-level circuit derives it from its edges).
+        real_edges: bool ``[n_forward, n_backward]``; which pairs are edges.
+    """
+
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+        self.layout = Layout(spec)
+        self.real_edges = self.layout.real_edges
+        self.scores = torch.zeros(
+            self.layout.n_forward, self.layout.n_backward, dtype=torch.float32
+        )
+        self.in_graph = torch.zeros_like(self.real_edges)
+        self.nodes_in_graph = torch.zeros(len(self.layout.nodes), dtype=torch.bool)
+
+    @classmethod
+    def from_model(cls, model: Any) -> Graph:
+        """The full graph of a TransformerBridge (scores 0, nothing in the circuit)."""
+        return cls(ModelSpec.from_model(model))
+
+    # ---------------------------------------------------------------- sizes
+    @property
+    def n_forward(self) -> int:
+        return self.layout.n_forward
+
+    @property
+    def n_backward(self) -> int:
+        return self.layout.n_backward
+
+    @property
+    def n_edges(self) -> int:
+        return self.layout.n_edges
+
+    @property
+    def n_nodes(self) -> int:
+        return len(self.layout.nodes)
+
+    def __repr__(self) -> str:
+        name = self.spec.model_name or self.spec.architecture or "model"
+        return (
+            f"Graph({name}: {self.n_nodes} nodes, {self.n_edges} edges, "
+            f"{self.count_included_edges()} in circuit)"
+        )
+
+    # ---------------------------------------------------------------- views
+    @property
+    def nodes(self) -> dict[str, Node]:
+        return dict(self.layout.node_by_name)
+
+    @property
+    def ports(self) -> dict[str, Port]:
+        return dict(self.layout.port_by_name)
+
+    @property
+    def edges(self) -> EdgeView:
+        return EdgeView(self)
+
+    def edges_in_graph(self) -> EdgeView:
+        return EdgeView(self, self.real_edges & self.in_graph)
+
+    def edge(self, name: str) -> Edge:
+        """The edge named ``"u->port"`` (e.g. ``"input->a0.h1<q>"``, ``"a3.h2->m5"``)."""
+        return self._edge(*self.layout.edge_index(name))
+
+    def _edge(self, up: int, port: int) -> Edge:
+        return Edge(self, self.layout.upstream[up], self.layout.ports[port])
+
+    def node(self, name: str) -> Node:
+        return self.layout.node(name)
+
+    def port(self, name: str) -> Port:
+        return self.layout.port(name)
+
+    def node_in_graph(self, name: str) -> bool:
+        return bool(self.nodes_in_graph[self.layout.node(name).index])
+
+    def top_edges(self, k: int, *, absolute: bool = True) -> list[Edge]:
+        """The ``k`` highest-scoring edges (by ``|score|`` unless ``absolute=False``), best first.
+        Ties are broken by index order, so the result is deterministic."""
+        if k < 0:
+            raise ValueError(f"k must be >= 0, got {k}")
+        order = self.ranked_edge_indices(absolute=absolute)[:k]
+        return [self._edge(int(i) // self.n_backward, int(i) % self.n_backward) for i in order]
+
+    def ranked_edge_indices(self, *, absolute: bool = True) -> torch.Tensor:
+        """Flat indices (``up * n_backward + port``) of all real edges, best score first."""
+        flat = self.scores.flatten().to(torch.float64)
+        if absolute:
+            flat = flat.abs()
+        real = self.real_edges.flatten().nonzero().squeeze(1)
+        # stable sort on the negated scores keeps index order among ties
+        order = torch.sort(-flat[real], stable=True).indices
+        return real[order]
+
+    # ---------------------------------------------------------------- membership
+    def count_included_edges(self) -> int:
+        return int((self.in_graph & self.real_edges).sum())
+
+    def count_included_nodes(self) -> int:
+        return int(self.nodes_in_graph.sum())
+
+    def set_scores(self, scores: torch.Tensor) -> None:
+        """Replace all scores; ``scores`` is ``[n_forward, n_backward]``; non-edges are zeroed."""
+        if tuple(scores.shape) != (self.n_forward, self.n_backward):
+            raise GraphMismatchError(
+                f"scores have shape {tuple(scores.shape)}, this graph needs "
+                f"{(self.n_forward, self.n_backward)} ([upstream, port])"
+            )
+        self.scores = torch.where(self.real_edges, scores.detach().to("cpu", torch.float32), 0.0)
+
+    def set_in_graph(
+        self, in_graph: torch.Tensor, nodes_in_graph: torch.Tensor | None = None
+    ) -> None:
+        """Set edge membership (bool ``[n_forward, n_backward]``); nodes follow from edges unless
+        given: a node is in the circuit when one of its edges is."""
+        if tuple(in_graph.shape) != (self.n_forward, self.n_backward):
+            raise GraphMismatchError(
+                f"in_graph has shape {tuple(in_graph.shape)}, expected {(self.n_forward, self.n_backward)}"
+            )
+        self.in_graph = in_graph.to("cpu", torch.bool) & self.real_edges
+        if nodes_in_graph is None:
+            nodes_in_graph = self._nodes_touched(self.in_graph)
+        self.nodes_in_graph = nodes_in_graph.to("cpu", torch.bool).clone()
+
+    def _nodes_touched(self, edges: torch.Tensor) -> torch.Tensor:
+        """Bool ``[n_nodes]``: nodes at either end of an edge in ``edges``."""
+        touched = torch.zeros(self.n_nodes, dtype=torch.bool)
+        touched[: self.n_forward] = edges.any(dim=1)
+        port_used = edges.any(dim=0)
+        for port in self.layout.ports:
+            if port_used[port.index]:
+                for name in port.nodes:
+                    touched[self.layout.node_by_name[name].index] = True
+        return touched
+
+    def reset(self) -> None:
+        """Clear scores and membership."""
+        self.scores.zero_()
+        self.in_graph.zero_()
+        self.nodes_in_graph.zero_()
+
+    def copy(self) -> Graph:
+        new = Graph(self.spec)
+        new.scores = self.scores.clone()
+        new.in_graph = self.in_graph.clone()
+        new.nodes_in_graph = self.nodes_in_graph.clone()
+        return new
+
+    def check_compatible(self, model_or_spec: Any) -> None:
+        """Raise GraphMismatchError unless the model (or spec) has this graph's shape."""
+        other = (
+            model_or_spec
+            if isinstance(model_or_spec, ModelSpec)
+            else ModelSpec.from_model(model_or_spec)
+        )
+        self.spec.check_matches(other)
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Graph)
+            and self.spec == other.spec
+            and torch.equal(self.scores, other.scores)
+            and torch.equal(self.in_graph & self.real_edges, other.in_graph & other.real_edges)
+            and torch.equal(self.nodes_in_graph, other.nodes_in_graph)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    # ---------------------------------------------------------------- files and networkx
+    # Imports are local: the I/O modules import this one.
+    def to_networkx(self, *, only_in_graph: bool = False) -> Any:
+        """This graph as a ``networkx.DiGraph`` (see :mod:`graphs.networkx_io`)."""
+        from graphs.networkx_io import to_networkx
+
+        return to_networkx(self, only_in_graph=only_in_graph)
+
+    @classmethod
+    def from_networkx(cls, G: Any) -> Graph:
+        """Rebuild a graph from :meth:`to_networkx`'s DiGraph; GraphFormatError if malformed."""
+        from graphs.networkx_io import from_networkx
+
+        return from_networkx(G)
+
+    def save(self, path: Any, *, format: str | None = None) -> None:
+        """Save to ``path`` (str or PathLike) as GraphML, JSON or safetensors, chosen by the
+        suffix (``.graphml``, ``.json``, ``.safetensors``) or by ``format``."""
+        from graphs.files import save_graph
+
+        save_graph(self, path, format=format)
+
+    @classmethod
+    def load(cls, path: Any, *, model: Any = None, format: str | None = None) -> Graph:
+        """Load a graph saved by :meth:`save`. With ``model`` (a TransformerBridge or a
+        ModelSpec), raise GraphMismatchError unless the graph fits it."""
+        from graphs.files import load_graph
+
+        graph = load_graph(path, format=format)
+        if model is not None:
+            try:
+                graph.check_compatible(model)
+            except GraphMismatchError as err:
+                raise GraphMismatchError(f"{path}: {err}") from err
+        return graph

@@ -1,0 +1,176 @@
+"""Conversion between :class:`Graph` and ``networkx.DiGraph``.
+
+Layout of the DiGraph:
+
+- graph attributes: ``format``, ``schema_version``, ``only_in_graph`` and every ModelSpec field
+  as its own scalar (``n_layers``, ``n_heads``, ...), so GraphML can store them.
+- component nodes (``input``, ``a{l}.h{h}``, ``m{l}``, ``logits``): ``kind``, ``layer``,
+  ``head``, ``port=""``, ``in_graph``.
+- attention ports are nodes of their own (``a1.h2<q>``, ``a1.kv0<k>``; ``kind="port"``), since
+  a DiGraph cannot hold parallel q/k/v edges from one upstream node to one head. Each has
+  ``kind="port"`` edges to the heads that read it. MLP and logits ports are the component
+  nodes themselves.
+- real edges ``upstream -> port node``: ``kind="edge"``, ``name``, ``port``, ``layer`` and
+  ``head`` of the port, ``score`` (Python float), ``in_graph``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import networkx as nx
+
+from graphs.edge_table import EdgeCollector, parse_flag
+from graphs.errors import GraphFormatError
+from graphs.graph import Graph
+from graphs.schema import FORMAT_NAME, SCHEMA_VERSION, check_format, spec_from_mapping, spec_to_dict
+
+_ATTENTION_PORTS = ("q", "k", "v")
+
+
+def to_networkx(graph: Graph, *, only_in_graph: bool = False) -> nx.DiGraph:
+    """The graph as a DiGraph (layout in the module docstring).
+
+    ``only_in_graph=True`` keeps the in-graph edges, the ports they enter, the nodes that read
+    those ports or write those edges, and the nodes flagged in ``graph.nodes_in_graph``.
+    """
+    layout = graph.layout
+    included = graph.real_edges & graph.in_graph
+    mask = included if only_in_graph else graph.real_edges
+    index = mask.nonzero()
+    ups, ports = index[:, 0].tolist(), index[:, 1].tolist()
+    scores = graph.scores[mask].tolist()  # same row-major order as nonzero()
+    flags = graph.in_graph[mask].tolist()
+    node_flags = graph.nodes_in_graph.tolist()
+    port_in_graph = included.any(dim=0).tolist()
+
+    if only_in_graph:
+        kept_ports = set(ports)
+        kept_nodes = {n.name for n in layout.nodes if node_flags[n.index]}
+        kept_nodes.update(layout.upstream[u].name for u in set(ups))
+        kept_nodes.update(name for p in kept_ports for name in layout.ports[p].nodes)
+    else:
+        kept_ports = set(range(len(layout.ports)))
+        kept_nodes = set(layout.node_by_name)
+
+    G = nx.DiGraph(
+        format=FORMAT_NAME,
+        schema_version=SCHEMA_VERSION,
+        only_in_graph=bool(only_in_graph),
+        **spec_to_dict(graph.spec),
+    )
+    for node in layout.nodes:
+        if node.name in kept_nodes:
+            G.add_node(
+                node.name,
+                kind=node.kind,
+                layer=node.layer,
+                head=node.head,
+                port="",
+                in_graph=bool(node_flags[node.index]),
+            )
+    for port in layout.ports:
+        if port.port in _ATTENTION_PORTS and port.index in kept_ports:
+            G.add_node(
+                port.name,
+                kind="port",
+                port=port.port,
+                layer=port.layer,
+                head=port.head,
+                in_graph=bool(port_in_graph[port.index]),
+            )
+            G.add_edges_from((port.name, reader, {"kind": "port"}) for reader in port.nodes)
+    G.add_edges_from(
+        (
+            layout.upstream[u].name,
+            layout.ports[p].name,
+            {
+                "kind": "edge",
+                "name": f"{layout.upstream[u].name}->{layout.ports[p].name}",
+                "port": layout.ports[p].port,
+                "layer": layout.ports[p].layer,
+                "head": layout.ports[p].head,
+                "score": score,
+                "in_graph": flag,
+            },
+        )
+        for u, p, score, flag in zip(ups, ports, scores, flags, strict=True)
+    )
+    return G
+
+
+def from_networkx(G: nx.DiGraph) -> Graph:
+    """Rebuild a Graph from a DiGraph made by :func:`to_networkx` (or read from its GraphML).
+
+    Edges of a full graph (``only_in_graph`` false) must all be present; in an
+    ``only_in_graph`` graph, absent edges get score 0 and ``in_graph`` False.
+    """
+    if not G.is_directed():
+        raise GraphFormatError("the graph is undirected; circuit-discovery graphs are directed")
+    attrs: dict[str, Any] = G.graph
+    check_format(attrs.get("format"), attrs.get("schema_version"))
+    graph = Graph(spec_from_mapping(attrs, what="graph attribute"))
+    layout = graph.layout
+    only = parse_flag(attrs.get("only_in_graph", False), "the graph", "only_in_graph")
+
+    node_flags = graph.nodes_in_graph
+    for name, data in G.nodes(data=True):
+        node = layout.node_by_name.get(name)
+        if node is None:
+            port = layout.port_by_name.get(name)
+            if port is None or port.port not in _ATTENTION_PORTS:
+                raise GraphFormatError(
+                    f"node {name!r} is neither a node nor an attention port of this model "
+                    f"({_describe(graph)})"
+                )
+            continue  # port flags are derived from edges
+        if "in_graph" not in data:
+            raise GraphFormatError(f"node {name!r} lacks the 'in_graph' attribute")
+        node_flags[node.index] = parse_flag(data["in_graph"], f"node {name!r}")
+    if not only:
+        absent = [n.name for n in layout.nodes if n.name not in G]
+        if absent:
+            raise GraphFormatError(
+                f"lacks {len(absent)} of the model's {graph.n_nodes} nodes "
+                f"(first: {', '.join(map(repr, absent[:3]))}); a full graph has every node"
+            )
+
+    collector = EdgeCollector(graph)
+    for u, v, data in G.edges(data=True):
+        label = f"edge '{u}->{v}'"
+        kind = data.get("kind")
+        if kind == "port":
+            _check_port_edge(graph, u, v)
+            continue
+        if kind != "edge":
+            raise GraphFormatError(
+                f"{label} has kind={kind!r}; edges are kind 'edge' (upstream -> port) or "
+                "'port' (attention port -> the heads that read it)"
+            )
+        if "name" in data and data["name"] != f"{u}->{v}":
+            raise GraphFormatError(
+                f"{label} is named {data['name']!r}, which disagrees with its endpoints"
+            )
+        for key in ("score", "in_graph"):
+            if key not in data:
+                raise GraphFormatError(f"{label} lacks the '{key}' attribute")
+        collector.add(label, u, v, data["score"], data["in_graph"])
+    collector.finish(
+        complete=not only,
+        missing_hint=" (graphs of only the circuit say only_in_graph=true)",
+    )
+    return graph
+
+
+def _check_port_edge(graph: Graph, u: Any, v: Any) -> None:
+    port = graph.layout.port_by_name.get(u)
+    if port is None or port.port not in _ATTENTION_PORTS or v not in port.nodes:
+        readers = f"; {u} is read by {', '.join(port.nodes)}" if port is not None else ""
+        raise GraphFormatError(
+            f"port edge '{u}->{v}' is not an attention port feeding a head that reads it{readers}"
+        )
+
+
+def _describe(graph: Graph) -> str:
+    s = graph.spec
+    return f"n_layers={s.n_layers}, n_heads={s.n_heads}, n_kv_heads={s.n_kv_heads}"

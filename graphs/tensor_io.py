@@ -1,0 +1,106 @@
+"""Compact graph files: the dense tensors in safetensors, with the spec in string metadata.
+
+Tensors: ``scores`` float32 ``[n_forward, n_backward]``, ``in_graph`` bool (same shape),
+``nodes_in_graph`` bool ``[n_nodes]``. Metadata (safetensors allows only strings):
+``format``, ``schema_version`` and ``model`` (the ModelSpec as JSON). Reading goes through
+safetensors only, which never unpickles.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as safetensors_bytes
+
+from graphs.atomic import atomic_write
+from graphs.errors import GraphFormatError
+from graphs.graph import Graph
+from graphs.schema import FORMAT_NAME, SCHEMA_VERSION, check_format, spec_from_mapping, spec_to_dict
+
+_TENSORS = ("scores", "in_graph", "nodes_in_graph")
+
+
+def save_safetensors(graph: Graph, path: str | os.PathLike[str]) -> None:
+    """Write ``graph`` as safetensors (atomically: a temporary file renamed over ``path``)."""
+    tensors = {
+        "scores": graph.scores.detach().to("cpu", torch.float32).contiguous(),
+        "in_graph": (graph.in_graph & graph.real_edges).contiguous(),
+        "nodes_in_graph": graph.nodes_in_graph.to("cpu", torch.bool).contiguous(),
+    }
+    metadata = {
+        "format": FORMAT_NAME,
+        "schema_version": str(SCHEMA_VERSION),
+        "model": json.dumps(spec_to_dict(graph.spec)),
+    }
+    data = safetensors_bytes(tensors, metadata=metadata)
+    with atomic_write(path) as handle:
+        handle.write(data)
+
+
+def load_safetensors(path: str | os.PathLike[str]) -> Graph:
+    """Read a graph written by :func:`save_safetensors`; GraphFormatError if it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(errno.ENOENT, "no such graph file", str(path))
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            names = set(handle.keys())
+            tensors = {name: handle.get_tensor(name) for name in _TENSORS if name in names}
+    except (SafetensorError, ValueError, OSError) as err:
+        raise GraphFormatError(
+            f"{path} is not a valid safetensors file (truncated or corrupt?): {err}"
+        ) from err
+    try:
+        return _graph_from_parts(metadata, tensors)
+    except GraphFormatError as err:
+        raise GraphFormatError(f"{path}: {err}") from err
+
+
+def _graph_from_parts(metadata: dict[str, str], tensors: dict[str, torch.Tensor]) -> Graph:
+    version_text = metadata.get("schema_version")
+    version = (
+        int(version_text) if version_text is not None and version_text.isdigit() else version_text
+    )
+    check_format(metadata.get("format"), version)
+    if "model" not in metadata:
+        raise GraphFormatError("metadata lacks 'model' (the ModelSpec as JSON)")
+    try:
+        model = json.loads(metadata["model"])
+    except json.JSONDecodeError as err:
+        raise GraphFormatError(f"metadata 'model' is not valid JSON: {err}") from err
+    if not isinstance(model, dict):
+        raise GraphFormatError("metadata 'model' must be a JSON object of ModelSpec fields")
+    graph = Graph(spec_from_mapping(model, what="'model' field"))
+
+    missing = [name for name in _TENSORS if name not in tensors]
+    if missing:
+        raise GraphFormatError(f"lacks tensor(s) {', '.join(map(repr, missing))}")
+    edge_shape = (graph.n_forward, graph.n_backward)
+    expected = {
+        "scores": (torch.float32, edge_shape),
+        "in_graph": (torch.bool, edge_shape),
+        "nodes_in_graph": (torch.bool, (graph.n_nodes,)),
+    }
+    for name, (dtype, shape) in expected.items():
+        tensor = tensors[name]
+        if tensor.dtype != dtype or tuple(tensor.shape) != shape:
+            s = graph.spec
+            raise GraphFormatError(
+                f"tensor {name!r} is {str(tensor.dtype).removeprefix('torch.')} "
+                f"{tuple(tensor.shape)}, expected {str(dtype).removeprefix('torch.')} {shape} "
+                f"for the model in the metadata (n_layers={s.n_layers}, n_heads={s.n_heads}, "
+                f"n_kv_heads={s.n_kv_heads}, parallel_attn_mlp={s.parallel_attn_mlp})"
+            )
+    graph.set_scores(tensors["scores"])
+    # A bool byte other than 0/1 is not a valid torch bool; normalise through uint8.
+    graph.set_in_graph(
+        tensors["in_graph"].view(torch.uint8) != 0,
+        tensors["nodes_in_graph"].view(torch.uint8) != 0,
+    )
+    return graph
