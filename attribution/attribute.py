@@ -1,0 +1,412 @@
+"""Edge attribution: one entry point, :func:`attribute`, for every scoring method.
+
+For an edge ``u -> v`` with ``Δ_u = a_u(ablated) - a_u(clean)`` (the corrupted, mean or zero
+write of ``u`` minus its clean write):
+
+- ``eap``: ``Δ_u · ∂m/∂x_v`` at the clean run.
+- ``clean-corrupted``: ``Δ_u · ½(∂m/∂x_v|clean + ∂m/∂x_v|corrupted)``.
+- ``eap-ig-inputs``: ``Δ_u · ∫ ∂m/∂x_v dα`` along the path where the input embedding moves
+  from its ablated to its clean value (``e(α) = e_abl + α(e_clean - e_abl)``) and everything
+  downstream is recomputed.
+- ``eap-ig-activations``: like the above, but for the edges leaving each writer site (the
+  input, a layer's heads, a layer's MLP) the path interpolates that site's output alone.
+- ``exact``: patch each edge on its own (``x_v += Δ_u`` in the clean run) and measure
+  ``m(patched) - m(clean)``: the brute-force ground truth.
+
+Scores are summed over positions and averaged over examples; their sign convention is
+``m(patched) - m(clean)`` (see :mod:`attribution.metrics`).
+
+Integrated gradients are batched: the interpolation steps of a batch are stacked into the batch
+dimension in chunks of at most ``max_rows`` rows, and the step-weighted gradients are
+accumulated per example before one contraction with ``Δ`` per batch. Step positions and weights
+come from captum's approximation methods.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from attribution.data import DataError, PromptPairs
+from attribution.metrics import Metric, get_metric
+from attribution.quadrature import quadrature
+from attribution.runs import at_positions, collect_writes, frozen_parameters, metric_backward
+from attribution.sites import writer_sites
+from graphs import Graph
+
+METHODS = ("eap", "clean-corrupted", "eap-ig-inputs", "eap-ig-activations", "exact")
+ABLATIONS = ("patching", "mean", "zero")
+EXACT_EDGE_WARNING = 5_000
+
+
+@dataclass
+class AttributionResult:
+    """What :func:`attribute` did.
+
+    Attributes:
+        scores: float ``[n_forward, n_backward]`` edge scores (also written into the graph).
+        method, settings: the method and every setting used.
+        timings: seconds per phase.
+        diagnostics: ``metric_clean`` and ``metric_ablated`` (means over examples), and for
+            ``eap-ig-inputs`` the completeness check: ``input_edge_sum`` (sum of the scores of
+            edges leaving ``input``, which should equal ``metric_ablated - metric_clean``) and
+            ``ig_gap`` (its relative error); ``total_score``.
+    """
+
+    scores: torch.Tensor
+    method: str
+    settings: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+    diagnostics: dict[str, float] = field(default_factory=dict)
+
+
+def attribute(
+    model,
+    graph: Graph,
+    data: PromptPairs,
+    metric: str | Metric = "logit_diff",
+    *,
+    method: str = "eap-ig-inputs",
+    steps: int = 5,
+    quadrature_rule: str = "riemann_left",
+    ablation: str = "patching",
+    mean_data: PromptPairs | None = None,
+    batch_size: int = 8,
+    max_rows: int | None = None,
+    quiet: bool = False,
+) -> AttributionResult:
+    """Score every edge of ``graph`` for ``data`` and write the scores into the graph.
+
+    Args:
+        model: a TransformerBridge from ``circuits.load_model`` (edge hooks on).
+        graph: the model's graph (``Graph.from_model(model)``).
+        data: clean/corrupted prompt pairs with answers.
+        metric: ``"logit_diff"``, ``"prob_diff"``, ``"log_prob"``, ``"kl"`` or a callable
+            ``(logits [n, vocab], clean_logits [n, vocab], data) -> [n]``.
+        method: one of :data:`METHODS`.
+        steps: integration steps for the IG methods.
+        quadrature_rule: ``riemann_left`` (the reference's k/m, k=0..m-1), ``riemann_right``,
+            ``riemann_middle``, ``riemann_trapezoid`` or ``gausslegendre``.
+        ablation: what replaces a clean write: ``patching`` (the corrupted prompt's), ``mean``
+            (mean write over ``mean_data``'s real tokens) or ``zero``.
+        batch_size: examples per batch; memory does not grow with ``len(data)``.
+        max_rows: at most this many rows (examples × steps, or examples × edges for ``exact``)
+            per forward pass; default ``batch_size * steps``.
+        quiet: no progress bars.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if ablation not in ABLATIONS:
+        raise ValueError(f"unknown ablation {ablation!r}; choose one of {', '.join(ABLATIONS)}")
+    if ablation == "mean" and mean_data is None:
+        raise ValueError(
+            "ablation='mean' needs mean_data: the prompts whose mean activations replace clean ones"
+        )
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    metric_fn = get_metric(metric)
+    weights_alphas = quadrature(quadrature_rule, steps)  # validates the rule early
+    graph.check_compatible(model)
+    vocab = int(model.cfg.d_vocab)
+    if len(data) == 0:
+        raise DataError("no examples: data is empty")
+    data.validate(vocab)
+    if mean_data is not None:
+        mean_data.validate(vocab)
+    if method == "exact" and graph.n_edges > EXACT_EDGE_WARNING:
+        warnings.warn(
+            f"exact patching runs one patched forward pass per edge per batch: {graph.n_edges} edges "
+            f"x {-(-len(data) // batch_size)} batches; use it on small graphs to check other methods",
+            stacklevel=2,
+        )
+
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    score_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    max_rows = max_rows or batch_size * (steps if "ig" in method else 1)
+    settings = dict(
+        method=method,
+        steps=steps,
+        quadrature_rule=quadrature_rule,
+        ablation=ablation,
+        batch_size=batch_size,
+        max_rows=max_rows,
+        metric=metric if isinstance(metric, str) else getattr(metric, "__name__", "callable"),
+        n_examples=len(data),
+    )
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    mean_writes = None
+    if ablation == "mean":
+        mean_writes = _mean_writes(model, graph, mean_data.to(device), batch_size, dtype)
+    timings["mean_activations"] = time.perf_counter() - start
+
+    scores = torch.zeros(graph.n_forward, graph.n_backward, dtype=score_dtype, device=device)
+    sums = {"clean": 0.0, "ablated": 0.0}
+    progress = tqdm(total=len(data), desc=f"{method}", disable=quiet, unit="ex")
+    with frozen_parameters(model):
+        for _, batch in data.batches(batch_size):
+            batch = batch.to(device)
+            m_clean, m_ablated = _score_batch(
+                model,
+                graph,
+                batch,
+                metric_fn,
+                method,
+                ablation,
+                mean_writes,
+                weights_alphas,
+                max_rows,
+                scores,
+                dtype,
+            )
+            sums["clean"] += float(m_clean.sum())
+            sums["ablated"] += float(m_ablated.sum())
+            progress.update(len(batch))
+    progress.close()
+    scores /= len(data)
+    timings["attribution"] = time.perf_counter() - start - timings["mean_activations"]
+
+    graph.set_scores(scores.float().cpu())
+    diagnostics = {
+        "metric_clean": sums["clean"] / len(data),
+        "metric_ablated": sums["ablated"] / len(data),
+        "total_score": float(scores.sum()),
+    }
+    expected = diagnostics["metric_ablated"] - diagnostics["metric_clean"]
+    input_sum = float(scores[0].sum())
+    diagnostics["input_edge_sum"] = input_sum
+    if method == "eap-ig-inputs":
+        diagnostics["ig_gap"] = abs(input_sum - expected) / max(abs(expected), 1e-12)
+    return AttributionResult(
+        scores=scores.cpu(),
+        method=method,
+        settings=settings,
+        timings=timings,
+        diagnostics=diagnostics,
+    )
+
+
+def _mean_writes(model, graph: Graph, data: PromptPairs, batch_size: int, dtype) -> torch.Tensor:
+    """Mean write of every upstream node over the real clean tokens of ``data``: ``[n_forward, d]``."""
+    total, count = None, 0
+    for _, batch in data.batches(batch_size):
+        writes, _ = collect_writes(model, graph, batch.clean, batch.attention_mask, torch.float64)
+        real = batch.attention_mask.bool()
+        part = writes[real].sum(0)
+        total = part if total is None else total + part
+        count += int(real.sum())
+    return (total / count).to(dtype)
+
+
+def _score_batch(
+    model,
+    graph,
+    batch,
+    metric_fn,
+    method,
+    ablation,
+    mean_writes,
+    weights_alphas,
+    max_rows,
+    scores,
+    dtype,
+):
+    """Add this batch's summed edge scores into ``scores``; return per-example metric on the
+    clean and the ablated input."""
+    clean_writes, clean_logits_full = collect_writes(
+        model, graph, batch.clean, batch.attention_mask, dtype
+    )
+    clean_logits = at_positions(clean_logits_full, batch.positions).detach()
+    if ablation == "patching":
+        ablated_writes, ablated_logits_full = collect_writes(
+            model, graph, batch.corrupted, batch.attention_mask, dtype
+        )
+        ablated_logits = at_positions(ablated_logits_full, batch.positions)
+    else:
+        ref = mean_writes if ablation == "mean" else torch.zeros_like(clean_writes[0, 0])
+        ablated_writes = ref.expand_as(clean_writes).clone()
+        ablated_logits = None
+    # padding positions must contribute nothing: their writes differ between runs but no real
+    # token reads them; zeroing Δ there keeps padded and unpadded examples identical
+    delta = (ablated_writes - clean_writes) * batch.attention_mask[:, :, None, None].to(dtype)
+    with torch.no_grad():
+        m_clean = metric_fn(clean_logits, clean_logits, batch)
+        if ablated_logits is None:
+            ablated_logits = _input_ablated_logits(model, batch, ablated_writes[:, :, 0])
+        m_ablated = metric_fn(ablated_logits, clean_logits, batch)
+
+    if method == "exact":
+        from attribution.exact import exact_scores
+
+        scores += exact_scores(
+            model, graph, batch, metric_fn, clean_logits, m_clean, delta, max_rows
+        )
+        return m_clean, m_ablated
+
+    n = len(batch)
+    grads = torch.zeros(
+        n, batch.n_pos, graph.n_backward, delta.shape[-1], dtype=dtype, device=delta.device
+    )
+    if method in ("eap", "clean-corrupted"):
+        ends = [(batch.clean, 1.0)]
+        if method == "clean-corrupted":
+            if ablation != "patching":
+                raise ValueError(
+                    "clean-corrupted needs ablation='patching' (it takes gradients on the corrupted prompts)"
+                )
+            ends = [(batch.clean, 0.5), (batch.corrupted, 0.5)]
+        example = torch.arange(n, device=delta.device)
+        for tokens, w in ends:
+            metric_backward(
+                model,
+                graph,
+                batch,
+                metric_fn,
+                clean_logits,
+                grads,
+                tokens=tokens,
+                example=example,
+                weight=torch.full((n,), w, device=delta.device),
+            )
+        scores += torch.einsum("bpfd,bpkd->fk", delta.to(scores.dtype), grads.to(scores.dtype))
+    elif method == "eap-ig-inputs":
+        e_clean, e_abl = clean_writes[:, :, 0], ablated_writes[:, :, 0]
+        _integrate(
+            model,
+            graph,
+            batch,
+            metric_fn,
+            clean_logits,
+            grads,
+            weights_alphas,
+            max_rows,
+            "blocks.0.hook_resid_pre",
+            e_clean,
+            e_abl,
+            leaf=True,
+        )
+        scores += torch.einsum("bpfd,bpkd->fk", delta.to(scores.dtype), grads.to(scores.dtype))
+    elif method == "eap-ig-activations":
+        for site in writer_sites(graph):
+            grads.zero_()
+            rows = list(site.rows)
+            clean_out, abl_out = _site_outputs(model, batch, site, clean_writes, ablated_writes)
+            _integrate(
+                model,
+                graph,
+                batch,
+                metric_fn,
+                clean_logits,
+                grads,
+                weights_alphas,
+                max_rows,
+                site.hook,
+                clean_out,
+                abl_out,
+                leaf=site.hook == "blocks.0.hook_resid_pre",
+            )
+            scores[rows] += torch.einsum(
+                "bpfd,bpkd->fk", delta[:, :, rows].to(scores.dtype), grads.to(scores.dtype)
+            )
+    return m_clean, m_ablated
+
+
+def _site_outputs(model, batch, site, clean_writes, ablated_writes):
+    """Clean and ablated values of a writer site's hook output (shape as the hook's)."""
+    if site.post_norm is None:
+        if site.per_head:
+            return clean_writes[:, :, list(site.rows)], ablated_writes[:, :, list(site.rows)]
+        return clean_writes[:, :, site.rows[0]], ablated_writes[:, :, site.rows[0]]
+    # Gemma-2: interpolate the raw head results (before the post-attention norm)
+    raw = {}
+    for name, tokens in (("clean", batch.clean), ("ablated", batch.corrupted)):
+        with (
+            torch.no_grad(),
+            model.hooks(
+                fwd_hooks=[(site.hook, lambda t, hook, name=name: raw.setdefault(name, t.detach()))]
+            ),
+        ):
+            model(tokens, attention_mask=batch.attention_mask)
+    return raw["clean"], raw["ablated"]
+
+
+def _integrate(
+    model,
+    graph,
+    batch,
+    metric_fn,
+    clean_logits,
+    grads,
+    weights_alphas,
+    max_rows,
+    hook,
+    clean_out,
+    abl_out,
+    leaf,
+):
+    """Accumulate ``Σ_k w_k ∂m/∂x_v`` at α_k into ``grads``, with ``hook``'s output set to
+    ``abl + α(clean - abl)``; steps are stacked into the batch in chunks of ``max_rows``."""
+    weights, alphas = weights_alphas
+    n = len(batch)
+    device = clean_out.device
+    pairs = [(s, i) for s in range(len(alphas)) for i in range(n)]  # step-major rows
+    per_chunk = max(1, max_rows)
+    for start in range(0, len(pairs), per_chunk):
+        chunk = pairs[start : start + per_chunk]
+        example = torch.tensor([i for _, i in chunk], device=device)
+        alpha = torch.tensor([alphas[s] for s, _ in chunk], device=device, dtype=clean_out.dtype)
+        weight = torch.tensor([weights[s] for s, _ in chunk], device=device)
+        shape = (-1,) + (1,) * (clean_out.dim() - 1)
+        value = abl_out[example] + alpha.view(shape) * (clean_out[example] - abl_out[example])
+
+        def interpolate(t, hook, value=value):
+            return value.detach().requires_grad_(True) if leaf else value.to(t.dtype)
+
+        tokens = batch.clean[example]
+        if leaf:
+            metric_backward(
+                model,
+                graph,
+                batch,
+                metric_fn,
+                clean_logits,
+                grads,
+                tokens=tokens,
+                example=example,
+                weight=weight,
+                leaf_hook=interpolate,
+            )
+        else:
+            metric_backward(
+                model,
+                graph,
+                batch,
+                metric_fn,
+                clean_logits,
+                grads,
+                tokens=tokens,
+                example=example,
+                weight=weight,
+                extra_hooks=[(hook, interpolate)],
+            )
+
+
+def _input_ablated_logits(model, batch: PromptPairs, input_write: torch.Tensor) -> torch.Tensor:
+    """Logits with the input embedding replaced by its mean/zero value (the IG start point)."""
+    with (
+        torch.no_grad(),
+        model.hooks(
+            fwd_hooks=[("blocks.0.hook_resid_pre", lambda t, hook: input_write.to(t.dtype))]
+        ),
+    ):
+        logits = model(batch.clean, attention_mask=batch.attention_mask)
+    return at_positions(logits, batch.positions)
+
+
+__all__ = ["ABLATIONS", "METHODS", "AttributionResult", "attribute"]
