@@ -107,6 +107,16 @@ def attribute(
         raise ValueError(
             "ablation='mean' needs mean_data: the prompts whose mean activations replace clean ones"
         )
+    if method == "clean-corrupted" and ablation != "patching":
+        raise ValueError(
+            "clean-corrupted needs ablation='patching' (it takes gradients on the corrupted prompts)"
+        )
+    gemma = graph.spec.architecture == "Gemma2ForCausalLM"
+    if method == "eap-ig-activations" and ablation != "patching" and gemma:
+        raise ValueError(
+            "eap-ig-activations on Gemma-2 supports ablation='patching' only "
+            "(it interpolates the raw head results)"
+        )
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     metric_fn = get_metric(metric)
@@ -256,10 +266,6 @@ def _score_batch(
     if method in ("eap", "clean-corrupted"):
         ends = [(batch.clean, 1.0)]
         if method == "clean-corrupted":
-            if ablation != "patching":
-                raise ValueError(
-                    "clean-corrupted needs ablation='patching' (it takes gradients on the corrupted prompts)"
-                )
             ends = [(batch.clean, 0.5), (batch.corrupted, 0.5)]
         example = torch.arange(n, device=delta.device)
         for tokens, w in ends:

@@ -1,0 +1,47 @@
+"""Runs in which a set of edges is ablated at once: the forward pass behind faithfulness.
+
+In the clean run every port ``v`` reads ``x_v = Σ_u a_u + c`` (the writes of all upstream
+nodes plus constants such as biases). Ablating the edges ``u -> v`` outside a circuit means
+``v`` reads the ablated write of those ``u`` instead, while the circuit's writes come from the
+patched run itself:
+
+    x_v ← x_v + Σ_{u: (u, v) ablated} (a_u(ablated) − a_u(this run))
+
+Writes of this run are recorded by hooks as the forward pass reaches them, so every port in a
+later layer sees the effects of earlier patches: one forward pass per batch, not one per edge.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from attribution.sites import reader_sites, writer_hooks
+from graphs import Graph
+
+
+def ablation_hooks(model, graph: Graph, ablated_writes: torch.Tensor, ablate: torch.Tensor) -> list:
+    """Hooks that ablate the edges in ``ablate`` (bool ``[n_forward, n_backward]``) during one
+    forward pass on a batch whose ablated writes are ``ablated_writes``
+    (``[batch, pos, n_forward, d_model]``, same batch layout as the run)."""
+    ablate = (ablate.to(ablated_writes.device) & graph.real_edges.to(ablated_writes.device)).to(
+        ablated_writes.dtype
+    )
+    current = torch.zeros_like(ablated_writes)
+    hooks = writer_hooks(model, graph, current)
+    for site in reader_sites(graph):
+        cols = list(site.cols)
+        weights = ablate[:, cols]  # [n_forward, n_ports]
+        used = weights.any(dim=1).nonzero().flatten()
+        if len(used) == 0:
+            continue  # no ablated edge enters this site: leave it untouched (exactly clean)
+        weights = weights[used]
+
+        def patch(t, hook, used=used, weights=weights, per_head=site.per_head):
+            diff = ablated_writes[:, :, used] - current[:, :, used]  # [b, p, u, d]
+            correction = torch.einsum("bpud,uc->bpcd", diff, weights)
+            if not per_head:
+                correction = correction.squeeze(2)
+            return t + correction.to(t.dtype)
+
+        hooks.append((site.hook, patch))
+    return hooks
