@@ -112,15 +112,10 @@ def circuit_metrics(
             del clean_writes
             full.append(metric_fn(clean_logits, clean_logits, batch))
 
-            def run(keep: torch.Tensor) -> torch.Tensor:
-                hooks = ablation_hooks(model, graph, ablated, ~keep.to(torch.bool))
-                with model.hooks(fwd_hooks=hooks):
-                    out = model(batch.clean, attention_mask=batch.attention_mask)
-                return metric_fn(at_positions(out, batch.positions), clean_logits, batch)
-
-            empty.append(run(~everything))
+            args = (model, graph, batch, ablated, metric_fn, clean_logits)
+            empty.append(patched_metric(*args, ~everything))
             for i, mask in enumerate(circuits):
-                parts[i].append(run(mask))
+                parts[i].append(patched_metric(*args, mask))
         progress.update(len(batch))
     progress.close()
     m_full = torch.cat(full).double().cpu()
@@ -137,6 +132,14 @@ def circuit_metrics(
                 f"metric of the {name} is {float(values[bad])} on example {bad}"
             )
     return m_full, m_empty, m_circ
+
+
+def patched_metric(model, graph, batch, ablated, metric_fn, clean_logits, keep) -> torch.Tensor:
+    """Per-example metric with every real edge outside ``keep`` ablated."""
+    hooks = ablation_hooks(model, graph, ablated, ~keep.to(torch.bool))
+    with model.hooks(fwd_hooks=hooks):
+        out = model(batch.clean, attention_mask=batch.attention_mask)
+    return metric_fn(at_positions(out, batch.positions), clean_logits, batch)
 
 
 def faithfulness_from_metrics(m_full: float, m_circuit: float, m_empty: float) -> float:
