@@ -59,6 +59,104 @@ class Faithfulness:
         return asdict(self)
 
 
+class CircuitEvaluator:
+    """Evaluates many circuits on one dataset, sharing the clean and ablated runs.
+
+    Built once (validating inputs, running the clean and ablated passes per batch); each call
+    of :meth:`metrics` then costs one patched forward pass per batch and circuit. Ablated writes
+    (``[batch, pos, n_forward, d_model]`` per batch) are cached while they fit in
+    ``cache_bytes``, and recomputed otherwise."""
+
+    def __init__(
+        self,
+        model,
+        graph: Graph,
+        data: PromptPairs,
+        metric: str | Metric = "logit_diff",
+        *,
+        ablation: str = "patching",
+        mean_data: PromptPairs | None = None,
+        batch_size: int = 8,
+        cache_bytes: int = 2 * 1024**3,
+        quiet: bool = True,
+    ):
+        self.metric_fn = get_metric(metric)
+        _check_inputs(model, graph, data, ablation, mean_data)
+        self.model, self.graph, self.data = model, graph, data
+        self.ablation, self.batch_size, self.quiet = ablation, batch_size, quiet
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self.mean_writes = None
+        if ablation == "mean":
+            from attribution.attribute import _mean_writes
+
+            self.mean_writes = _mean_writes(
+                model, graph, mean_data.to(self.device), batch_size, self.dtype
+            )
+        self._batches: list[tuple[PromptPairs, torch.Tensor, torch.Tensor | None]] = []
+        full, used = [], 0
+        for _, batch in data.batches(batch_size):
+            batch = batch.to(self.device)
+            clean_logits, ablated = self._runs(batch)
+            full.append(self.metric_fn(clean_logits, clean_logits, batch))
+            keep = used + ablated.numel() * ablated.element_size() <= cache_bytes
+            used += ablated.numel() * ablated.element_size() if keep else 0
+            self._batches.append((batch, clean_logits, ablated if keep else None))
+        self.m_full = torch.cat(full).double().cpu()
+        self.m_empty = self.metrics([torch.zeros_like(graph.real_edges)])[0]
+        for name, values in (("full model", self.m_full), ("empty circuit", self.m_empty)):
+            if not torch.isfinite(values).all():
+                bad = int(torch.nonzero(~torch.isfinite(values)).flatten()[0])
+                raise FloatingPointError(
+                    f"metric of the {name} is {float(values[bad])} on example {bad}"
+                )
+        self.n_evaluations = 0
+
+    @torch.no_grad()
+    def _runs(self, batch: PromptPairs) -> tuple[torch.Tensor, torch.Tensor]:
+        clean_writes, logits = collect_writes(
+            self.model, self.graph, batch.clean, batch.attention_mask, self.dtype
+        )
+        clean_logits = at_positions(logits, batch.positions)
+        if self.ablation == "patching":
+            ablated, _ = collect_writes(
+                self.model, self.graph, batch.corrupted, batch.attention_mask, self.dtype
+            )
+        elif self.ablation == "mean":
+            ablated = self.mean_writes.expand_as(clean_writes).contiguous()
+        else:
+            ablated = torch.zeros_like(clean_writes)
+        return clean_logits, ablated
+
+    @torch.no_grad()
+    def metrics(self, circuits: list[torch.Tensor]) -> torch.Tensor:
+        """Per-example metric ``[k, n]`` of each circuit (bool ``[n_forward, n_backward]``
+        masks of kept edges), every other edge ablated."""
+        shape = (self.graph.n_forward, self.graph.n_backward)
+        for i, mask in enumerate(circuits):
+            if tuple(mask.shape) != shape:
+                raise DataError(f"circuit {i} has shape {tuple(mask.shape)}, expected {shape}")
+        parts: list[list[torch.Tensor]] = [[] for _ in circuits]
+        progress = tqdm(
+            total=len(self.data) * len(circuits), desc="faithfulness", unit="ex", disable=self.quiet
+        )
+        for batch, clean_logits, ablated in self._batches:
+            if ablated is None:
+                _, ablated = self._runs(batch)
+            args = (self.model, self.graph, batch, ablated, self.metric_fn, clean_logits)
+            for i, mask in enumerate(circuits):
+                parts[i].append(patched_metric(*args, mask))
+                progress.update(len(batch))
+        progress.close()
+        self.n_evaluations = getattr(self, "n_evaluations", 0) + len(circuits)
+        return torch.stack([torch.cat(p) for p in parts]).double().cpu()
+
+    def faithfulness(self, circuit: torch.Tensor) -> float:
+        """f of one circuit (mean over examples)."""
+        m = float(self.metrics([circuit])[0].mean())
+        return faithfulness_from_metrics(float(self.m_full.mean()), m, float(self.m_empty.mean()))
+
+
 def circuit_metrics(
     model,
     graph: Graph,
@@ -72,66 +170,21 @@ def circuit_metrics(
     quiet: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-example metric of the full model ``[n]``, of the empty circuit ``[n]`` and of each
-    circuit in ``circuits`` (bool ``[n_forward, n_backward]`` edge masks) ``[k, n]``.
-
-    Per batch: one clean run, one ablated run (corrupted prompts; none for mean/zero), and one
-    patched run per circuit plus one for the empty circuit."""
-    metric_fn = get_metric(metric)
-    _check_inputs(model, graph, data, ablation, mean_data)
-    for i, mask in enumerate(circuits):
-        if tuple(mask.shape) != (graph.n_forward, graph.n_backward):
-            raise DataError(
-                f"circuit {i} has shape {tuple(mask.shape)}, expected {(graph.n_forward, graph.n_backward)}"
-            )
-    device = next(model.parameters()).device
-    dtype = next(model.parameters()).dtype
-    mean_writes = None
-    if ablation == "mean":
-        from attribution.attribute import _mean_writes
-
-        mean_writes = _mean_writes(model, graph, mean_data.to(device), batch_size, dtype)
-
-    full, empty, parts = [], [], [[] for _ in circuits]
-    everything = torch.ones_like(graph.real_edges)
-    progress = tqdm(total=len(data), desc="faithfulness", unit="ex", disable=quiet)
-    for _, batch in data.batches(batch_size):
-        batch = batch.to(device)
-        with torch.no_grad():
-            clean_writes, logits = collect_writes(
-                model, graph, batch.clean, batch.attention_mask, dtype
-            )
-            clean_logits = at_positions(logits, batch.positions)
-            if ablation == "patching":
-                ablated, _ = collect_writes(
-                    model, graph, batch.corrupted, batch.attention_mask, dtype
-                )
-            elif ablation == "mean":
-                ablated = mean_writes.expand_as(clean_writes).contiguous()
-            else:
-                ablated = torch.zeros_like(clean_writes)
-            del clean_writes
-            full.append(metric_fn(clean_logits, clean_logits, batch))
-
-            args = (model, graph, batch, ablated, metric_fn, clean_logits)
-            empty.append(patched_metric(*args, ~everything))
-            for i, mask in enumerate(circuits):
-                parts[i].append(patched_metric(*args, mask))
-        progress.update(len(batch))
-    progress.close()
-    m_full = torch.cat(full).double().cpu()
-    m_empty = torch.cat(empty).double().cpu()
-    m_circ = (
-        torch.stack([torch.cat(p) for p in parts]).double().cpu()
-        if circuits
-        else torch.empty(0, len(data))
+    circuit in ``circuits`` (bool ``[n_forward, n_backward]`` edge masks) ``[k, n]``."""
+    evaluator = CircuitEvaluator(
+        model,
+        graph,
+        data,
+        metric,
+        ablation=ablation,
+        mean_data=mean_data,
+        batch_size=batch_size,
+        quiet=quiet,
     )
-    for name, values in (("full model", m_full), ("empty circuit", m_empty)):
-        if not torch.isfinite(values).all():
-            bad = int(torch.nonzero(~torch.isfinite(values)).flatten()[0])
-            raise FloatingPointError(
-                f"metric of the {name} is {float(values[bad])} on example {bad}"
-            )
-    return m_full, m_empty, m_circ
+    m_circ = (
+        evaluator.metrics(circuits) if circuits else torch.empty(0, len(data), dtype=torch.float64)
+    )
+    return evaluator.m_full, evaluator.m_empty, m_circ
 
 
 def patched_metric(model, graph, batch, ablated, metric_fn, clean_logits, keep) -> torch.Tensor:
