@@ -229,6 +229,10 @@ def evaluate(
     patched forward pass per batch. Returns f, m(M), m(C), m(∅), per-example values, a
     bootstrap confidence interval of f over examples, and (``random_baseline``) f of a
     random circuit with the same number of edges, drawn with ``seed``."""
+    shape = (graph.n_forward, graph.n_backward)
+    if circuit is not None and tuple(circuit.shape) != shape:
+        # checked before ``&``, which would broadcast e.g. a [1, n_backward] mask silently
+        raise DataError(f"circuit has shape {tuple(circuit.shape)}, expected {shape}")
     keep = (graph.in_graph if circuit is None else circuit).to(torch.bool) & graph.real_edges
     circuits = [keep]
     if random_baseline:

@@ -12,6 +12,7 @@ Every evaluation is recorded for reports.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -53,7 +54,7 @@ class MinimalCircuit:
 
 def parse_target(target: float | tuple[float, float]) -> tuple[float, float]:
     """A target f >= t becomes (t, inf); a band (lo, hi) stays; bad values raise ValueError."""
-    if isinstance(target, int | float):
+    if isinstance(target, numbers.Real):  # also numpy scalars (np.float32 is no float)
         lo, hi = float(target), float("inf")
     else:
         try:
@@ -87,7 +88,11 @@ def minimal_circuit(
 ) -> MinimalCircuit:
     """Smallest prefix of the score ranking (by ``|score|`` unless ``absolute=False``) whose
     faithfulness lies in ``target`` (``f >= target``, or ``lo <= f <= hi`` for a pair), then
-    optionally ``refine`` it. Scores must already be in ``graph`` (see ``attribution``)."""
+    optionally ``refine`` it. Scores must already be in ``graph`` (see ``attribution``).
+
+    When no prefix reaches the target (the full graph included, e.g. a band above 1), the
+    result has ``reached=False`` and is the full graph with its ``f``; ``graph.in_graph`` is
+    set to it as well."""
     lo, hi = parse_target(target)
     if not torch.isfinite(graph.scores[graph.real_edges]).all():
         raise ValueError("graph scores contain NaN or infinity; re-run attribution")
