@@ -35,7 +35,14 @@ from tqdm.auto import tqdm
 from attribution.data import DataError, PromptPairs
 from attribution.metrics import Metric, get_metric
 from attribution.quadrature import quadrature
-from attribution.runs import at_positions, collect_writes, frozen_parameters, metric_backward
+from attribution.runs import (
+    NonFiniteMetricError,
+    at_positions,
+    check_finite,
+    collect_writes,
+    frozen_parameters,
+    metric_backward,
+)
 from attribution.sites import writer_sites
 from graphs import Graph
 
@@ -160,26 +167,31 @@ def attribute(
     sums = {"clean": 0.0, "ablated": 0.0}
     progress = tqdm(total=len(data), desc=f"{method}", disable=quiet, unit="ex")
     with frozen_parameters(model):
-        for _, batch in data.batches(batch_size):
+        for first, batch in data.batches(batch_size):
             batch = batch.to(device)
-            m_clean, m_ablated = _score_batch(
-                model,
-                graph,
-                batch,
-                metric_fn,
-                method,
-                ablation,
-                mean_writes,
-                weights_alphas,
-                max_rows,
-                scores,
-                dtype,
-            )
+            try:
+                m_clean, m_ablated = _score_batch(
+                    model,
+                    graph,
+                    batch,
+                    metric_fn,
+                    method,
+                    ablation,
+                    mean_writes,
+                    weights_alphas,
+                    max_rows,
+                    scores,
+                    dtype,
+                )
+            except NonFiniteMetricError as err:  # name the example of `data`, not of the batch
+                raise NonFiniteMetricError(err.value, first + err.example) from None
             sums["clean"] += float(m_clean.sum())
             sums["ablated"] += float(m_ablated.sum())
             progress.update(len(batch))
     progress.close()
     scores /= len(data)
+    # gradient methods contract Δ_u with every port's gradient; keep only real edges (u before v)
+    scores = torch.where(graph.real_edges.to(device), scores, 0.0)
     timings["attribution"] = time.perf_counter() - start - timings["mean_activations"]
 
     graph.set_scores(scores.float().cpu())
@@ -247,6 +259,7 @@ def _score_batch(
     delta = (ablated_writes - clean_writes) * batch.attention_mask[:, :, None, None].to(dtype)
     with torch.no_grad():
         m_clean = metric_fn(clean_logits, clean_logits, batch)
+        check_finite(m_clean, torch.arange(len(batch)))
         if ablated_logits is None:
             ablated_logits = _input_ablated_logits(model, batch, ablated_writes[:, :, 0])
         m_ablated = metric_fn(ablated_logits, clean_logits, batch)
@@ -367,7 +380,7 @@ def _integrate(
         chunk = pairs[start : start + per_chunk]
         example = torch.tensor([i for _, i in chunk], device=device)
         alpha = torch.tensor([alphas[s] for s, _ in chunk], device=device, dtype=clean_out.dtype)
-        weight = torch.tensor([weights[s] for s, _ in chunk], device=device)
+        weight = torch.tensor([weights[s] for s, _ in chunk], device=device, dtype=torch.float64)
         shape = (-1,) + (1,) * (clean_out.dim() - 1)
         value = abl_out[example] + alpha.view(shape) * (clean_out[example] - abl_out[example])
 

@@ -6,7 +6,7 @@ import torch
 
 from attribution.data import PromptPairs
 from attribution.metrics import Metric
-from attribution.runs import at_positions
+from attribution.runs import at_positions, check_finite
 from attribution.sites import reader_sites
 from graphs import Graph
 
@@ -59,6 +59,7 @@ def exact_scores(
         with torch.no_grad(), model.hooks(fwd_hooks=hooks):
             logits = model(rows.clean, attention_mask=rows.attention_mask)
         values = metric(at_positions(logits, rows.positions), clean_logits.repeat(copies, 1), rows)
+        check_finite(values, torch.arange(n, device=values.device).repeat(copies))
         change = (values.view(copies, n).double() - m_clean.double()).sum(1)
         for copy, (up, port) in enumerate(chunk):
             out[up, port] = change[copy]

@@ -18,5 +18,12 @@ def quadrature(rule: str, steps: int) -> tuple[list[float], list[float]]:
         raise ValueError(
             f"{rule} needs at least {2 if rule == 'riemann_trapezoid' else 1} steps, got {steps}"
         )
+    if steps == 1 and rule != "gausslegendre":  # captum asserts steps > 1 for Riemann rules
+        return [1.0], [{"riemann_left": 0.0, "riemann_right": 1.0, "riemann_middle": 0.5}[rule]]
     step_sizes, alphas = approximation_parameters(rule)
-    return [float(w) for w in step_sizes(steps)], [float(a) for a in alphas(steps)]
+    weights = [float(w) for w in step_sizes(steps)]
+    if rule == "riemann_trapezoid":
+        # captum gives every point 1/m (ends halved), which sums to (m-1)/m; points spaced
+        # 1/(m-1) apart need weights 1/(m-1) (ends halved)
+        weights = [w * steps / (steps - 1) for w in weights]
+    return weights, [float(a) for a in alphas(steps)]

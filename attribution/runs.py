@@ -28,6 +28,26 @@ def frozen_parameters(model: torch.nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
+class NonFiniteMetricError(FloatingPointError):
+    """The metric is NaN or infinite for one example (``example``: its index in the data passed
+    to the function that raised)."""
+
+    def __init__(self, value: float, example: int):
+        self.value, self.example = value, example
+        super().__init__(
+            f"metric is {value} for example {example}; check its answer tokens "
+            "(log_prob of a zero-probability answer?) and the model's dtype"
+        )
+
+
+def check_finite(values: torch.Tensor, example: torch.Tensor) -> None:
+    """Raise NonFiniteMetricError for the first non-finite ``values[row]`` (example ``example[row]``)."""
+    finite = torch.isfinite(values)
+    if not bool(finite.all()):
+        bad = int(torch.nonzero(~finite).flatten()[0])
+        raise NonFiniteMetricError(float(values[bad].detach()), int(example[bad]))
+
+
 def at_positions(logits: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     """``[n, pos, vocab]`` -> ``[n, vocab]`` at each example's metric position."""
     return logits[torch.arange(logits.shape[0], device=logits.device), positions]
@@ -120,11 +140,6 @@ def metric_backward(
             raise ValueError(
                 f"metric returned shape {tuple(values.shape)}; it must return one value per example ([{len(example)}])"
             )
-        if not torch.isfinite(values).all():
-            bad = int(torch.nonzero(~torch.isfinite(values)).flatten()[0])
-            raise FloatingPointError(
-                f"metric is {float(values[bad])} for example {int(example[bad])}; check its answer tokens "
-                "(log_prob of a zero-probability answer?) and the model's dtype"
-            )
+        check_finite(values, example)
         (values * weight.to(values.dtype)).sum().backward()
     return values.detach()
