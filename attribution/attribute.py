@@ -33,6 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from attribution.data import DataError, PromptPairs
+from attribution.memory import rows_within
 from attribution.metrics import Metric, get_metric
 from attribution.quadrature import quadrature
 from attribution.runs import (
@@ -85,6 +86,7 @@ def attribute(
     mean_data: PromptPairs | None = None,
     batch_size: int = 8,
     max_rows: int | None = None,
+    memory_budget_gb: float = 4.0,
     quiet: bool = False,
 ) -> AttributionResult:
     """Score every edge of ``graph`` for ``data`` and write the scores into the graph.
@@ -103,7 +105,9 @@ def attribute(
             (mean write over ``mean_data``'s real tokens) or ``zero``.
         batch_size: examples per batch; memory does not grow with ``len(data)``.
         max_rows: at most this many rows (examples × steps, or examples × edges for ``exact``)
-            per forward pass; default ``batch_size * steps``.
+            per forward pass; default ``batch_size * steps`` (``batch_size`` for the others),
+            lowered to what fits in ``memory_budget_gb`` (see :mod:`attribution.memory`).
+        memory_budget_gb: activation memory one forward+backward pass may use.
         quiet: no progress bars.
     """
     if method not in METHODS:
@@ -145,7 +149,12 @@ def attribute(
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     score_dtype = torch.float64 if dtype == torch.float64 else torch.float32
-    max_rows = max_rows or batch_size * (steps if "ig" in method else 1)
+    # exact patching runs many edges per pass (forward only, so rows are cheaper)
+    wanted = batch_size * {"exact": 32, "eap-ig-inputs": steps, "eap-ig-activations": steps}.get(
+        method, 1
+    )
+    if max_rows is None:
+        max_rows = rows_within(model, data.n_pos, memory_budget_gb * 1024**3, wanted)
     settings = dict(
         method=method,
         steps=steps,
