@@ -174,7 +174,15 @@ def attribute(
 
     scores = torch.zeros(graph.n_forward, graph.n_backward, dtype=score_dtype, device=device)
     sums = {"clean": 0.0, "ablated": 0.0}
-    progress = tqdm(total=len(data), desc=f"{method}", disable=quiet, unit="ex")
+    per_example = {
+        "eap": 1,
+        "clean-corrupted": 2,
+        "eap-ig-inputs": steps,
+        "eap-ig-activations": (2 * graph.spec.n_layers + 1) * steps,
+        "exact": graph.n_edges,
+    }[method]
+    # one unit = one example row through one gradient (or patched) pass: covers batches and steps
+    progress = tqdm(total=len(data) * per_example, desc=method, disable=quiet, unit="row")
     with frozen_parameters(model):
         for first, batch in data.batches(batch_size):
             batch = batch.to(device)
@@ -191,12 +199,12 @@ def attribute(
                     max_rows,
                     scores,
                     dtype,
+                    progress,
                 )
             except NonFiniteMetricError as err:  # name the example of `data`, not of the batch
                 raise NonFiniteMetricError(err.value, first + err.example) from None
             sums["clean"] += float(m_clean.sum())
             sums["ablated"] += float(m_ablated.sum())
-            progress.update(len(batch))
     progress.close()
     scores /= len(data)
     # gradient methods contract Δ_u with every port's gradient; keep only real edges (u before v)
@@ -247,6 +255,7 @@ def _score_batch(
     max_rows,
     scores,
     dtype,
+    progress,
 ):
     """Add this batch's summed edge scores into ``scores``; return per-example metric on the
     clean and the ablated input."""
@@ -277,7 +286,7 @@ def _score_batch(
         from attribution.exact import exact_scores
 
         scores += exact_scores(
-            model, graph, batch, metric_fn, clean_logits, m_clean, delta, max_rows
+            model, graph, batch, metric_fn, clean_logits, m_clean, delta, max_rows, progress
         )
         return m_clean, m_ablated
 
@@ -302,6 +311,7 @@ def _score_batch(
                 example=example,
                 weight=torch.full((n,), w, device=delta.device),
             )
+            progress.update(n)
         scores += torch.einsum("bpfd,bpkd->fk", delta.to(scores.dtype), grads.to(scores.dtype))
     elif method == "eap-ig-inputs":
         e_clean, e_abl = clean_writes[:, :, 0], ablated_writes[:, :, 0]
@@ -318,6 +328,7 @@ def _score_batch(
             e_clean,
             e_abl,
             leaf=True,
+            progress=progress,
         )
         scores += torch.einsum("bpfd,bpkd->fk", delta.to(scores.dtype), grads.to(scores.dtype))
     elif method == "eap-ig-activations":
@@ -338,6 +349,7 @@ def _score_batch(
                 clean_out,
                 abl_out,
                 leaf=site.hook == "blocks.0.hook_resid_pre",
+                progress=progress,
             )
             scores[rows] += torch.einsum(
                 "bpfd,bpkd->fk", delta[:, :, rows].to(scores.dtype), grads.to(scores.dtype)
@@ -377,6 +389,7 @@ def _integrate(
     clean_out,
     abl_out,
     leaf,
+    progress=None,
 ):
     """Accumulate ``Σ_k w_k ∂m/∂x_v`` at α_k into ``grads``, with ``hook``'s output set to
     ``abl + α(clean - abl)``; steps are stacked into the batch in chunks of ``max_rows``."""
@@ -423,6 +436,8 @@ def _integrate(
                 weight=weight,
                 extra_hooks=[(hook, interpolate)],
             )
+        if progress is not None:
+            progress.update(len(chunk))
 
 
 def _input_ablated_logits(model, batch: PromptPairs, input_write: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,7 @@ def exact_scores(
     m_clean: torch.Tensor,
     delta: torch.Tensor,
     max_rows: int,
+    progress=None,
 ) -> torch.Tensor:
     """Summed over the batch, ``m(clean run with x_v += Δ_u) - m(clean run)`` for every edge
     ``u -> v``: ``[n_forward, n_backward]``. ``delta`` is ``[n, pos, n_forward, d]``.
@@ -63,4 +64,6 @@ def exact_scores(
         change = (values.view(copies, n).double() - m_clean.double()).sum(1)
         for copy, (up, port) in enumerate(chunk):
             out[up, port] = change[copy]
+        if progress is not None:
+            progress.update(copies * n)
     return out
