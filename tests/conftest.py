@@ -39,6 +39,30 @@ def tiny_bridge(architecture: str, seed: int = 0, **overrides):
     return load_model(random_hf_model(architecture, seed=seed, **overrides))
 
 
+def randomized_bridge(architecture: str, seed: int = 0, *, scale: float = 1.0, **overrides):
+    """A float64 bridge with random biases (N(0, 0.3)) and norm weights (1 + 0.3 N), since HF
+    initialises them to 0 and 1 and a mishandled bias or norm would go unnoticed; with
+    ``scale`` the non-embedding weight matrices are multiplied by it (sharper attention, so
+    that the corrupted prompt matters and faithfulness curves are not flat)."""
+    from circuits.models import load_model
+    from circuits.random_models import random_hf_model
+
+    hf = random_hf_model(architecture, seed=seed, dtype=torch.float64, **overrides)
+    gen = torch.Generator().manual_seed(1000 + seed)
+    with torch.no_grad():
+        for module_name, module in hf.named_modules():
+            is_norm = "norm" in type(module).__name__.lower()
+            for name, p in module.named_parameters(recurse=False):
+                noise = torch.randn(p.shape, generator=gen, dtype=p.dtype)
+                if is_norm and name == "weight":
+                    p.copy_(1 + 0.3 * noise)
+                elif name == "bias":
+                    p.copy_(0.3 * noise)
+                elif p.dim() == 2 and not any(e in module_name for e in ("emb", "wte", "wpe")):
+                    p.mul_(scale)
+    return load_model(hf)
+
+
 @pytest.fixture
 def tokens():
     return torch.randint(0, 100, (2, 6), generator=torch.Generator().manual_seed(0))

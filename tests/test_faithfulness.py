@@ -13,11 +13,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import ARCH_IDS, ARCHITECTURES
+from conftest import ARCH_IDS, ARCHITECTURES, randomized_bridge
 
 from attribution import PromptPairs, attribute
 from attribution.data import DataError
-from circuits import load_model, random_hf_model
 from circuits.faithfulness import (
     DEFAULT_FRACTIONS,
     CircuitEvaluator,
@@ -38,23 +37,7 @@ VOCAB = 128
 
 # ----------------------------------------------------------------------------- helpers
 def bridge(architecture: str, seed: int = 0, *, scale: float = 1.0, **overrides):
-    """A float64 bridge with random biases (N(0, 0.3)) and norm weights (1 + 0.3 N); with
-    ``scale`` the non-embedding weight matrices are multiplied by it (sharper attention, so
-    that the corrupted prompt matters and faithfulness curves are not flat)."""
-    hf = random_hf_model(architecture, seed=seed, dtype=torch.float64, **overrides)
-    gen = torch.Generator().manual_seed(1000 + seed)
-    with torch.no_grad():
-        for module_name, module in hf.named_modules():
-            is_norm = "norm" in type(module).__name__.lower()
-            for name, p in module.named_parameters(recurse=False):
-                noise = torch.randn(p.shape, generator=gen, dtype=p.dtype)
-                if is_norm and name == "weight":
-                    p.copy_(1 + 0.3 * noise)
-                elif name == "bias":
-                    p.copy_(0.3 * noise)
-                elif p.dim() == 2 and not any(e in module_name for e in ("emb", "wte", "wpe")):
-                    p.mul_(scale)
-    return load_model(hf)
+    return randomized_bridge(architecture, seed, scale=scale, **overrides)
 
 
 def random_pairs(n: int, pos: int, seed: int, *, padded: bool = False) -> PromptPairs:

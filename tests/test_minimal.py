@@ -14,9 +14,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import randomized_bridge
 
 from attribution import PromptPairs, attribute
-from circuits import load_model, random_hf_model
 from circuits.faithfulness import (
     CircuitEvaluator,
     FaithfulnessError,
@@ -32,21 +32,7 @@ VOCAB = 128
 
 # ----------------------------------------------------------------------------- helpers
 def bridge(architecture: str, seed: int = 0, *, scale: float = 5.0, **overrides):
-    """float64 bridge; biases ~ N(0, 0.3), norm weights 1 + 0.3 N, weight matrices × scale."""
-    hf = random_hf_model(architecture, seed=seed, dtype=torch.float64, **overrides)
-    gen = torch.Generator().manual_seed(1000 + seed)
-    with torch.no_grad():
-        for module_name, module in hf.named_modules():
-            is_norm = "norm" in type(module).__name__.lower()
-            for name, p in module.named_parameters(recurse=False):
-                noise = torch.randn(p.shape, generator=gen, dtype=p.dtype)
-                if is_norm and name == "weight":
-                    p.copy_(1 + 0.3 * noise)
-                elif name == "bias":
-                    p.copy_(0.3 * noise)
-                elif p.dim() == 2 and not any(e in module_name for e in ("emb", "wte", "wpe")):
-                    p.mul_(scale)
-    return load_model(hf)
+    return randomized_bridge(architecture, seed, scale=scale, **overrides)
 
 
 def task(model, n: int, pos: int = 6, seed: int = 0) -> PromptPairs:

@@ -14,6 +14,7 @@ import time
 
 import pytest
 import torch
+from conftest import ARCH_IDS, ARCHITECTURES
 
 from circuits import models
 from circuits.models import (
@@ -25,15 +26,7 @@ from circuits.models import (
 )
 from circuits.random_models import random_hf_model
 
-CASES = [
-    ("GPT2LMHeadModel", {}),
-    ("GPTNeoXForCausalLM", {"parallel": True}),
-    ("GPTNeoXForCausalLM", {"parallel": False}),
-    ("LlamaForCausalLM", {}),
-    ("Qwen2ForCausalLM", {}),
-    ("Gemma2ForCausalLM", {}),
-]
-CASE_IDS = ["gpt2", "neox-parallel", "neox-sequential", "llama", "qwen2", "gemma2"]
+CASES, CASE_IDS = ARCHITECTURES, ARCH_IDS
 N_LAYERS, N_HEADS, D_MODEL, VOCAB = 2, 4, 32, 128
 
 
