@@ -24,7 +24,10 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .
 
+# Attribution speed/memory vs the plain HF model (~10 min on 2 cores); see
+# benchmarks/bench_attribution.py. `make bench BENCH_ARGS="--quick --json bench.json"`.
+BENCH_ARGS ?=
 bench: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m benchmark tests/benchmarks
+	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.bench_attribution $(BENCH_ARGS)
 
 .PHONY: install demo test lint bench
