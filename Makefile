@@ -24,10 +24,11 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .
 
-# Attribution speed/memory vs the plain HF model (~10 min on 2 cores); see
-# benchmarks/bench_attribution.py. `make bench BENCH_ARGS="--quick --json bench.json"`.
+# Attribution and faithfulness speed/memory vs the plain HF model (~12 min on 2 cores);
+# see benchmarks/. `make bench BENCH_ARGS="--quick --json bench.json"`.
 BENCH_ARGS ?=
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.bench_attribution $(BENCH_ARGS)
+	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.bench_faithfulness
 
 .PHONY: install demo test lint bench
