@@ -22,23 +22,27 @@ from graphs import Graph
 def ablation_hooks(model, graph: Graph, ablated_writes: torch.Tensor, ablate: torch.Tensor) -> list:
     """Hooks that ablate the edges in ``ablate`` (bool ``[n_forward, n_backward]``) during one
     forward pass on a batch whose ablated writes are ``ablated_writes``
-    (``[batch, pos, n_forward, d_model]``, same batch layout as the run)."""
-    ablate = (ablate.to(ablated_writes.device) & graph.real_edges.to(ablated_writes.device)).to(
-        ablated_writes.dtype
-    )
-    current = torch.zeros_like(ablated_writes)
-    hooks = writer_hooks(model, graph, current)
+    (``[batch, pos, n_forward, d_model]``, same batch layout as the run).
+
+    ``diff = a(ablated) − a(this run)`` is kept in one buffer: it starts as the ablated writes
+    and each writer hook subtracts its write as the pass reaches it. Each reader site then adds
+    ``W^T @ diff[:, :, :U]`` with ``W`` the site's ablated-edge columns and ``U`` the upstream
+    nodes that can reach it (a contiguous prefix in the layout), one broadcast matmul and no
+    gathered copies."""
+    ablate = ablate.to(ablated_writes.device) & graph.real_edges.to(ablated_writes.device)
+    diff = ablated_writes.clone()
+    hooks = writer_hooks(model, graph, diff, sign=-1.0)
     for site in reader_sites(graph):
         cols = list(site.cols)
-        weights = ablate[:, cols]  # [n_forward, n_ports]
-        used = weights.any(dim=1).nonzero().flatten()
-        if len(used) == 0:
+        columns = ablate[:, cols]  # [n_forward, n_ports]
+        rows = columns.any(dim=1).nonzero().flatten()
+        if len(rows) == 0:
             continue  # no ablated edge enters this site: leave it untouched (exactly clean)
-        weights = weights[used]
+        upto = int(rows.max()) + 1
+        weights = columns[:upto].T.to(ablated_writes.dtype).contiguous()  # [n_ports, U]
 
-        def patch(t, hook, used=used, weights=weights, per_head=site.per_head):
-            diff = ablated_writes[:, :, used] - current[:, :, used]  # [b, p, u, d]
-            correction = torch.einsum("bpud,uc->bpcd", diff, weights)
+        def patch(t, hook, upto=upto, weights=weights, per_head=site.per_head):
+            correction = torch.matmul(weights, diff[:, :, :upto])  # [b, p, n_ports, d]
             if not per_head:
                 correction = correction.squeeze(2)
             return t + correction.to(t.dtype)
