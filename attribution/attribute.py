@@ -32,7 +32,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from attribution.data import DataError, PromptPairs
+from attribution.ablation import ABLATIONS, ablated_writes, check_inputs, mean_writes
+from attribution.data import PromptPairs
 from attribution.memory import rows_within
 from attribution.metrics import Metric, get_metric
 from attribution.quadrature import quadrature
@@ -48,7 +49,6 @@ from attribution.sites import writer_sites
 from graphs import Graph
 
 METHODS = ("eap", "clean-corrupted", "eap-ig-inputs", "eap-ig-activations", "exact")
-ABLATIONS = ("patching", "mean", "zero")
 EXACT_EDGE_WARNING = 5_000
 
 
@@ -113,12 +113,6 @@ def attribute(
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    if ablation not in ABLATIONS:
-        raise ValueError(f"unknown ablation {ablation!r}; choose one of {', '.join(ABLATIONS)}")
-    if ablation == "mean" and mean_data is None:
-        raise ValueError(
-            "ablation='mean' needs mean_data: the prompts whose mean activations replace clean ones"
-        )
     if method == "clean-corrupted" and ablation != "patching":
         raise ValueError(
             "clean-corrupted needs ablation='patching' (it takes gradients on the corrupted prompts)"
@@ -133,13 +127,7 @@ def attribute(
         raise ValueError(f"steps must be >= 1, got {steps}")
     metric_fn = get_metric(metric)
     weights_alphas = quadrature(quadrature_rule, steps)  # validates the rule early
-    graph.check_compatible(model)
-    vocab = int(model.cfg.d_vocab)
-    if len(data) == 0:
-        raise DataError("no examples: data is empty")
-    data.validate(vocab)
-    if mean_data is not None:
-        mean_data.validate(vocab)
+    check_inputs(model, graph, data, ablation, mean_data)
     if method == "exact" and graph.n_edges > EXACT_EDGE_WARNING:
         warnings.warn(
             f"exact patching runs one patched forward pass per edge per batch: {graph.n_edges} edges "
@@ -170,9 +158,9 @@ def attribute(
     )
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    mean_writes = None
+    means = None
     if ablation == "mean":
-        mean_writes = _mean_writes(model, graph, mean_data.to(device), batch_size, dtype)
+        means = mean_writes(model, graph, mean_data.to(device), batch_size, dtype)
     timings["mean_activations"] = time.perf_counter() - start
 
     scores = torch.zeros(graph.n_forward, graph.n_backward, dtype=score_dtype, device=device)
@@ -197,7 +185,7 @@ def attribute(
                     metric_fn,
                     method,
                     ablation,
-                    mean_writes,
+                    means,
                     weights_alphas,
                     max_rows,
                     scores,
@@ -234,18 +222,6 @@ def attribute(
     )
 
 
-def _mean_writes(model, graph: Graph, data: PromptPairs, batch_size: int, dtype) -> torch.Tensor:
-    """Mean write of every upstream node over the real clean tokens of ``data``: ``[n_forward, d]``."""
-    total, count = None, 0
-    for _, batch in data.batches(batch_size):
-        writes, _ = collect_writes(model, graph, batch.clean, batch.attention_mask, torch.float64)
-        real = batch.attention_mask.bool()
-        part = writes[real].sum(0)
-        total = part if total is None else total + part
-        count += int(real.sum())
-    return (total / count).to(dtype)
-
-
 def _score_batch(
     model,
     graph,
@@ -253,7 +229,7 @@ def _score_batch(
     metric_fn,
     method,
     ablation,
-    mean_writes,
+    means,
     weights_alphas,
     max_rows,
     scores,
@@ -266,23 +242,20 @@ def _score_batch(
         model, graph, batch.clean, batch.attention_mask, dtype
     )
     clean_logits = at_positions(clean_logits_full, batch.positions).detach()
-    if ablation == "patching":
-        ablated_writes, ablated_logits_full = collect_writes(
-            model, graph, batch.corrupted, batch.attention_mask, dtype
-        )
+    ablated, ablated_logits_full = ablated_writes(
+        model, graph, batch, ablation, means, clean_writes
+    )
+    ablated_logits = None
+    if ablated_logits_full is not None:
         ablated_logits = at_positions(ablated_logits_full, batch.positions)
-    else:
-        ref = mean_writes if ablation == "mean" else torch.zeros_like(clean_writes[0, 0])
-        ablated_writes = ref.expand_as(clean_writes).clone()
-        ablated_logits = None
     # padding positions must contribute nothing: their writes differ between runs but no real
     # token reads them; zeroing Δ there keeps padded and unpadded examples identical
-    delta = (ablated_writes - clean_writes) * batch.attention_mask[:, :, None, None].to(dtype)
+    delta = (ablated - clean_writes) * batch.attention_mask[:, :, None, None].to(dtype)
     with torch.no_grad():
         m_clean = metric_fn(clean_logits, clean_logits, batch)
         check_finite(m_clean, torch.arange(len(batch)))
         if ablated_logits is None:
-            ablated_logits = _input_ablated_logits(model, batch, ablated_writes[:, :, 0])
+            ablated_logits = _input_ablated_logits(model, batch, ablated[:, :, 0])
         m_ablated = metric_fn(ablated_logits, clean_logits, batch)
 
     if method == "exact":
@@ -317,7 +290,7 @@ def _score_batch(
             progress.update(n)
         scores += torch.einsum("bpfd,bpkd->fk", delta.to(scores.dtype), grads.to(scores.dtype))
     elif method == "eap-ig-inputs":
-        e_clean, e_abl = clean_writes[:, :, 0], ablated_writes[:, :, 0]
+        e_clean, e_abl = clean_writes[:, :, 0], ablated[:, :, 0]
         _integrate(
             model,
             graph,
@@ -338,7 +311,7 @@ def _score_batch(
         for site in writer_sites(graph):
             grads.zero_()
             rows = list(site.rows)
-            clean_out, abl_out = _site_outputs(model, batch, site, clean_writes, ablated_writes)
+            clean_out, abl_out = _site_outputs(model, batch, site, clean_writes, ablated)
             _integrate(
                 model,
                 graph,

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from attribution.ablation import ablated_writes, check_inputs, mean_writes
 from attribution.data import DataError, PromptPairs
 from attribution.metrics import Metric, get_metric
 from attribution.patching import ablation_hooks
@@ -28,7 +29,6 @@ from attribution.runs import at_positions, collect_writes
 from graphs import Graph
 
 DEFAULT_FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
-ABLATIONS = ("patching", "mean", "zero")
 
 
 class FaithfulnessError(ValueError):
@@ -81,18 +81,17 @@ class CircuitEvaluator:
         quiet: bool = True,
     ):
         self.metric_fn = get_metric(metric)
-        _check_inputs(model, graph, data, ablation, mean_data)
+        check_inputs(model, graph, data, ablation, mean_data)
         self.model, self.graph, self.data = model, graph, data
         self.ablation, self.batch_size, self.quiet = ablation, batch_size, quiet
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
         self.mean_writes = None
         if ablation == "mean":
-            from attribution.attribute import _mean_writes
-
-            self.mean_writes = _mean_writes(
+            self.mean_writes = mean_writes(
                 model, graph, mean_data.to(self.device), batch_size, self.dtype
             )
+        self.n_evaluations = 0
         self._batches: list[tuple[PromptPairs, torch.Tensor, torch.Tensor | None]] = []
         full, used = [], 0
         for _, batch in data.batches(batch_size):
@@ -110,7 +109,7 @@ class CircuitEvaluator:
                 raise FloatingPointError(
                     f"metric of the {name} is {float(values[bad])} on example {bad}"
                 )
-        self.n_evaluations = 0
+        self.n_evaluations = 0  # the empty circuit above is set-up, not a user's evaluation
 
     @torch.no_grad()
     def _runs(self, batch: PromptPairs) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,14 +117,9 @@ class CircuitEvaluator:
             self.model, self.graph, batch.clean, batch.attention_mask, self.dtype
         )
         clean_logits = at_positions(logits, batch.positions)
-        if self.ablation == "patching":
-            ablated, _ = collect_writes(
-                self.model, self.graph, batch.corrupted, batch.attention_mask, self.dtype
-            )
-        elif self.ablation == "mean":
-            ablated = self.mean_writes.expand_as(clean_writes).contiguous()
-        else:
-            ablated = torch.zeros_like(clean_writes)
+        ablated, _ = ablated_writes(
+            self.model, self.graph, batch, self.ablation, self.mean_writes, clean_writes
+        )
         return clean_logits, ablated
 
     @torch.no_grad()
@@ -148,7 +142,7 @@ class CircuitEvaluator:
                 parts[i].append(patched_metric(*args, mask))
                 progress.update(len(batch))
         progress.close()
-        self.n_evaluations = getattr(self, "n_evaluations", 0) + len(circuits)
+        self.n_evaluations += len(circuits)
         return torch.stack([torch.cat(p) for p in parts]).double().cpu()
 
     def faithfulness(self, circuit: torch.Tensor) -> float:
@@ -400,18 +394,3 @@ def faithfulness_curve(
         log_x=log_x,
         random_f=random_f,
     )
-
-
-def _check_inputs(model, graph: Graph, data: PromptPairs, ablation: str, mean_data) -> None:
-    if ablation not in ABLATIONS:
-        raise ValueError(f"unknown ablation {ablation!r}; choose one of {', '.join(ABLATIONS)}")
-    if ablation == "mean" and mean_data is None:
-        raise ValueError(
-            "ablation='mean' needs mean_data: the prompts whose mean activations replace clean ones"
-        )
-    graph.check_compatible(model)
-    if len(data) == 0:
-        raise DataError("no examples: data is empty")
-    data.validate(int(model.cfg.d_vocab))
-    if mean_data is not None:
-        mean_data.validate(int(model.cfg.d_vocab))

@@ -31,7 +31,6 @@ patchable on a grouped model) would have 1,592,881.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -76,10 +75,6 @@ class Port:
     head: int
     nodes: tuple[str, ...]
     index: int
-
-
-_HEAD_RE = re.compile(r"^a(\d+)\.h(\d+)$")
-_MLP_RE = re.compile(r"^m(\d+)$")
 
 
 class Layout:
@@ -218,16 +213,3 @@ class Layout:
 
 def _unknown(what: str, name: str, examples: str) -> str:
     return f"no {what} named {name!r}; {what} names look like {examples}"
-
-
-def parse_component(name: str) -> tuple[str, int, int]:
-    """``(kind, layer, head)`` of a node name, for validation of foreign files."""
-    if name == INPUT:
-        return "input", -1, -1
-    if name == LOGITS:
-        return "logits", -1, -1
-    if m := _HEAD_RE.match(name):
-        return "attention", int(m.group(1)), int(m.group(2))
-    if m := _MLP_RE.match(name):
-        return "mlp", int(m.group(1)), -1
-    raise UnknownEdgeError(_unknown("node", name, "'input', 'a0.h1', 'm3' or 'logits'"))
