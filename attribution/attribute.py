@@ -385,33 +385,20 @@ def _integrate(
         def interpolate(t, hook, value=value):
             return value.detach().requires_grad_(True) if leaf else value.to(t.dtype)
 
-        tokens = batch.clean[example]
-        if leaf:
-            metric_backward(
-                model,
-                graph,
-                batch,
-                metric_fn,
-                clean_logits,
-                grads,
-                tokens=tokens,
-                example=example,
-                weight=weight,
-                leaf_hook=interpolate,
-            )
-        else:
-            metric_backward(
-                model,
-                graph,
-                batch,
-                metric_fn,
-                clean_logits,
-                grads,
-                tokens=tokens,
-                example=example,
-                weight=weight,
-                extra_hooks=[(hook, interpolate)],
-            )
+        # the input write is the backward leaf itself; any later site is patched downstream of it
+        hook_args = {"leaf_hook": interpolate} if leaf else {"extra_hooks": [(hook, interpolate)]}
+        metric_backward(
+            model,
+            graph,
+            batch,
+            metric_fn,
+            clean_logits,
+            grads,
+            tokens=batch.clean[example],
+            example=example,
+            weight=weight,
+            **hook_args,
+        )
         if progress is not None:
             progress.update(len(chunk))
 

@@ -288,17 +288,19 @@ def random_circuit(graph: Graph, n_edges: int, *, seed: int = 0) -> torch.Tensor
     """A bool edge mask of ``n_edges`` real edges drawn uniformly with ``seed``."""
     real = graph.real_edges.flatten().nonzero().flatten()
     gen = torch.Generator().manual_seed(seed)
-    chosen = real[torch.randperm(len(real), generator=gen)[:n_edges]]
-    mask = torch.zeros(graph.real_edges.numel(), dtype=torch.bool)
-    mask[chosen] = True
-    return mask.view_as(graph.real_edges)
+    return edge_mask(graph, real[torch.randperm(len(real), generator=gen)[:n_edges]])
 
 
 def top_edges_mask(graph: Graph, n_edges: int, *, absolute: bool = True) -> torch.Tensor:
     """Bool edge mask of the ``n_edges`` best-scoring edges."""
-    order = graph.ranked_edge_indices(absolute=absolute)[:n_edges]
+    return edge_mask(graph, graph.ranked_edge_indices(absolute=absolute)[:n_edges])
+
+
+def edge_mask(graph: Graph, flat_indices: torch.Tensor) -> torch.Tensor:
+    """Bool ``[n_forward, n_backward]`` mask with the edges at ``flat_indices``
+    (``up * n_backward + port``, as ``Graph.ranked_edge_indices`` gives them) set."""
     mask = torch.zeros(graph.real_edges.numel(), dtype=torch.bool)
-    mask[order] = True
+    mask[flat_indices] = True
     return mask.view_as(graph.real_edges)
 
 

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from attribution.data import PromptPairs
 from attribution.metrics import Metric
-from circuits.faithfulness import CircuitEvaluator, faithfulness_from_metrics
+from circuits.faithfulness import CircuitEvaluator, edge_mask, faithfulness_from_metrics
 from graphs import Graph
 
 
@@ -105,11 +105,6 @@ def minimal_circuit(
     total = len(order)
     evaluations: list[Evaluation] = []
 
-    def mask_of(indices: torch.Tensor) -> torch.Tensor:
-        mask = torch.zeros(graph.real_edges.numel(), dtype=torch.bool)
-        mask[indices] = True
-        return mask.view_as(graph.real_edges)
-
     def f_of(mask: torch.Tensor, phase: str) -> float:
         m = float(evaluator.metrics([mask])[0].mean())
         f = faithfulness_from_metrics(m_full, m, m_empty)
@@ -122,7 +117,7 @@ def minimal_circuit(
     k = 1
     while True:
         k = min(k, total)
-        f = f_of(mask_of(order[:k]), "exponential")
+        f = f_of(edge_mask(graph, order[:k]), "exponential")
         progress.update(1)
         if lo <= f <= hi:
             passing[k] = f
@@ -140,7 +135,7 @@ def minimal_circuit(
     low, high = failing, best  # low fails (0 = empty circuit), high passes
     while high - low > 1:
         mid = (low + high) // 2
-        f = f_of(mask_of(order[:mid]), "binary")
+        f = f_of(edge_mask(graph, order[:mid]), "binary")
         progress.update(1)
         if lo <= f <= hi:
             high, passing[mid] = mid, f
@@ -156,14 +151,14 @@ def minimal_circuit(
                 trial = kept[kept != edge]
                 if len(trial) == 0:
                     continue
-                f = f_of(mask_of(trial), "refine")
+                f = f_of(edge_mask(graph, trial), "refine")
                 progress.update(1)
                 if lo <= f <= hi:
                     kept, f_best, removed_any = trial, f, True
             if not removed_any:
                 break
     progress.close()
-    mask = mask_of(kept)
+    mask = edge_mask(graph, kept)
     graph.set_in_graph(mask)
     return MinimalCircuit(
         mask, int(mask.sum()), f_best, (lo, hi), True, evaluations, m_full, m_empty
