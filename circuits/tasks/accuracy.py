@@ -1,0 +1,54 @@
+"""Task accuracy: how often a model's top next-token prediction is a correct answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from circuits.tasks.base import Task
+from circuits.tasks.encode import encode_examples
+from circuits.tasks.registry import get_task
+
+__all__ = ["next_token_logits", "task_accuracy"]
+
+
+@torch.no_grad()
+def next_token_logits(
+    model: Any, tokens: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor
+) -> torch.Tensor:
+    """Logits ``[n, vocab]`` at ``positions`` from a TransformerBridge or a Hugging Face LM."""
+    out = model(tokens, attention_mask=mask)
+    logits = out if isinstance(out, torch.Tensor) else out.logits
+    return logits[torch.arange(len(tokens)), positions].float()
+
+
+def task_accuracy(
+    model: Any,
+    tokenizer: Any,
+    task: str | Task,
+    *,
+    n: int = 200,
+    seed: int = 0,
+    split: str = "test",
+    batch_size: int = 64,
+) -> float:
+    """Share of ``n`` examples of ``split`` whose arg-max next token is one of the answers.
+
+    The arg-max is over the whole vocabulary, not only the answer and distractor tokens.
+    """
+    task = get_task(task)
+    data = encode_examples(task.examples(n, seed=seed, split=split), tokenizer)
+    device = next(model.parameters()).device
+    correct = 0
+    for start in range(0, n, batch_size):
+        rows = slice(start, start + batch_size)
+        logits = next_token_logits(
+            model,
+            data.clean[rows].to(device),
+            data.attention_mask[rows].to(device),
+            data.positions[rows].to(device),
+        )
+        top = logits.argmax(-1).cpu()
+        correct += int((data.answers[rows] == top[:, None]).any(dim=1).sum())
+    return correct / n

@@ -1,0 +1,142 @@
+"""What every task shares: examples as text, the train/test split, and a seeded sampler.
+
+A task produces :class:`Example` objects, plain text with the answer written as the literal
+continuation of the prompt (``" Mary"`` after an IOI prompt, ``"45"`` after
+``"... to the year 17"``). Keeping the continuation verbatim lets one example be tokenised by
+the bundled word-level tokenizer and by a real model's BPE tokenizer alike; see
+:mod:`circuits.tasks.encode`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "SPLITS",
+    "TEST_FRACTION",
+    "WORD_PATTERN",
+    "Example",
+    "Task",
+    "TaskError",
+    "split_of",
+    "words_of",
+]
+
+#: The two splits every task provides.
+SPLITS: tuple[str, ...] = ("train", "test")
+
+#: Share of the prompt space that belongs to the test split.
+TEST_FRACTION: float = 0.2
+
+
+#: How the bundled word-level tokenizer splits text: the arrow, words, digit pairs ("1732" is
+#: "17" "32", as GPT-2 also splits years), single digits, and any other character alone.
+WORD_PATTERN: str = r"->|[A-Za-z]+|\d\d|\d|\S"
+
+
+def words_of(text: str) -> list[str]:
+    """``text`` split the way the bundled tokenizer splits it."""
+    return re.findall(WORD_PATTERN, text)
+
+
+class TaskError(ValueError):
+    """Bad task input (unknown task or split, impossible request); the message names the fix."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """One clean/corrupted prompt pair, as text.
+
+    Attributes:
+        clean: the clean prompt.
+        corrupted: the corrupted prompt; tokenises to as many tokens as ``clean``.
+        answers: continuations of ``clean`` that count as correct (each one token).
+        distractors: continuations that count as wrong; the metric contrasts them with
+            ``answers`` (for IOI the subject's name, for greater-than the years ≤ the start).
+        corrupted_answers: the corrupted prompt's own correct continuations.
+        variables: the task's ground-truth variables (names, years, bounds, entity, ...), for
+            causal models and reports.
+    """
+
+    clean: str
+    corrupted: str
+    answers: tuple[str, ...]
+    distractors: tuple[str, ...] = ()
+    corrupted_answers: tuple[str, ...] = ()
+    variables: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+def split_of(key: str) -> str:
+    """``"test"`` for a fixed :data:`TEST_FRACTION` of keys, ``"train"`` for the rest.
+
+    The split is a hash of the prompt, not of the seed, so train and test never share a
+    prompt whatever seeds generated them.
+    """
+    digest = hashlib.sha256(key.encode("utf-8")).digest()
+    return "test" if int.from_bytes(digest[:8], "big") / 2**64 < TEST_FRACTION else "train"
+
+
+class Task(ABC):
+    """A family of prompts with a known answer.
+
+    Subclasses implement :meth:`sample`; the split, seeding and batching live here.
+    """
+
+    #: Registry name (``"ioi"``, ``"greater-than"``, ...).
+    name: str = ""
+    #: Metric attribution and faithfulness use by default (a name in ``attribution.METRICS``).
+    metric: str = "logit_diff"
+    #: One-line description for ``--help`` and reports.
+    description: str = ""
+
+    @abstractmethod
+    def sample(self, rng: random.Random) -> Example:
+        """Draw one example of either split."""
+
+    def vocabulary(self) -> set[str]:
+        """Every word the task can produce, for building a word-level tokenizer."""
+        return set()
+
+    def split_key(self, example: Example) -> str:
+        """The string whose hash decides the example's split (by default its clean prompt)."""
+        return example.clean
+
+    def split_of(self, example: Example) -> str:
+        return split_of(self.split_key(example))
+
+    def training_text(self, example: Example, rng: random.Random) -> str:
+        """The clean prompt followed by one of its answers, as a language-modelling line."""
+        return example.clean + rng.choice(example.answers)
+
+    def examples(self, n: int, *, seed: int = 0, split: str = "train") -> list[Example]:
+        """``n`` examples of ``split``, the same list for the same seed.
+
+        Examples are drawn with replacement: small prompt spaces may repeat an example, but
+        no prompt is ever in both splits.
+        """
+        if split not in SPLITS:
+            raise TaskError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+        if n < 1:
+            raise TaskError(f"n must be at least 1, got {n}")
+        rng = random.Random(f"{self.name}:{split}:{seed}")
+        out: list[Example] = []
+        tries = 0
+        while len(out) < n:
+            tries += 1
+            if tries > 200 * n + 10_000:
+                raise TaskError(
+                    f"task {self.name!r} could not draw {n} {split} examples; its prompt space "
+                    "has too few prompts in that split"
+                )
+            example = self.sample(rng)
+            if self.split_of(example) == split:
+                out.append(example)
+        return out
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, metric={self.metric!r})"

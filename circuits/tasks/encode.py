@@ -1,0 +1,117 @@
+"""Text examples → token tensors (:class:`attribution.PromptPairs`).
+
+Answers are tokenised *in context*: an answer's id is whatever the tokenizer makes of
+``prompt + answer`` beyond the tokens of ``prompt``, and it must be exactly one token. That
+is right for the bundled word-level tokenizer and for BPE tokenizers (GPT-2 writes " Mary"
+as one token with its leading space, and may split "1745" differently from "17" + "45").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from attribution.data import DataError, PromptPairs
+from circuits.tasks.base import Example
+
+__all__ = ["encode_examples", "token_ids"]
+
+
+def token_ids(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each text with the tokenizer's special tokens (e.g. a leading BOS).
+
+    Accepts a ``transformers`` tokenizer or a raw ``tokenizers.Tokenizer``.
+    """
+    if hasattr(tokenizer, "encode_batch"):  # tokenizers.Tokenizer
+        return [e.ids for e in tokenizer.encode_batch(list(texts))]
+    return list(tokenizer(list(texts), add_special_tokens=True)["input_ids"])
+
+
+def _pad_id(tokenizer: Any) -> int:
+    pad = getattr(tokenizer, "pad_token_id", None)
+    if pad is None:
+        pad = getattr(tokenizer, "eos_token_id", None)
+    return int(pad) if pad is not None else 0
+
+
+def _continuation_ids(
+    tokenizer: Any,
+    prompts: Sequence[str],
+    prompt_ids: Sequence[list[int]],
+    conts: Sequence[Sequence[str]],
+    what: str,
+) -> list[list[int]]:
+    texts = [p + c for p, cs in zip(prompts, conts, strict=True) for c in cs]
+    full = token_ids(tokenizer, texts) if texts else []
+    out: list[list[int]] = []
+    k = 0
+    for i, (ids, cs) in enumerate(zip(prompt_ids, conts, strict=True)):
+        row = []
+        for c in cs:
+            extended = full[k]
+            k += 1
+            if extended[: len(ids)] != ids or len(extended) != len(ids) + 1:
+                raise DataError(
+                    f"example {i}: {what} {c!r} is not a single token after its prompt "
+                    f"(prompt {prompts[i]!r} gives {len(ids)} tokens, with the {what} "
+                    f"{len(extended)}); use a tokenizer that has it as one token, or another task"
+                )
+            row.append(extended[-1])
+        out.append(row)
+    return out
+
+
+def _rows(rows: list[list[int]]) -> torch.Tensor:
+    width = max((len(r) for r in rows), default=0)
+    out = torch.full((len(rows), width), -1, dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+    return out
+
+
+def encode_examples(examples: Sequence[Example], tokenizer: Any) -> PromptPairs:
+    """Tokenise ``examples`` into right-padded prompt pairs read at each prompt's last token.
+
+    Raises:
+        DataError: a corrupted prompt has a different number of tokens than its clean one,
+            or an answer or distractor is not exactly one token after its prompt.
+    """
+    if not examples:
+        raise DataError("no examples to encode")
+    clean = token_ids(tokenizer, [e.clean for e in examples])
+    corrupted = token_ids(tokenizer, [e.corrupted for e in examples])
+    for i, (c, r) in enumerate(zip(clean, corrupted, strict=True)):
+        if len(c) != len(r):
+            raise DataError(
+                f"example {i}: the clean prompt has {len(c)} tokens but the corrupted one has "
+                f"{len(r)} ({examples[i].clean!r} vs {examples[i].corrupted!r}); this tokenizer "
+                "splits the swapped words differently, so patching positions would not line up"
+            )
+    answers = _continuation_ids(
+        tokenizer, [e.clean for e in examples], clean, [e.answers for e in examples], "answer"
+    )
+    distractors = _continuation_ids(
+        tokenizer,
+        [e.clean for e in examples],
+        clean,
+        [e.distractors for e in examples],
+        "distractor",
+    )
+    n, width = len(examples), max(len(c) for c in clean)
+    pad = _pad_id(tokenizer)
+    clean_t = torch.full((n, width), pad, dtype=torch.long)
+    corrupted_t = torch.full((n, width), pad, dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    for i, (c, r) in enumerate(zip(clean, corrupted, strict=True)):
+        clean_t[i, : len(c)] = torch.tensor(c)
+        corrupted_t[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(c)] = 1
+    return PromptPairs(
+        clean=clean_t,
+        corrupted=corrupted_t,
+        answers=_rows(answers),
+        distractors=_rows(distractors),
+        attention_mask=mask,
+    )
