@@ -1,4 +1,5 @@
-# Two entry points for a fresh machine: `make demo` and `make test`.
+# Two entry points for a fresh machine: `make demo` (circuits discover on the bundled
+# model) and `make test`.
 # Both create .venv and install through constraints.txt, which pins the CPU
 # build of torch so installs do not pull CUDA packages.
 PYTHON ?= python3
@@ -15,8 +16,9 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# The main job: circuits discover on the bundled model for IOI (offline, about 2 minutes).
 demo: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m circuits.demo --out demo_out
+	HF_HUB_OFFLINE=1 $(VENV)/bin/circuits discover --task ioi --out circuit_run --overwrite
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
