@@ -1,0 +1,278 @@
+"""The `circuits` command line end to end on the bundled model, and its bad-input paths."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import networkx as nx
+import pytest
+import torch
+
+from circuits.cli import main
+
+RUN_ARGS = ["--task", "ioi", "--n-examples", "32", "--n-eval", "32", "--quiet", "--seed", "1"]
+RUN_FILES = [
+    "graph.graphml",
+    "graph.json",
+    "scores.safetensors",
+    "metrics.json",
+    "report.md",
+    "report.html",
+    *(
+        f"{name}.{ext}"
+        for name in ("circuit", "faithfulness_curve", "score_histogram")
+        for ext in ("png", "svg")
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["discover", *RUN_ARGS, "--out", str(out)]) == 0
+    return out
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return [p.name for p in folder.iterdir() if p.name.startswith(".")]
+
+
+def test_discover_writes_every_file_and_they_parse(run_dir):
+    for name in RUN_FILES:
+        assert (run_dir / name).is_file() and (run_dir / name).stat().st_size > 0, name
+    assert not _leftovers(run_dir.parent)
+    G = nx.read_graphml(run_dir / "graph.graphml")
+    assert G.number_of_nodes() > 0
+    json.loads((run_dir / "graph.json").read_text())
+    html = (run_dir / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 3 and 'src="circuit.png"' not in html
+    assert (run_dir / "circuit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_metrics_equal_a_recomputation_through_the_python_api(run_dir):
+    from attribution import attribute
+    from circuits import evaluate, faithfulness_curve, minimal_circuit, zoo
+    from circuits.tasks import encode_examples, get_task
+    from graphs import Graph
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    model, tokenizer = zoo.load("toy-gpt2")
+    task = get_task("ioi")
+    train = encode_examples(task.examples(32, seed=1, split="train"), tokenizer)
+    test = encode_examples(task.examples(32, seed=1, split="test"), tokenizer)
+    graph = Graph.from_model(model)
+    attribute(
+        model,
+        graph,
+        train,
+        "logit_diff",
+        method="eap-ig-inputs",
+        steps=5,
+        batch_size=16,
+        quiet=True,
+    )
+    saved = Graph.load(run_dir / "scores.safetensors")
+    assert torch.allclose(saved.scores, graph.scores, atol=1e-6)
+    found = minimal_circuit(model, graph, train, "logit_diff", target=0.9, batch_size=16)
+    assert torch.equal(found.mask, saved.in_graph)
+    assert metrics["circuit"]["n_edges"] == found.n_edges == saved.count_included_edges()
+    assert metrics["circuit"]["n_nodes"] == saved.count_included_nodes()
+    assert metrics["graph"]["n_edges"] == int(graph.real_edges.sum())
+    graph.set_in_graph(found.mask)
+    faith = evaluate(model, graph, test, "logit_diff", batch_size=16, seed=1)
+    for key in ("f", "m_full", "m_circuit", "m_empty", "random_f"):
+        assert metrics["faithfulness"][key] == pytest.approx(
+            getattr(faith, key), rel=1e-4, abs=1e-5
+        ), key
+    assert metrics["faithfulness"]["ci"] == pytest.approx(list(faith.ci), rel=1e-4, abs=1e-5)
+    curve = faithfulness_curve(model, graph, test, "logit_diff", batch_size=16, log_x=True)
+    assert metrics["curve"]["cpr"] == pytest.approx(curve.cpr, rel=1e-4, abs=1e-5)
+    assert metrics["curve"]["cmd"] == pytest.approx(curve.cmd, rel=1e-4, abs=1e-5)
+    assert metrics["curve"]["f"] == pytest.approx(curve.f, rel=1e-4, abs=1e-5)
+    # the report shows the same numbers
+    report = (run_dir / "report.md").read_text()
+    assert str(metrics["circuit"]["n_edges"]) in report and "toy-gpt2" in report
+
+
+def test_discovered_ioi_circuit_is_small_and_faithful(run_dir):
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["circuit"]["reached_target"]
+    assert metrics["circuit"]["edge_fraction"] < 0.5
+    assert metrics["faithfulness"]["f"] > 0.7
+    assert metrics["faithfulness"]["random_f"] < metrics["faithfulness"]["f"]
+
+
+def test_report_rebuilds_from_the_folder(run_dir, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    (copy / "report.html").unlink()
+    (copy / "report.md").unlink()
+    assert main(["report", str(copy)]) == 0
+    assert (copy / "report.html").read_text() == (run_dir / "report.html").read_text()
+
+
+def test_evaluate_a_saved_circuit_matches_discover(run_dir, capsys):
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    code = main(
+        [
+            "evaluate",
+            str(run_dir / "graph.graphml"),
+            "--task",
+            "ioi",
+            "--n-examples",
+            "32",
+            "--seed",
+            "1",
+            "--quiet",
+            "--json",
+        ]
+    )
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n_edges"] == metrics["circuit"]["n_edges"]
+    assert result["f"] == pytest.approx(metrics["faithfulness"]["f"], rel=1e-4, abs=1e-5)
+
+
+@pytest.mark.parametrize("fmt", ["graphml", "json", "dot"])
+def test_export(run_dir, tmp_path, fmt):
+    from graphs import Graph
+
+    out = tmp_path / f"exported.{fmt}"
+    assert (
+        main(["export", str(run_dir / "scores.safetensors"), "--format", fmt, "--out", str(out)])
+        == 0
+    )
+    original = Graph.load(run_dir / "scores.safetensors")
+    if fmt == "dot":
+        text = out.read_text()
+        assert text.startswith("digraph") and "rankdir=BT" in text
+        # one DOT edge per (circuit edge, reader of its port)
+        n = sum(len(e.port.nodes) for e in original.edges_in_graph().values())
+        assert text.count(" -> ") == n
+    else:
+        assert Graph.load(out) == original
+
+
+def _error(capsys) -> str:
+    """The one ``error:`` line the command printed on stderr (progress bars may precede it)."""
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_unknown_task_model_and_method_exit_2(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["discover", "--task", "iot", "--out", str(out)]) == 2
+    assert "unknown task 'iot'; available tasks: ioi" in _error(capsys)
+    assert main(["discover", "--model", "toy-nothing", "--out", str(out), "--quiet"]) == 2
+    err = _error(capsys)
+    assert "not a bundled model (available: " in err and "toy-gpt2" in err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["discover", "--method", "magic", "--out", str(out)])
+    assert exit_info.value.code == 2 and "invalid choice: 'magic'" in capsys.readouterr().err
+    assert not out.exists() and not _leftovers(tmp_path)
+
+
+def test_output_folder_problems_exit_2_and_touch_nothing(tmp_path, capsys):
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "keep.txt").write_text("mine")
+    assert main(["discover", *RUN_ARGS, "--out", str(busy)]) == 2
+    assert "exists and is not empty; pass --overwrite" in _error(capsys)
+    assert [p.name for p in busy.iterdir()] == ["keep.txt"]
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    assert main(["discover", *RUN_ARGS, "--out", str(a_file / "run")]) == 2
+    assert "is a file, not a folder" in _error(capsys)
+    assert not _leftovers(tmp_path)
+
+
+@pytest.mark.skipif(
+    hasattr(os, "geteuid") and os.geteuid() == 0, reason="root can write to read-only folders"
+)
+def test_unwritable_output_folder_exits_2(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        assert main(["discover", *RUN_ARGS, "--out", str(locked / "run")]) == 2
+        assert "permission denied" in _error(capsys)
+    finally:
+        locked.chmod(0o755)
+
+
+def test_output_folder_without_write_permission_exits_2(tmp_path, capsys, monkeypatch):
+    """What the check does for a read-only parent, even when running as root."""
+    import circuits.discover
+
+    monkeypatch.setattr(circuits.discover.os, "access", lambda path, mode: False)
+    assert main(["discover", *RUN_ARGS, "--out", str(tmp_path / "run")]) == 2
+    assert f"cannot write to {tmp_path} (permission denied)" in _error(capsys)
+    assert not (tmp_path / "run").exists()
+
+
+def test_graph_of_another_model_exits_2(tmp_path, capsys):
+    from circuits.models import load_model
+    from circuits.random_models import random_hf_model
+    from graphs import Graph
+
+    other = Graph.from_model(load_model(random_hf_model("GPT2LMHeadModel", n_layers=2)))
+    path = tmp_path / "other.graphml"
+    other.save(path)
+    assert main(["evaluate", str(path), "--task", "ioi", "--n-examples", "4", "--quiet"]) == 2
+    assert "does not fit the model (n_layers: graph has 2, model has 4" in _error(capsys)
+    assert main(["evaluate", str(tmp_path / "missing.json"), "--task", "ioi"]) == 2
+    assert "does not exist" in _error(capsys)
+    assert main(["report", str(tmp_path / "nowhere")]) == 2
+    assert "circuits discover" in _error(capsys)
+
+
+def _screenshot(html: Path, png: Path) -> None:
+    import shutil
+    import subprocess
+
+    browser = (
+        shutil.which("chromium")
+        or shutil.which("chromium-browser")
+        or shutil.which("google-chrome")
+    )
+    subprocess.run(
+        [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--allow-file-access-from-files",
+         f"--screenshot={png}", "--window-size=1200,5000", html.resolve().as_uri()],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+
+
+@pytest.mark.skipif(
+    not any(
+        __import__("shutil").which(b) for b in ("chromium", "chromium-browser", "google-chrome")
+    ),
+    reason="no headless Chromium here (Debian: apt-get install chromium; .ci/run installs it when it can)",
+)
+def test_html_report_displays_in_headless_chromium(run_dir, tmp_path):
+    """The report renders with its figures: a copy whose images are blanked shows far fewer
+    coloured pixels, so the colour in the real screenshot comes from the inlined figures."""
+    import re
+
+    import matplotlib.image
+
+    def coloured_pixels(png: Path) -> int:
+        rgb = matplotlib.image.imread(png)[..., :3]
+        return int(((rgb.max(-1) - rgb.min(-1)) > 0.2).sum())  # saturated, i.e. not grey text
+
+    html = (run_dir / "report.html").read_text()
+    blank = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "data:image/png;base64,", html)
+    assert blank != html
+    (tmp_path / "report.html").write_text(html)
+    (tmp_path / "blank.html").write_text(blank)
+    _screenshot(tmp_path / "report.html", tmp_path / "report.png")
+    _screenshot(tmp_path / "blank.html", tmp_path / "blank.png")
+    with_figures, without = (
+        coloured_pixels(tmp_path / "report.png"),
+        coloured_pixels(tmp_path / "blank.png"),
+    )
+    assert with_figures > 5_000 and with_figures > 10 * max(without, 1)

@@ -1,0 +1,85 @@
+"""The shipped models: offline loading, held-out accuracy, size, model card, recipe."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from circuits import zoo
+from circuits.tasks import TASK_NAMES, all_words, task_accuracy
+from circuits.zoo.recipes import RECIPES
+
+SHIPPED = zoo.available()
+#: Required held-out accuracy per task (the issue allows 90 % for the two numeric tasks).
+THRESHOLDS = {
+    "ioi": 0.95,
+    "entity-attributes": 0.95,
+    "copying": 0.95,
+    "greater-than": 0.9,
+    "price-tagging": 0.9,
+}
+
+
+def test_the_default_model_is_shipped():
+    assert zoo.DEFAULT_MODEL in SHIPPED
+    assert set(SHIPPED) <= set(RECIPES)
+
+
+@pytest.fixture(scope="module", params=SHIPPED)
+def shipped(request):
+    bridge, tokenizer = zoo.load(request.param)
+    return request.param, bridge, tokenizer
+
+
+def test_bridge_matches_the_hugging_face_model(shipped):
+    from transformers import AutoModelForCausalLM
+
+    name, bridge, tokenizer = shipped
+    hf = AutoModelForCausalLM.from_pretrained(zoo.model_dir(name), local_files_only=True).eval()
+    ids = tokenizer(
+        ["When Mary and John went to the store, John gave a drink to"], return_tensors="pt"
+    )["input_ids"]
+    with torch.no_grad():
+        assert torch.allclose(bridge(ids), hf(ids).logits, atol=1e-4)
+    assert bridge.cfg.d_vocab == len(tokenizer)
+
+
+@pytest.mark.parametrize("task", TASK_NAMES)
+def test_held_out_accuracy(shipped, task):
+    name, bridge, tokenizer = shipped
+    accuracy = task_accuracy(bridge, tokenizer, task, n=200, seed=7, split="test")
+    assert accuracy >= THRESHOLDS[task], f"{name} on {task}: {accuracy:.3f}"
+
+
+def test_folder_size_card_and_recipe(shipped):
+    name, _, tokenizer = shipped
+    folder = zoo.model_dir(name)
+    total = sum(p.stat().st_size for p in zoo.MODELS_DIR.rglob("*") if p.is_file())
+    assert total < 25 * 2**20
+    training = json.loads((folder / "training.json").read_text())
+    assert training["recipe"] == RECIPES[name].to_dict(), (
+        "the shipped weights were trained with another recipe"
+    )
+    card = (folder / "README.md").read_text()
+    for task, accuracy in training["heldout_accuracy"].items():
+        assert f"| {task} |" in card and f"{accuracy:.3f}" in card
+        assert accuracy >= THRESHOLDS[task]
+    assert f"--seed {RECIPES[name].seed}" in card and f"--steps {RECIPES[name].steps}" in card
+    # the tokenizer is the one the current task vocabulary builds
+    assert set(tokenizer.get_vocab()) == set(all_words()) | {"<pad>", "<unk>", "<bos>", "<eos>"}
+
+
+def test_unknown_name_lists_the_available_models():
+    with pytest.raises(
+        zoo.ZooError, match=r"no bundled model named 'gpt-5'; available: .*toy-gpt2"
+    ):
+        zoo.load("gpt-5")
+
+
+def test_load_works_with_the_hub_unreachable(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    bridge, tokenizer = zoo.load(zoo.DEFAULT_MODEL)
+    assert tokenizer("a")["input_ids"][0] == tokenizer.bos_token_id
