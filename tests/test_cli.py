@@ -276,3 +276,19 @@ def test_html_report_displays_in_headless_chromium(run_dir, tmp_path):
         coloured_pixels(tmp_path / "blank.png"),
     )
     assert with_figures > 5_000 and with_figures > 10 * max(without, 1)
+
+
+@pytest.mark.parametrize("command", [[], ["discover"], ["evaluate"], ["export"], ["report"]])
+def test_help_of_every_command_exits_0(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: circuits") and "--help" in out
+
+
+def test_console_script_is_declared():
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    assert project["scripts"]["circuits"] == "circuits.cli:main"
