@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from attribution.ablation import ABLATIONS, ablated_writes, check_inputs, mean_writes
 from attribution.data import PromptPairs
+from attribution.distributed import all_reduce_sum, is_main_process, shard_range
 from attribution.memory import rows_within
 from attribution.metrics import Metric, get_metric
 from attribution.quadrature import quadrature
@@ -164,7 +165,10 @@ def attribute(
     timings["mean_activations"] = time.perf_counter() - start
 
     scores = torch.zeros(graph.n_forward, graph.n_backward, dtype=score_dtype, device=device)
-    sums = {"clean": 0.0, "ablated": 0.0}
+    sums = torch.zeros(2, dtype=torch.float64)  # metric totals: clean, ablated
+    # under torchrun each rank scores a contiguous shard; sums are all-reduced below
+    shard = shard_range(len(data))
+    local = data.select(slice(shard.start, shard.stop))
     per_example = {
         "eap": 1,
         "clean-corrupted": 2,
@@ -173,9 +177,14 @@ def attribute(
         "exact": graph.n_edges,
     }[method]
     # one unit = one example row through one gradient (or patched) pass: covers batches and steps
-    progress = tqdm(total=len(data) * per_example, desc=method, disable=quiet, unit="row")
+    progress = tqdm(
+        total=len(local) * per_example,
+        desc=method,
+        disable=quiet or not is_main_process(),
+        unit="row",
+    )
     with frozen_parameters(model):
-        for first, batch in data.batches(batch_size):
+        for first, batch in local.batches(batch_size):
             batch = batch.to(device)
             try:
                 m_clean, m_ablated = _score_batch(
@@ -193,10 +202,13 @@ def attribute(
                     progress,
                 )
             except NonFiniteMetricError as err:  # name the example of `data`, not of the batch
-                raise NonFiniteMetricError(err.value, first + err.example) from None
-            sums["clean"] += float(m_clean.sum())
-            sums["ablated"] += float(m_ablated.sum())
+                raise NonFiniteMetricError(err.value, shard.start + first + err.example) from None
+            sums += torch.tensor(
+                [float(m_clean.sum()), float(m_ablated.sum())], dtype=torch.float64
+            )
     progress.close()
+    scores = all_reduce_sum(scores)
+    sums = all_reduce_sum(sums)
     scores /= len(data)
     # gradient methods contract Δ_u with every port's gradient; keep only real edges (u before v)
     scores = torch.where(graph.real_edges.to(device), scores, 0.0)
@@ -204,8 +216,8 @@ def attribute(
 
     graph.set_scores(scores.float().cpu())
     diagnostics = {
-        "metric_clean": sums["clean"] / len(data),
-        "metric_ablated": sums["ablated"] / len(data),
+        "metric_clean": float(sums[0]) / len(data),
+        "metric_ablated": float(sums[1]) / len(data),
         "total_score": float(scores.sum()),
     }
     expected = diagnostics["metric_ablated"] - diagnostics["metric_clean"]

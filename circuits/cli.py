@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -285,6 +286,21 @@ def main(argv: list[str] | None = None) -> int:
 
         hf_logging.disable_progress_bar()  # "Loading weights" bars
 
+    from attribution.distributed import init_from_environment, is_main_process
+
+    init_from_environment()  # under torchrun: join the process group; rank 0 prints
+    if not is_main_process():
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the other ranks' output
+    try:
+        return _run(args, argv)
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _run(args: argparse.Namespace, argv: list[str]) -> int:
     from attribution.data import DataError
     from circuits.discover import RunError
     from circuits.models import ModelLoadError

@@ -5,6 +5,9 @@ Data use: edges are scored and the circuit size is chosen on the task's *train* 
 faithfulness, its confidence interval and the faithfulness curve are measured on the *test*
 split, so the reported f is not the number the search optimised.
 
+Under ``torchrun`` every rank scores and evaluates its shard of the prompts (see
+:mod:`attribution.distributed`) and rank 0 writes the run folder.
+
 Run folder (written to a temporary sibling folder and renamed into place at the end, so an
 interrupted run leaves nothing half-written): ``graph.graphml``, ``graph.json``,
 ``scores.safetensors`` (the same graph: scores and circuit), ``metrics.json``, the figures
@@ -26,6 +29,7 @@ from typing import Any
 import torch
 
 from attribution import ABLATIONS, METHODS, METRICS, RULES, attribute
+from attribution.distributed import is_main_process
 from circuits.faithfulness import DEFAULT_FRACTIONS, evaluate, faithfulness_curve
 from circuits.minimal import minimal_circuit, parse_target
 from circuits.tasks import encode_examples, get_task
@@ -348,6 +352,9 @@ def discover(
         },
     }
 
+    if not is_main_process():  # under torchrun: every rank computed the same numbers
+        metrics["timings"]["total_s"] = round(time.perf_counter() - t_start, 3)
+        return _round(metrics)
     with atomic_directory(out, overwrite=overwrite) as tmp:
         graph.save(tmp / "graph.graphml")
         graph.save(tmp / "graph.json")

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from attribution.ablation import ablated_writes, check_inputs, mean_writes
 from attribution.data import DataError, PromptPairs
+from attribution.distributed import all_gather_rows, is_main_process, shard_range
 from attribution.metrics import Metric, get_metric
 from attribution.patching import ablation_hooks
 from attribution.runs import at_positions, collect_writes
@@ -94,14 +95,18 @@ class CircuitEvaluator:
         self.n_evaluations = 0
         self._batches: list[tuple[PromptPairs, torch.Tensor, torch.Tensor | None]] = []
         full, used = [], 0
-        for _, batch in data.batches(batch_size):
+        # under torchrun each rank runs a contiguous shard; per-example values are gathered
+        shard = shard_range(len(data))
+        self._n_local = len(shard)
+        for _, batch in data.select(slice(shard.start, shard.stop)).batches(batch_size):
             batch = batch.to(self.device)
             clean_logits, ablated = self._runs(batch)
             full.append(self.metric_fn(clean_logits, clean_logits, batch))
             keep = used + ablated.numel() * ablated.element_size() <= cache_bytes
             used += ablated.numel() * ablated.element_size() if keep else 0
             self._batches.append((batch, clean_logits, ablated if keep else None))
-        self.m_full = torch.cat(full).double().cpu()
+        local = torch.cat(full).double().cpu() if full else torch.empty(0, dtype=torch.float64)
+        self.m_full = all_gather_rows(local)
         self.m_empty = self.metrics([torch.zeros_like(graph.real_edges)])[0]
         for name, values in (("full model", self.m_full), ("empty circuit", self.m_empty)):
             if not torch.isfinite(values).all():
@@ -132,7 +137,10 @@ class CircuitEvaluator:
                 raise DataError(f"circuit {i} has shape {tuple(mask.shape)}, expected {shape}")
         parts: list[list[torch.Tensor]] = [[] for _ in circuits]
         progress = tqdm(
-            total=len(self.data) * len(circuits), desc="faithfulness", unit="ex", disable=self.quiet
+            total=self._n_local * len(circuits),
+            desc="faithfulness",
+            unit="ex",
+            disable=self.quiet or not is_main_process(),
         )
         for batch, clean_logits, ablated in self._batches:
             if ablated is None:
@@ -143,7 +151,11 @@ class CircuitEvaluator:
                 progress.update(len(batch))
         progress.close()
         self.n_evaluations += len(circuits)
-        return torch.stack([torch.cat(p) for p in parts]).double().cpu()
+        if self._batches:
+            local = torch.stack([torch.cat(p) for p in parts]).double().cpu()
+        else:  # more ranks than examples: this rank has none
+            local = torch.empty(len(circuits), 0, dtype=torch.float64)
+        return all_gather_rows(local, dim=1)
 
     def faithfulness(self, circuit: torch.Tensor) -> float:
         """f of one circuit (mean over examples)."""

@@ -1,0 +1,60 @@
+"""Run by tests/test_distributed.py under ``torchrun``: score and evaluate a tiny model with
+the process group initialised, and let rank 0 save what it got."""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+
+def run(out: str | None) -> dict[str, torch.Tensor]:
+    from attribution import PromptPairs, attribute
+    from circuits import evaluate, top_n
+    from circuits.models import load_model
+    from circuits.random_models import random_hf_model
+    from graphs import Graph
+
+    torch.set_num_threads(1)
+    model = load_model(random_hf_model("GPT2LMHeadModel", seed=3, dtype=torch.float64))
+    gen = torch.Generator().manual_seed(0)
+    n = 11  # not a multiple of the world size: shards differ in length
+    clean = torch.randint(0, 128, (n, 7), generator=gen)
+    data = PromptPairs(
+        clean=clean,
+        corrupted=torch.randint(0, 128, (n, 7), generator=gen),
+        answers=torch.randint(0, 128, (n, 1), generator=gen),
+        distractors=torch.randint(0, 128, (n, 1), generator=gen),
+    )
+    graph = Graph.from_model(model)
+    result = attribute(
+        model, graph, data, "logit_diff", method="eap-ig-inputs", steps=3, batch_size=4, quiet=True
+    )
+    top_n(graph, 40)
+    faith = evaluate(model, graph, data, "logit_diff", batch_size=4, bootstrap=200, seed=1)
+    values = {
+        "scores": result.scores,
+        "metric": torch.tensor(
+            [result.diagnostics["metric_clean"], result.diagnostics["metric_ablated"]]
+        ),
+        "faithfulness": torch.tensor(
+            [faith.f, faith.m_full, faith.m_circuit, faith.m_empty, *faith.ci, faith.random_f]
+        ),
+        "per_example": torch.tensor(faith.per_example_circuit),
+    }
+    if out is not None:
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in values.items()}, out)
+    return values
+
+
+if __name__ == "__main__":
+    from attribution.distributed import init_from_environment, is_main_process
+
+    assert init_from_environment(), "run me under torchrun with more than one process"
+    values = run(None)
+    if is_main_process():
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in values.items()}, sys.argv[1])
