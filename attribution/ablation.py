@@ -50,12 +50,17 @@ def ablated_writes(
     ablation: str,
     means: torch.Tensor | None,
     clean_writes: torch.Tensor,
+    nodes: range | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Ablated writes ``[batch, pos, n_forward, d]`` shaped like ``clean_writes``, and the
-    corrupted run's logits ``[batch, pos, vocab]`` for ``patching`` (None otherwise)."""
+    """Ablated writes ``[batch, pos, n_forward, d]`` shaped like ``clean_writes`` (which holds
+    the forward indices ``nodes`` only, when given), and the corrupted run's logits
+    ``[batch, pos, vocab]`` for ``patching`` (None otherwise)."""
     if ablation == "patching":
         return collect_writes(
-            model, graph, batch.corrupted, batch.attention_mask, clean_writes.dtype
+            model, graph, batch.corrupted, batch.attention_mask, clean_writes.dtype, nodes
         )
-    ref = means if ablation == "mean" else torch.zeros_like(clean_writes[0, 0])
+    if ablation == "mean":
+        ref = means if nodes is None else means[nodes.start : nodes.stop]
+    else:
+        ref = torch.zeros_like(clean_writes[0, 0])
     return ref.expand_as(clean_writes).clone(), None

@@ -24,6 +24,7 @@ come from captum's approximation methods.
 
 from __future__ import annotations
 
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from tqdm.auto import tqdm
 from attribution.ablation import ABLATIONS, ablated_writes, check_inputs, mean_writes
 from attribution.data import PromptPairs
 from attribution.distributed import all_reduce_sum, is_main_process, shard_range
-from attribution.memory import rows_within
+from attribution.memory import attribution_peak_bytes, node_chunk_within, rows_within
 from attribution.metrics import Metric, get_metric
 from attribution.quadrature import quadrature
 from attribution.runs import (
@@ -50,6 +51,8 @@ from attribution.sites import writer_sites
 from graphs import Graph
 
 METHODS = ("eap", "clean-corrupted", "eap-ig-inputs", "eap-ig-activations", "exact")
+#: Methods whose activation-difference buffer can be built a chunk of upstream nodes at a time.
+CHUNKED_METHODS = ("eap", "clean-corrupted", "eap-ig-inputs")
 EXACT_EDGE_WARNING = 5_000
 
 
@@ -88,6 +91,7 @@ def attribute(
     batch_size: int = 8,
     max_rows: int | None = None,
     memory_budget_gb: float = 4.0,
+    node_chunk: int | None = None,
     quiet: bool = False,
 ) -> AttributionResult:
     """Score every edge of ``graph`` for ``data`` and write the scores into the graph.
@@ -109,8 +113,13 @@ def attribute(
             per forward pass; default ``batch_size * steps`` on GPUs, ``batch_size`` on CPUs
             (where bigger passes are slower per row) and for EAP,
             lowered to what fits in ``memory_budget_gb`` (see :mod:`attribution.memory`).
-        memory_budget_gb: activation memory one forward+backward pass may use.
-        quiet: no progress bars.
+        memory_budget_gb: memory the attribution may use besides the weights; sizes
+            ``max_rows`` and, when the full write buffers would not fit, ``node_chunk``.
+        node_chunk: build the activation-difference buffer ``[batch, pos, nodes, d_model]``
+            this many upstream nodes at a time (eap, clean-corrupted, eap-ig-inputs), at the
+            cost of one extra clean (and corrupted) forward pass per further chunk; the
+            scores do not change. Default: all nodes, unless the budget requires chunks.
+        quiet: no progress bars, and no printed memory prediction.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -147,6 +156,24 @@ def attribute(
     wanted = batch_size * per_method.get(method, 1)
     if max_rows is None:
         max_rows = rows_within(model, data.n_pos, memory_budget_gb * 1024**3, wanted)
+    budget = memory_budget_gb * 1024**3
+    sizes = dict(
+        batch_size=min(batch_size, len(data)), n_pos=data.n_pos, rows=max_rows, method=method
+    )
+    if node_chunk is None and method in CHUNKED_METHODS:
+        node_chunk = node_chunk_within(model, graph, budget, **sizes)
+    if node_chunk is not None and node_chunk < 1:
+        raise ValueError(f"node_chunk must be >= 1, got {node_chunk}")
+    peak = attribution_peak_bytes(model, graph, node_chunk=node_chunk, **sizes)
+    if not quiet and is_main_process():
+        tqdm.write(
+            f"predicted peak memory {peak['total'] / 2**30:.2f} GiB besides the weights "
+            f"(activations {peak['activations'] / 2**30:.2f}, port gradients "
+            f"{peak['port_gradients'] / 2**30:.2f}, write buffers {peak['write_buffers'] / 2**30:.2f}"
+            + (f", {node_chunk} nodes at a time" if node_chunk else "")
+            + ")",
+            file=sys.stderr,
+        )
     settings = dict(
         method=method,
         steps=steps,
@@ -154,6 +181,8 @@ def attribute(
         ablation=ablation,
         batch_size=batch_size,
         max_rows=max_rows,
+        node_chunk=node_chunk,
+        predicted_peak_bytes=peak["total"],
         metric=metric if isinstance(metric, str) else getattr(metric, "__name__", "callable"),
         n_examples=len(data),
     )
@@ -200,6 +229,7 @@ def attribute(
                     scores,
                     dtype,
                     progress,
+                    node_chunk,
                 )
             except NonFiniteMetricError as err:  # name the example of `data`, not of the batch
                 raise NonFiniteMetricError(err.value, shard.start + first + err.example) from None
@@ -247,15 +277,23 @@ def _score_batch(
     scores,
     dtype,
     progress,
+    node_chunk=None,
 ):
     """Add this batch's summed edge scores into ``scores``; return per-example metric on the
-    clean and the ablated input."""
+    clean and the ablated input.
+
+    With ``node_chunk`` (gradient methods other than eap-ig-activations), the write buffers
+    hold ``node_chunk`` upstream nodes at a time: the first chunk comes with the runs that
+    give the metric, the others from extra no-grad clean (and corrupted) runs after the
+    backward pass, each contracted with the port gradients at once."""
+    chunked = node_chunk is not None and node_chunk < graph.n_forward and method in CHUNKED_METHODS
+    nodes = range(node_chunk) if chunked else None
     clean_writes, clean_logits_full = collect_writes(
-        model, graph, batch.clean, batch.attention_mask, dtype
+        model, graph, batch.clean, batch.attention_mask, dtype, nodes
     )
     clean_logits = at_positions(clean_logits_full, batch.positions).detach()
     ablated, ablated_logits_full = ablated_writes(
-        model, graph, batch, ablation, means, clean_writes
+        model, graph, batch, ablation, means, clean_writes, nodes
     )
     ablated_logits = None
     if ablated_logits_full is not None:
@@ -300,7 +338,6 @@ def _score_batch(
                 weight=torch.full((n,), w, device=delta.device),
             )
             progress.update(n)
-        scores += torch.einsum("bpfd,bpkd->fk", delta.to(scores.dtype), grads.to(scores.dtype))
     elif method == "eap-ig-inputs":
         e_clean, e_abl = clean_writes[:, :, 0], ablated[:, :, 0]
         _integrate(
@@ -318,7 +355,18 @@ def _score_batch(
             leaf=True,
             progress=progress,
         )
-        scores += torch.einsum("bpfd,bpkd->fk", delta.to(scores.dtype), grads.to(scores.dtype))
+    if method in CHUNKED_METHODS:
+        _contract(scores, delta, grads, 0)
+        if chunked:
+            del clean_writes, ablated, delta  # free the first chunk before the next
+            for start in range(node_chunk, graph.n_forward, node_chunk):
+                nodes = range(start, min(start + node_chunk, graph.n_forward))
+                clean_c, _ = collect_writes(
+                    model, graph, batch.clean, batch.attention_mask, dtype, nodes
+                )
+                ablated_c, _ = ablated_writes(model, graph, batch, ablation, means, clean_c, nodes)
+                mask = batch.attention_mask[:, :, None, None].to(dtype)
+                _contract(scores, (ablated_c - clean_c) * mask, grads, start)
     elif method == "eap-ig-activations":
         for site in writer_sites(graph):
             grads.zero_()
@@ -413,6 +461,13 @@ def _integrate(
         )
         if progress is not None:
             progress.update(len(chunk))
+
+
+def _contract(scores: torch.Tensor, delta: torch.Tensor, grads: torch.Tensor, first: int) -> None:
+    """``scores[first : first + F'] += Σ_{b,p,d} delta[b,p,f,d]·grads[b,p,k,d]`` in the
+    scores' dtype (float32 or float64), whatever the activations' dtype."""
+    rows = slice(first, first + delta.shape[2])
+    scores[rows] += torch.einsum("bpfd,bpkd->fk", delta.to(scores.dtype), grads.to(scores.dtype))
 
 
 def _input_ablated_logits(model, batch: PromptPairs, input_write: torch.Tensor) -> torch.Tensor:

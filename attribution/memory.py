@@ -27,3 +27,60 @@ def row_bytes(model, n_pos: int, dtype: torch.dtype | None = None) -> int:
 def rows_within(model, n_pos: int, budget_bytes: float, wanted: int) -> int:
     """How many rows (at most ``wanted``, at least 1) fit in ``budget_bytes``."""
     return max(1, min(wanted, int(budget_bytes // max(1, row_bytes(model, n_pos)))))
+
+
+def attribution_peak_bytes(
+    model,
+    graph,
+    *,
+    batch_size: int,
+    n_pos: int,
+    rows: int,
+    method: str,
+    node_chunk: int | None = None,
+    dtype: torch.dtype | None = None,
+) -> dict[str, int]:
+    """Predicted peak bytes of :func:`attribution.attribute` beyond the model's weights.
+
+    Per batch of ``b`` examples and ``p`` positions, with ``s`` bytes per activation value:
+
+    - ``activations``: ``rows`` example rows of a forward+backward pass (:func:`row_bytes`);
+    - ``port_gradients``: ``b·p·K·d·s`` (``K`` ports);
+    - ``write_buffers``: clean, ablated and difference writes, ``3·b·p·F'·d·s`` with ``F'``
+      the node chunk (all ``F`` upstream nodes unless chunked);
+    - ``contraction``: the score contraction's working copies of one chunk of differences
+      and of the gradients (``einsum`` lays both out as matrices), ``(F' + K)·b·p·d·4``, twice
+      that when the activations are 16-bit (their float32 copies come first);
+    - ``logits``: the clean and corrupted logits, ``2·b·p·V·s``.
+
+    ``total`` is their sum. Compared with measured peaks in ``benchmarks/bench_memory.py``."""
+    dtype = dtype or next(model.parameters()).dtype
+    s = torch.finfo(dtype).bits // 8
+    b, p, d = batch_size, n_pos, int(graph.spec.d_model or model.cfg.d_model)
+    F, K = graph.n_forward, graph.n_backward
+    if node_chunk is not None and method in ("eap", "clean-corrupted", "eap-ig-inputs"):
+        F = min(F, node_chunk)
+    parts = {
+        "activations": rows * row_bytes(model, n_pos, dtype),
+        "port_gradients": b * p * K * d * s,
+        "write_buffers": 3 * b * p * F * d * s,
+        "contraction": (F + K) * b * p * d * max(s, 4) * (1 if s >= 4 else 2),
+        "logits": 2 * b * p * int(model.cfg.d_vocab) * s,
+    }
+    parts["total"] = sum(parts.values())
+    return parts
+
+
+def node_chunk_within(model, graph, budget_bytes: float, **kwargs) -> int | None:
+    """The largest node chunk whose predicted peak fits ``budget_bytes`` (None: no chunking
+    needed; 1 when even that does not fit, the smallest possible)."""
+    if attribution_peak_bytes(model, graph, node_chunk=None, **kwargs)["total"] <= budget_bytes:
+        return None
+    low, high = 1, graph.n_forward
+    while low < high:  # the peak grows with the chunk: bisect for the largest that fits
+        mid = (low + high + 1) // 2
+        if attribution_peak_bytes(model, graph, node_chunk=mid, **kwargs)["total"] <= budget_bytes:
+            low = mid
+        else:
+            high = mid - 1
+    return low

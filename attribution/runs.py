@@ -54,20 +54,27 @@ def at_positions(logits: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
 
 
 def collect_writes(
-    model, graph: Graph, tokens: torch.Tensor, mask: torch.Tensor, dtype: torch.dtype
+    model,
+    graph: Graph,
+    tokens: torch.Tensor,
+    mask: torch.Tensor,
+    dtype: torch.dtype,
+    nodes: range | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One no-grad run: every upstream node's write ``[n, pos, n_forward, d_model]`` and the
-    logits ``[n, pos, vocab]``."""
+    """One no-grad run: every upstream node's write ``[n, pos, n_forward, d_model]`` (or only
+    the forward indices in ``nodes``: ``[n, pos, len(nodes), d_model]``) and the logits
+    ``[n, pos, vocab]``."""
     n, pos = tokens.shape
     writes = torch.zeros(
         n,
         pos,
-        graph.n_forward,
+        graph.n_forward if nodes is None else len(nodes),
         graph.spec.d_model or model.cfg.d_model,
         dtype=dtype,
         device=tokens.device,
     )
-    with torch.no_grad(), model.hooks(fwd_hooks=writer_hooks(model, graph, writes)):
+    hooks = writer_hooks(model, graph, writes, nodes=nodes)
+    with torch.no_grad(), model.hooks(fwd_hooks=hooks):
         logits = model(tokens, attention_mask=mask)
     return writes, logits
 

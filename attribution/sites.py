@@ -87,32 +87,43 @@ def _gemma_gain(model, norm_name: str) -> torch.Tensor:
     return 1.0 + w.detach()
 
 
-def writer_hooks(model, graph: Graph, out: torch.Tensor, sign: float = 1.0) -> list:
+def writer_hooks(
+    model, graph: Graph, out: torch.Tensor, sign: float = 1.0, nodes: range | None = None
+) -> list:
     """Forward hooks that add ``sign * write`` of every upstream node into ``out``
-    ``[batch, pos, n_forward, d_model]`` (detached)."""
+    ``[batch, pos, n_forward, d_model]`` (detached). With ``nodes`` (a range of forward
+    indices) only those nodes' writes are kept, in ``out[:, :, node - nodes.start]``."""
     hooks = []
     pending: dict[str, torch.Tensor] = {}
+    nodes = range(graph.n_forward) if nodes is None else nodes
     for site in writer_sites(graph):
-        rows = torch.tensor(site.rows)
+        kept = [i for i, row in enumerate(site.rows) if row in nodes]
+        if not kept:
+            continue
+        rows = torch.tensor([site.rows[i] - nodes.start for i in kept])
+        # which of the site's heads to keep (None: all, without an indexing copy)
+        pick = None if len(kept) == len(site.rows) else torch.tensor(kept)
 
-        def save(t, hook, site=site, rows=rows):
+        def add(value, rows=rows, pick=pick):
+            if pick is not None:
+                value = value[:, :, pick.to(value.device)]
+            out[:, :, rows] += sign * value.to(out.dtype)
+
+        def save(t, hook, site=site, add=add):
             value = t.detach()
             if site.post_norm is not None:
                 pending[site.post_norm] = value  # scaled once the norm's scale is known
                 return t
-            if not site.per_head:
-                value = value.unsqueeze(2)
-            out[:, :, rows] += sign * value.to(out.dtype)
+            add(value if site.per_head else value.unsqueeze(2))
             return t
 
         hooks.append((site.hook, save))
         if site.post_norm is not None:
             gain = _gemma_gain(model, site.post_norm)
 
-            def scale(t, hook, site=site, rows=rows, gain=gain):
+            def scale(t, hook, site=site, add=add, gain=gain):
                 result = pending.pop(site.post_norm)
-                value = result / t.detach().unsqueeze(-1) * gain
-                out[:, :, rows] += sign * value.to(out.dtype)
+                add(result / t.detach().unsqueeze(-1) * gain)
                 return t
 
             hooks.append((f"{site.post_norm}.hook_scale", scale))
