@@ -356,7 +356,7 @@ def _score_batch(
             progress=progress,
         )
     if method in CHUNKED_METHODS:
-        _contract(scores, delta, grads, 0)
+        _contract(scores, delta, grads, 0, node_chunk if chunked else None)
         if chunked:
             del clean_writes, ablated, delta  # free the first chunk before the next
             for start in range(node_chunk, graph.n_forward, node_chunk):
@@ -366,7 +366,7 @@ def _score_batch(
                 )
                 ablated_c, _ = ablated_writes(model, graph, batch, ablation, means, clean_c, nodes)
                 mask = batch.attention_mask[:, :, None, None].to(dtype)
-                _contract(scores, (ablated_c - clean_c) * mask, grads, start)
+                _contract(scores, (ablated_c - clean_c) * mask, grads, start, node_chunk)
     elif method == "eap-ig-activations":
         for site in writer_sites(graph):
             grads.zero_()
@@ -443,7 +443,9 @@ def _integrate(
         value = abl_out[example] + alpha.view(shape) * (clean_out[example] - abl_out[example])
 
         def interpolate(t, hook, value=value):
-            return value.detach().requires_grad_(True) if leaf else value.to(t.dtype)
+            if leaf:
+                return value.detach().to(t.device).requires_grad_(True)
+            return value.to(device=t.device, dtype=t.dtype)
 
         # the input write is the backward leaf itself; any later site is patched downstream of it
         hook_args = {"leaf_hook": interpolate} if leaf else {"extra_hooks": [(hook, interpolate)]}
@@ -463,11 +465,26 @@ def _integrate(
             progress.update(len(chunk))
 
 
-def _contract(scores: torch.Tensor, delta: torch.Tensor, grads: torch.Tensor, first: int) -> None:
+def _contract(
+    scores: torch.Tensor,
+    delta: torch.Tensor,
+    grads: torch.Tensor,
+    first: int,
+    port_chunk: int | None = None,
+) -> None:
     """``scores[first : first + F'] += Σ_{b,p,d} delta[b,p,f,d]·grads[b,p,k,d]`` in the
-    scores' dtype (float32 or float64), whatever the activations' dtype."""
-    rows = slice(first, first + delta.shape[2])
-    scores[rows] += torch.einsum("bpfd,bpkd->fk", delta.to(scores.dtype), grads.to(scores.dtype))
+    scores' dtype (float32 or float64), whatever the activations' dtype.
+
+    The gradients are laid out as a matrix ``port_chunk`` ports at a time (all at once by
+    default), so the float32 working copies stay bounded on 16-bit models."""
+    f_rows = slice(first, first + delta.shape[2])
+    flat = delta.permute(2, 0, 1, 3).reshape(delta.shape[2], -1).to(scores.dtype)  # [F', bpd]
+    n_ports = grads.shape[2]
+    step = port_chunk or n_ports
+    for start in range(0, n_ports, step):
+        cols = slice(start, min(start + step, n_ports))
+        g = grads[:, :, cols].permute(2, 0, 1, 3).reshape(cols.stop - start, -1).to(scores.dtype)
+        scores[f_rows, cols] += flat @ g.T
 
 
 def _input_ablated_logits(model, batch: PromptPairs, input_write: torch.Tensor) -> torch.Tensor:
@@ -475,7 +492,12 @@ def _input_ablated_logits(model, batch: PromptPairs, input_write: torch.Tensor) 
     with (
         torch.no_grad(),
         model.hooks(
-            fwd_hooks=[("blocks.0.hook_resid_pre", lambda t, hook: input_write.to(t.dtype))]
+            fwd_hooks=[
+                (
+                    "blocks.0.hook_resid_pre",
+                    lambda t, hook: input_write.to(device=t.device, dtype=t.dtype),
+                )
+            ]
         ),
     ):
         logits = model(batch.clean, attention_mask=batch.attention_mask)

@@ -48,9 +48,9 @@ def attribution_peak_bytes(
     - ``port_gradients``: ``b·p·K·d·s`` (``K`` ports);
     - ``write_buffers``: clean, ablated and difference writes, ``3·b·p·F'·d·s`` with ``F'``
       the node chunk (all ``F`` upstream nodes unless chunked);
-    - ``contraction``: the score contraction's working copies of one chunk of differences
-      and of the gradients (``einsum`` lays both out as matrices), ``(F' + K)·b·p·d·4``, twice
-      that when the activations are 16-bit (their float32 copies come first);
+    - ``contraction``: the score contraction's matrix copies of one chunk of differences and
+      of the gradients of ``K'`` ports (``K' = F'`` when chunked, else all ``K``), in float32:
+      ``(F' + K')·b·p·d·4``, plus their 16-bit layouts first on 16-bit models;
     - ``logits``: the clean and corrupted logits, ``2·b·p·V·s``.
 
     ``total`` is their sum. Compared with measured peaks in ``benchmarks/bench_memory.py``."""
@@ -58,13 +58,15 @@ def attribution_peak_bytes(
     s = torch.finfo(dtype).bits // 8
     b, p, d = batch_size, n_pos, int(graph.spec.d_model or model.cfg.d_model)
     F, K = graph.n_forward, graph.n_backward
+    K_chunk = K
     if node_chunk is not None and method in ("eap", "clean-corrupted", "eap-ig-inputs"):
         F = min(F, node_chunk)
+        K_chunk = min(K, node_chunk)
     parts = {
         "activations": rows * row_bytes(model, n_pos, dtype),
         "port_gradients": b * p * K * d * s,
         "write_buffers": 3 * b * p * F * d * s,
-        "contraction": (F + K) * b * p * d * max(s, 4) * (1 if s >= 4 else 2),
+        "contraction": (F + K_chunk) * b * p * d * (4 + (s if s < 4 else 0)),
         "logits": 2 * b * p * int(model.cfg.d_vocab) * s,
     }
     parts["total"] = sum(parts.values())

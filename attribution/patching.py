@@ -45,7 +45,8 @@ def ablation_hooks(model, graph: Graph, ablated_writes: torch.Tensor, ablate: to
             correction = torch.matmul(weights, diff[:, :, :upto])  # [b, p, n_ports, d]
             if not per_head:
                 correction = correction.squeeze(2)
-            return t + correction.to(t.dtype)
+            # .to: with a device_map the layers (and t) may live on other devices than diff
+            return t + correction.to(device=t.device, dtype=t.dtype)
 
         hooks.append((site.hook, patch))
     return hooks

@@ -98,7 +98,8 @@ def port_gradient_hooks(graph: Graph, grads: torch.Tensor, example: torch.Tensor
 
                 def bwd(grad):
                     g = grad if per_head else grad.unsqueeze(2)
-                    grads[:, :, first:last].index_add_(0, example, g.to(grads.dtype))
+                    g = g.to(device=grads.device, dtype=grads.dtype)  # device_map: any device
+                    grads[:, :, first:last].index_add_(0, example, g)
 
                 t.register_hook(bwd)
             return t

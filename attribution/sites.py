@@ -107,7 +107,8 @@ def writer_hooks(
         def add(value, rows=rows, pick=pick):
             if pick is not None:
                 value = value[:, :, pick.to(value.device)]
-            out[:, :, rows] += sign * value.to(out.dtype)
+            # .to(device): with a device_map, layers (and their writes) may sit on other devices
+            out[:, :, rows] += sign * value.to(device=out.device, dtype=out.dtype)
 
         def save(t, hook, site=site, add=add):
             value = t.detach()

@@ -100,6 +100,7 @@ def load_model(
     tokenizer: Any = None,
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
+    device_map: str | dict | None = None,
 ) -> TransformerBridge:
     """Return a ``TransformerBridge`` over ``source`` with the edge-level hook flags on.
 
@@ -115,6 +116,11 @@ def load_model(
         device: Device the Hugging Face model is moved to before bridging.
         dtype: Dtype the Hugging Face model is loaded in / cast to before bridging. ``None``
             keeps the model's dtype (for checkpoints: what transformers loads by default).
+        device_map: For a model too large for one GPU: Hugging Face's ``device_map``
+            (``"auto"``, ``"balanced"`` or a dict of module name -> device), passed to
+            ``from_pretrained`` so that layers are spread over devices (needs ``accelerate``).
+            Attribution and evaluation move each write and gradient to the device of the
+            first layer's buffers. Not with ``device``, nor with an in-memory model.
 
     Raises:
         UnsupportedArchitectureError: the architecture is not in SUPPORTED_ARCHITECTURES.
@@ -123,16 +129,21 @@ def load_model(
     """
     from transformers import PreTrainedModel
 
+    if device_map is not None and (device is not None or isinstance(source, PreTrainedModel)):
+        raise ModelLoadError(
+            "device_map places the layers of a model loaded from a folder or the Hub; "
+            "pass either device or device_map, and a path or Hub name with device_map"
+        )
     if isinstance(source, PreTrainedModel):
         model = source
         _check_architecture(_module_architecture(model), repr(type(model).__name__))
     elif isinstance(source, (str, os.PathLike)):
         if _looks_like_path(source):
             model, found_tokenizer = _load_local(
-                Path(source).expanduser(), tokenizer is None, dtype
+                Path(source).expanduser(), tokenizer is None, dtype, device_map
             )
         else:
-            model, found_tokenizer = _load_hub(str(source), tokenizer is None, dtype)
+            model, found_tokenizer = _load_hub(str(source), tokenizer is None, dtype, device_map)
         tokenizer = tokenizer if tokenizer is not None else found_tokenizer
     else:
         raise TypeError(
@@ -140,7 +151,7 @@ def load_model(
             f"Hugging Face Hub name, got {type(source).__name__}"
         )
 
-    if device is not None or dtype is not None:
+    if device_map is None and (device is not None or dtype is not None):
         model.to(device=device, dtype=dtype)
     model.eval()
     return _bridge(model, tokenizer)
@@ -201,7 +212,9 @@ def _has_tokenizer_files(path: Path) -> bool:
     return any((path / name).is_file() for name in names)
 
 
-def _load_local(path: Path, want_tokenizer: bool, dtype: torch.dtype | None) -> tuple[Any, Any]:
+def _load_local(
+    path: Path, want_tokenizer: bool, dtype: torch.dtype | None, device_map: Any = None
+) -> tuple[Any, Any]:
     """Config check, then weights (and tokenizer if present) from a save_pretrained dir."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -224,6 +237,8 @@ def _load_local(path: Path, want_tokenizer: bool, dtype: torch.dtype | None) -> 
     kwargs: dict[str, Any] = {"local_files_only": True}
     if dtype is not None:
         kwargs["dtype"] = dtype
+    if device_map is not None:
+        kwargs["device_map"] = device_map
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as exc:
@@ -278,7 +293,9 @@ def _hub_reachable(endpoint: str, timeout: float) -> bool:
     return bool(result and result[0])
 
 
-def _load_hub(name: str, want_tokenizer: bool, dtype: torch.dtype | None) -> tuple[Any, Any]:
+def _load_hub(
+    name: str, want_tokenizer: bool, dtype: torch.dtype | None, device_map: Any = None
+) -> tuple[Any, Any]:
     """Load a Hub model: cache first, then (network permitting) the Hub."""
     from huggingface_hub import constants, try_to_load_from_cache
 
@@ -286,7 +303,9 @@ def _load_hub(name: str, want_tokenizer: bool, dtype: torch.dtype | None) -> tup
     is_cached = isinstance(cached, str)
     if is_cached:
         try:
-            return _from_pretrained(name, want_tokenizer, dtype, local_files_only=True)
+            return _from_pretrained(
+                name, want_tokenizer, dtype, local_files_only=True, device_map=device_map
+            )
         except UnsupportedArchitectureError:
             raise
         except ModelLoadError:
@@ -304,11 +323,18 @@ def _load_hub(name: str, want_tokenizer: bool, dtype: torch.dtype | None) -> tup
             f"{name!r} {where} and cannot reach the Hugging Face Hub at {endpoint} "
             f"(no network?); {_LOCAL_ADVICE}"
         )
-    return _from_pretrained(name, want_tokenizer, dtype, local_files_only=False)
+    return _from_pretrained(
+        name, want_tokenizer, dtype, local_files_only=False, device_map=device_map
+    )
 
 
 def _from_pretrained(
-    name: str, want_tokenizer: bool, dtype: torch.dtype | None, *, local_files_only: bool
+    name: str,
+    want_tokenizer: bool,
+    dtype: torch.dtype | None,
+    *,
+    local_files_only: bool,
+    device_map: Any = None,
 ) -> tuple[Any, Any]:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -323,6 +349,8 @@ def _from_pretrained(
     kwargs: dict[str, Any] = {"local_files_only": local_files_only}
     if dtype is not None:
         kwargs["dtype"] = dtype
+    if device_map is not None:
+        kwargs["device_map"] = device_map
     try:
         model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
     except OSError as exc:

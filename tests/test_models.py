@@ -516,3 +516,27 @@ def test_random_hf_model_unknown_architecture():
     assert "GPT2LMHeadModel" in str(info.value)
     with pytest.raises(ValueError, match="grouped-query"):
         random_hf_model("GPT2LMHeadModel", n_kv_heads=2)
+
+
+def test_device_map_loads_the_same_model_and_attribution(tmp_path):
+    """device_map goes to from_pretrained (here everything on the CPU: no GPUs in tests); the
+    bridge over it scores exactly like the plainly loaded one."""
+    from attribution import PromptPairs, attribute
+    from circuits.models import ModelLoadError, load_model
+    from circuits.random_models import random_hf_model
+    from graphs import Graph
+
+    random_hf_model("GPT2LMHeadModel", seed=4).save_pretrained(tmp_path)
+    plain = load_model(tmp_path)
+    mapped = load_model(tmp_path, device_map={"": "cpu"})
+    gen = torch.Generator().manual_seed(0)
+    data = PromptPairs(
+        clean=torch.randint(0, 128, (3, 5), generator=gen),
+        corrupted=torch.randint(0, 128, (3, 5), generator=gen),
+        answers=torch.randint(0, 128, (3, 1), generator=gen),
+    )
+    a = attribute(plain, Graph.from_model(plain), data, method="eap", quiet=True).scores
+    b = attribute(mapped, Graph.from_model(mapped), data, method="eap", quiet=True).scores
+    assert torch.equal(a, b) and a.abs().sum() > 0
+    with pytest.raises(ModelLoadError, match="either device or device_map"):
+        load_model(tmp_path, device="cpu", device_map="auto")
