@@ -1,5 +1,9 @@
-"""What users call: model loading, pruning, faithfulness and minimal-circuit search."""
+"""What users call: model loading, bundled models and tasks, pruning, faithfulness,
+minimal-circuit search and the discovery job. Subpackages: ``circuits.zoo`` (bundled
+models), ``circuits.tasks``, ``circuits.alignment`` (DAS), ``circuits.patchscopes``."""
 
+from circuits import zoo
+from circuits.discover import DiscoverySettings, discover
 from circuits.faithfulness import (
     DEFAULT_FRACTIONS,
     CircuitEvaluator,
@@ -28,9 +32,15 @@ from circuits.prune import (
     top_n,
 )
 from circuits.random_models import random_hf_model
+from circuits.tasks import TASK_NAMES, get_task
 
 __all__ = [
     "DEFAULT_FRACTIONS",
+    "TASK_NAMES",
+    "DiscoverySettings",
+    "discover",
+    "get_task",
+    "zoo",
     "PROCESSING",
     "SUPPORTED_ARCHITECTURES",
     "CircuitEvaluator",
