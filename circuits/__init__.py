@@ -3,7 +3,7 @@ minimal-circuit search and the discovery job. Subpackages: ``circuits.zoo`` (bun
 models), ``circuits.tasks``, ``circuits.alignment`` (DAS), ``circuits.patchscopes``."""
 
 from circuits import zoo
-from circuits.discover import DiscoverySettings, discover
+from circuits.discovery import DiscoverySettings, discover
 from circuits.faithfulness import (
     DEFAULT_FRACTIONS,
     CircuitEvaluator,

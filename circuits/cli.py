@@ -168,7 +168,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _discover(args: argparse.Namespace, argv: list[str]) -> int:
-    from circuits.discover import DiscoverySettings, discover
+    from circuits.discovery import DiscoverySettings, discover
 
     settings = DiscoverySettings(
         model=args.model, task=args.task, method=args.method, steps=args.steps, quadrature_rule=args.quadrature,
@@ -195,7 +195,7 @@ def _discover(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from circuits.discover import DiscoverySettings, load_for_task
+    from circuits.discovery import DiscoverySettings, load_for_task
     from circuits.faithfulness import evaluate
     from circuits.tasks import encode_examples, get_task
     from graphs import Graph
@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
     from attribution.data import DataError
-    from circuits.discover import RunError
+    from circuits.discovery import RunError
     from circuits.models import ModelLoadError
     from circuits.report import ReportError
     from circuits.tasks import TaskError

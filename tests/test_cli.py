@@ -207,9 +207,9 @@ def test_unwritable_output_folder_exits_2(tmp_path, capsys):
 
 def test_output_folder_without_write_permission_exits_2(tmp_path, capsys, monkeypatch):
     """What the check does for a read-only parent, even when running as root."""
-    import circuits.discover
+    import circuits.discovery
 
-    monkeypatch.setattr(circuits.discover.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(circuits.discovery.os, "access", lambda path, mode: False)
     assert main(["discover", *RUN_ARGS, "--out", str(tmp_path / "run")]) == 2
     assert f"cannot write to {tmp_path} (permission denied)" in _error(capsys)
     assert not (tmp_path / "run").exists()
