@@ -32,5 +32,6 @@ BENCH_ARGS ?=
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.bench_attribution $(BENCH_ARGS)
 	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.bench_faithfulness
+	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.bench_memory
 
 .PHONY: install demo test lint bench
