@@ -121,6 +121,29 @@ def test_price_causal_model_interventions():
         m.run(inside, {"price_x": 1})
 
 
+def test_causal_model_mechanisms_see_only_their_parents():
+    from circuits.tasks import CausalModel
+
+    leaky = CausalModel(
+        inputs=("x", "y"),
+        mechanisms={"a": lambda v: v["x"] > 0, "out": lambda v: v["a"] and v["y"] > 0},
+        output="out",
+        parents={"a": ("x",), "out": ("a",)},  # out also reads y, which is not declared
+    )
+    with pytest.raises(
+        ValueError, match="mechanism 'out' read 'y', which is not one of its parents"
+    ):
+        leaky.run({"x": 1, "y": 1})
+    with pytest.raises(
+        ValueError, match=r"parents of 'a' must be inputs or earlier mechanisms; \['out'\]"
+    ):
+        CausalModel(
+            ("x",), {"a": lambda v: 1, "out": lambda v: 2}, "out", {"a": ("out",), "out": ("a",)}
+        )
+    with pytest.raises(ValueError, match="output 'z' is not one of the mechanisms"):
+        CausalModel(("x",), {"a": lambda v: 1}, "z")
+
+
 def test_entity_answers_are_world_facts_and_every_fact_is_in_training():
     task = get_task("entity-attributes")
     for e in task.examples(200, seed=0, split="test"):

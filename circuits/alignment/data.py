@@ -469,4 +469,7 @@ def shuffled_variable(causal_model: CausalModel, variable: str, *, seed: int = 0
 
     mechanisms = dict(causal_model.mechanisms)
     mechanisms[variable] = random_bit
-    return CausalModel(causal_model.inputs, mechanisms, causal_model.output)
+    parents = None
+    if causal_model.parents is not None:
+        parents = {**causal_model.parents, variable: tuple(causal_model.inputs)}
+    return CausalModel(causal_model.inputs, mechanisms, causal_model.output, parents)

@@ -20,14 +20,36 @@ class CausalModel:
 
     Attributes:
         inputs: names of the input variables.
-        mechanisms: ``name -> f(values)`` in topological order; ``f`` reads the values
-            computed so far (inputs and earlier mechanisms) from the mapping it is given.
+        mechanisms: ``name -> f(values)`` in topological order; ``f`` reads its parents'
+            values from the mapping it is given.
         output: name of the output variable (one of ``mechanisms``).
+        parents: ``name -> parent names`` for every mechanism; a mechanism then sees only
+            its parents (reading another variable is an error). ``None``: each mechanism
+            sees every value computed before it.
     """
 
     inputs: tuple[str, ...]
     mechanisms: Mapping[str, Callable[[Mapping[str, Any]], Any]]
     output: str
+    parents: Mapping[str, tuple[str, ...]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.output not in self.mechanisms:
+            raise ValueError(
+                f"output {self.output!r} is not one of the mechanisms {list(self.mechanisms)}"
+            )
+        if self.parents is None:
+            return
+        known = list(self.inputs)
+        for name in self.mechanisms:
+            if name not in self.parents:
+                raise ValueError(f"mechanism {name!r} has no entry in parents")
+            late = [p for p in self.parents[name] if p not in known]
+            if late:
+                raise ValueError(
+                    f"parents of {name!r} must be inputs or earlier mechanisms; {late} are not"
+                )
+            known.append(name)
 
     @property
     def variables(self) -> tuple[str, ...]:
@@ -50,7 +72,17 @@ class CausalModel:
             )
         values = {name: inputs[name] for name in self.inputs}
         for name, mechanism in self.mechanisms.items():
-            values[name] = interventions[name] if name in interventions else mechanism(values)
+            if name in interventions:
+                values[name] = interventions[name]
+                continue
+            seen = values if self.parents is None else {p: values[p] for p in self.parents[name]}
+            try:
+                values[name] = mechanism(seen)
+            except KeyError as err:
+                raise ValueError(
+                    f"mechanism {name!r} read {err.args[0]!r}, which is not one of its parents "
+                    f"{list(seen)}"
+                ) from None
         return values
 
     def counterfactual(

@@ -30,6 +30,11 @@ PRICE_CAUSAL_MODEL = CausalModel(
         "answer": lambda v: YES if v["above_lower"] and v["below_upper"] else NO,
     },
     output="answer",
+    parents={
+        "above_lower": ("price", "lower"),
+        "below_upper": ("price", "upper"),
+        "answer": ("above_lower", "below_upper"),
+    },
 )
 
 
