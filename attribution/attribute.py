@@ -36,7 +36,12 @@ from tqdm.auto import tqdm
 from attribution.ablation import ABLATIONS, ablated_writes, check_inputs, mean_writes
 from attribution.data import PromptPairs
 from attribution.distributed import all_reduce_sum, is_main_process, shard_range
-from attribution.memory import attribution_peak_bytes, node_chunk_within, rows_within
+from attribution.memory import (
+    CHUNKED_METHODS,
+    attribution_peak_bytes,
+    node_chunk_within,
+    rows_within,
+)
 from attribution.metrics import Metric, get_metric
 from attribution.quadrature import quadrature
 from attribution.runs import (
@@ -51,8 +56,6 @@ from attribution.sites import writer_sites
 from graphs import Graph
 
 METHODS = ("eap", "clean-corrupted", "eap-ig-inputs", "eap-ig-activations", "exact")
-#: Methods whose activation-difference buffer can be built a chunk of upstream nodes at a time.
-CHUNKED_METHODS = ("eap", "clean-corrupted", "eap-ig-inputs")
 EXACT_EDGE_WARNING = 5_000
 
 
@@ -154,9 +157,9 @@ def attribute(
     ig_rows = steps if device.type != "cpu" else 1
     per_method = {"exact": 32, "eap-ig-inputs": ig_rows, "eap-ig-activations": ig_rows}
     wanted = batch_size * per_method.get(method, 1)
-    if max_rows is None:
-        max_rows = rows_within(model, data.n_pos, memory_budget_gb * 1024**3, wanted)
     budget = memory_budget_gb * 1024**3
+    if max_rows is None:
+        max_rows = rows_within(model, data.n_pos, budget, wanted)
     sizes = dict(
         batch_size=min(batch_size, len(data)), n_pos=data.n_pos, rows=max_rows, method=method
     )
