@@ -210,22 +210,16 @@ def encode_prompt(model: Any, prompt: Prompt, tokenizer: Any = None) -> list[int
 
 
 def _pad(rows: Sequence[Sequence[int]], pad: int, device: torch.device):
-    width = max(len(r) for r in rows)
-    tokens = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        tokens[i, : len(r)] = torch.tensor(list(r), dtype=torch.long)
-        mask[i, : len(r)] = 1
+    from circuits.tasks.encode import pad_rows
+
+    tokens, mask = pad_rows(rows, pad)
     return tokens.to(device), mask.to(device)
 
 
 def _pad_id(model: Any, tokenizer: Any = None) -> int:
-    tok = _tokenizer_of(model, tokenizer)
-    for name in ("pad_token_id", "eos_token_id"):
-        value = getattr(tok, name, None) if tok is not None else None
-        if value is not None:
-            return int(value)
-    return 0
+    from circuits.tasks.encode import pad_id
+
+    return pad_id(_tokenizer_of(model, tokenizer))
 
 
 # --------------------------------------------------------------------------- reading states

@@ -16,7 +16,7 @@ import torch
 from attribution.data import DataError, PromptPairs
 from circuits.tasks.base import Example
 
-__all__ = ["encode_examples", "token_ids"]
+__all__ = ["encode_examples", "pad_id", "pad_rows", "token_ids"]
 
 
 def token_ids(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
@@ -29,11 +29,23 @@ def token_ids(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
     return list(tokenizer(list(texts), add_special_tokens=True)["input_ids"])
 
 
-def _pad_id(tokenizer: Any) -> int:
+def pad_id(tokenizer: Any) -> int:
+    """The tokenizer's padding id: its pad token, else its end-of-sequence token, else 0."""
     pad = getattr(tokenizer, "pad_token_id", None)
     if pad is None:
         pad = getattr(tokenizer, "eos_token_id", None)
     return int(pad) if pad is not None else 0
+
+
+def pad_rows(rows: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token id rows: long ``[n, longest]`` tokens and their 0/1 attention mask."""
+    width = max(len(r) for r in rows)
+    tokens = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        tokens[i, : len(r)] = torch.tensor(list(r), dtype=torch.long)
+        mask[i, : len(r)] = 1
+    return tokens, mask
 
 
 def _continuation_ids(
@@ -99,15 +111,8 @@ def encode_examples(examples: Sequence[Example], tokenizer: Any) -> PromptPairs:
         [e.distractors for e in examples],
         "distractor",
     )
-    n, width = len(examples), max(len(c) for c in clean)
-    pad = _pad_id(tokenizer)
-    clean_t = torch.full((n, width), pad, dtype=torch.long)
-    corrupted_t = torch.full((n, width), pad, dtype=torch.long)
-    mask = torch.zeros((n, width), dtype=torch.long)
-    for i, (c, r) in enumerate(zip(clean, corrupted, strict=True)):
-        clean_t[i, : len(c)] = torch.tensor(c)
-        corrupted_t[i, : len(r)] = torch.tensor(r)
-        mask[i, : len(c)] = 1
+    clean_t, mask = pad_rows(clean, pad_id(tokenizer))
+    corrupted_t, _ = pad_rows(corrupted, pad_id(tokenizer))  # same lengths, so the same mask
     return PromptPairs(
         clean=clean_t,
         corrupted=corrupted_t,

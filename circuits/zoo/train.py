@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from circuits.tasks import TASK_NAMES, get_task, task_accuracy, token_ids
+from circuits.tasks.encode import pad_id, pad_rows
 from circuits.tasks.filler import filler_sentence
 from circuits.zoo.recipes import RECIPES, Recipe, get_recipe
 from circuits.zoo.tokenizer import build_tokenizer
@@ -90,13 +91,9 @@ def _batch(tokenizer: Any, lines: list[tuple[str, bool]], recipe: Recipe):
         raise ValueError(
             f"a training line has {width} tokens, more than max_positions={recipe.max_positions}"
         )
-    tokens = torch.full((len(ids), width), tokenizer.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(ids), width), dtype=torch.long)
-    weights = torch.zeros((len(ids), width - 1))
+    tokens, mask = pad_rows(ids, pad_id(tokenizer))
+    weights = mask[:, 1:].float()  # every real target token counts once
     for i, (row, (_, is_task)) in enumerate(zip(ids, lines, strict=True)):
-        tokens[i, : len(row)] = torch.tensor(row)
-        mask[i, : len(row)] = 1
-        weights[i, : len(row) - 1] = 1.0
         if is_task:  # the last target of a task line is its answer
             weights[i, len(row) - 2] += recipe.answer_weight
     return tokens, mask, weights
