@@ -29,10 +29,11 @@ from typing import Any
 
 import torch
 
+from attribution.data import DataError
 from circuits.alignment.sites import AlignmentError
 from circuits.tasks.base import Task
 from circuits.tasks.causal import CausalModel
-from circuits.tasks.encode import _pad_id, token_ids
+from circuits.tasks.encode import continuation_ids, pad_id, pad_rows, token_ids
 
 __all__ = [
     "CounterfactualPairs",
@@ -180,26 +181,6 @@ class CounterfactualPairs:
         )
 
 
-def _answer_id(tokenizer: Any, prompt_ids: list[int], prompt: str, answer: str) -> int:
-    ids = token_ids(tokenizer, [prompt + answer])[0]
-    if ids[: len(prompt_ids)] != prompt_ids or len(ids) != len(prompt_ids) + 1:
-        raise AlignmentError(
-            f"answer {answer!r} is not a single token after {prompt!r}; choose a tokenizer or "
-            "task where it is"
-        )
-    return ids[-1]
-
-
-def _pad_rows(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    tokens = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        tokens[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-        mask[i, : len(r)] = 1
-    return tokens, mask
-
-
 def make_pairs(
     tokenizer: Any,
     base_prompts: Sequence[str],
@@ -237,17 +218,19 @@ def make_pairs(
                     f"pair {i}: base has {len(b)} tokens, source {len(s)} "
                     f"({base_prompts[i]!r} vs {source_prompts[i]!r}); positions would not line up"
                 )
-    label_ids = [
-        _answer_id(tokenizer, ids, p, a)
-        for ids, p, a in zip(base_ids, base_prompts, labels, strict=True)
-    ]
-    base_label_ids = [
-        _answer_id(tokenizer, ids, p, a)
-        for ids, p, a in zip(base_ids, base_prompts, base_labels, strict=True)
-    ]
-    pad = _pad_id(tokenizer)
-    base, base_mask = _pad_rows(base_ids, pad)
-    source, source_mask = _pad_rows(source_ids, pad)
+
+    def single_tokens(answers: Sequence[str], what: str) -> list[int]:
+        rows = continuation_ids(tokenizer, base_prompts, base_ids, [(a,) for a in answers], what)
+        return [row[0] for row in rows]
+
+    try:  # each label must be one token after its base prompt
+        label_ids = single_tokens(labels, "label")
+        base_label_ids = single_tokens(base_labels, "base label")
+    except DataError as err:
+        raise AlignmentError(str(err)) from None
+    pad = pad_id(tokenizer)
+    base, base_mask = pad_rows(base_ids, pad)
+    source, source_mask = pad_rows(source_ids, pad)
     return CounterfactualPairs(
         base=base,
         source=source,

@@ -16,7 +16,7 @@ import torch
 from attribution.data import DataError, PromptPairs
 from circuits.tasks.base import Example
 
-__all__ = ["encode_examples", "pad_id", "pad_rows", "token_ids"]
+__all__ = ["continuation_ids", "encode_examples", "pad_id", "pad_rows", "token_ids"]
 
 
 def token_ids(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
@@ -48,7 +48,7 @@ def pad_rows(rows: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, tor
     return tokens, mask
 
 
-def _continuation_ids(
+def continuation_ids(
     tokenizer: Any,
     prompts: Sequence[str],
     prompt_ids: Sequence[list[int]],
@@ -101,10 +101,10 @@ def encode_examples(examples: Sequence[Example], tokenizer: Any) -> PromptPairs:
                 f"{len(r)} ({examples[i].clean!r} vs {examples[i].corrupted!r}); this tokenizer "
                 "splits the swapped words differently, so patching positions would not line up"
             )
-    answers = _continuation_ids(
+    answers = continuation_ids(
         tokenizer, [e.clean for e in examples], clean, [e.answers for e in examples], "answer"
     )
-    distractors = _continuation_ids(
+    distractors = continuation_ids(
         tokenizer,
         [e.clean for e in examples],
         clean,
