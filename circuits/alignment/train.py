@@ -29,6 +29,7 @@ from circuits.alignment.data import CounterfactualPairs
 from circuits.alignment.interventions import BoundlessDAS, Intervention
 from circuits.alignment.metrics import chance_level, iia, ravel_scores
 from circuits.alignment.sites import AlignmentError, Site, resolve_positions, validate_site
+from circuits.tasks.accuracy import next_token_logits
 
 __all__ = [
     "TrainConfig",
@@ -171,9 +172,7 @@ def task_accuracy(
     for start in range(0, len(pairs), batch_size):
         sl = slice(start, start + batch_size)
         mask = pairs.base_mask[sl].to(device)
-        logits = model(pairs.base[sl].to(device), attention_mask=mask)
-        last = mask.long().sum(-1) - 1
-        logits = logits[torch.arange(logits.shape[0], device=device), last]
+        logits = next_token_logits(model, pairs.base[sl].to(device), mask, mask.long().sum(-1) - 1)
         scores, _, cand = _restrict(logits, pairs.base_labels[sl], candidates)
         best = scores.argmax(-1)
         preds.append((cand[best] if cand is not None else best).cpu())

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from attribution.runs import at_positions
 from circuits.tasks.base import Task
 from circuits.tasks.encode import encode_examples
 from circuits.tasks.registry import get_task
@@ -17,10 +18,11 @@ __all__ = ["next_token_logits", "task_accuracy"]
 def next_token_logits(
     model: Any, tokens: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor
 ) -> torch.Tensor:
-    """Logits ``[n, vocab]`` at ``positions`` from a TransformerBridge or a Hugging Face LM."""
+    """Logits ``[n, vocab]`` (the model's dtype) at ``positions`` from a TransformerBridge or a
+    Hugging Face LM."""
     out = model(tokens, attention_mask=mask)
     logits = out if isinstance(out, torch.Tensor) else out.logits
-    return logits[torch.arange(len(tokens)), positions].float()
+    return at_positions(logits, positions)
 
 
 def task_accuracy(
