@@ -30,12 +30,26 @@ import torch
 
 from attribution import ABLATIONS, METHODS, METRICS, RULES, attribute
 from attribution.distributed import is_main_process
-from circuits.faithfulness import DEFAULT_FRACTIONS, evaluate, faithfulness_curve
-from circuits.minimal import minimal_circuit, parse_target
+from circuits.faithfulness import (
+    DEFAULT_FRACTIONS,
+    FaithfulnessCurve,
+    evaluate,
+    faithfulness_curve,
+)
+from circuits.minimal import MinimalCircuit, minimal_circuit, parse_target
 from circuits.tasks import encode_examples, get_task
 from graphs import Graph
 
-__all__ = ["RUN_FORMAT", "DiscoverySettings", "RunError", "discover", "load_for_task", "version"]
+__all__ = [
+    "RUN_FORMAT",
+    "Discovery",
+    "DiscoverySettings",
+    "RunError",
+    "discover",
+    "find_circuit",
+    "load_for_task",
+    "version",
+]
 
 RUN_FORMAT = "circuit-discovery-run"
 RUN_SCHEMA_VERSION = 1
@@ -172,29 +186,28 @@ def _round(x: Any, digits: int = 6) -> Any:
     return x
 
 
-def discover(
-    settings: DiscoverySettings,
-    out: str | os.PathLike[str],
-    *,
-    overwrite: bool = False,
-    quiet: bool = False,
-    command: str | None = None,
-) -> dict[str, Any]:
-    """Run the whole job and write the run folder ``out``; returns the metrics dict.
+@dataclass
+class Discovery:
+    """What :func:`find_circuit` computed: the graph (scores, and the minimal circuit as
+    ``in_graph``), the search, the faithfulness curve and every number of ``metrics.json``."""
+
+    graph: Graph
+    minimal: MinimalCircuit
+    curve: FaithfulnessCurve
+    metrics: dict[str, Any]
+
+
+def find_circuit(
+    settings: DiscoverySettings, *, quiet: bool = False, command: str | None = None
+) -> Discovery:
+    """Load the model, score its edges, find the minimal circuit and measure it (no files).
 
     Raises:
-        RunError: bad settings or output folder (before any model work).
+        RunError: bad settings (before any model work).
         circuits.zoo.ZooError, circuits.models.ModelLoadError: the model cannot be loaded.
     """
-    from circuits.figures import draw_circuit, plot_faithfulness_curve, plot_score_histogram
-    from circuits.report import write_report
-    from graphs.atomic import atomic_directory
-
-    out = Path(out)
     settings.check()
-    check_output_folder(out, overwrite)
     timings: dict[str, float] = {}
-    t_start = time.perf_counter()
 
     def lap(name: str, since: float) -> float:
         now = time.perf_counter()
@@ -352,18 +365,49 @@ def discover(
         },
     }
 
+    return Discovery(graph, minimal, curve, metrics)
+
+
+def discover(
+    settings: DiscoverySettings,
+    out: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    quiet: bool = False,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Run the whole job (:func:`find_circuit`) and write the run folder ``out``; returns the
+    metrics dict.
+
+    Raises:
+        RunError: bad settings or output folder (before any model work).
+        circuits.zoo.ZooError, circuits.models.ModelLoadError: the model cannot be loaded.
+    """
+    from circuits.figures import draw_circuit, plot_faithfulness_curve, plot_score_histogram
+    from circuits.report import write_report
+    from graphs.atomic import atomic_directory
+
+    out = Path(out)
+    settings.check()
+    check_output_folder(out, overwrite)
+    t_start = time.perf_counter()
+    run = find_circuit(settings, quiet=quiet, command=command)
+    graph, metrics = run.graph, run.metrics
     if not is_main_process():  # under torchrun: every rank computed the same numbers
         metrics["timings"]["total_s"] = round(time.perf_counter() - t_start, 3)
         return _round(metrics)
     with atomic_directory(out, overwrite=overwrite) as tmp:
+        t = time.perf_counter()
         graph.save(tmp / "graph.graphml")
         graph.save(tmp / "graph.json")
         graph.save(tmp / "scores.safetensors")
-        title = f"{task.name} on {settings.model}"
+        title = f"{metrics['task']['name']} on {settings.model}"
         draw_circuit(graph, tmp / "circuit", title=f"{title}: {graph.count_included_edges()} edges")
-        plot_faithfulness_curve(curve, tmp / "faithfulness_curve", minimal=minimal, title=title)
+        plot_faithfulness_curve(
+            run.curve, tmp / "faithfulness_curve", minimal=run.minimal, title=title
+        )
         plot_score_histogram(graph, tmp / "score_histogram", title=title)
-        t = lap("figures_s", t)
+        metrics["timings"]["figures_s"] = round(time.perf_counter() - t, 3)
         metrics["timings"]["total_s"] = round(time.perf_counter() - t_start, 3)
         metrics = _round(metrics)
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
