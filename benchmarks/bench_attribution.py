@@ -216,13 +216,13 @@ def build(name: str):
     return random_hf_model("GPT2LMHeadModel", seed=0, **MODELS[name])
 
 
-def make_data(n: int, vocab: int, seed: int = 0):
+def make_data(n: int, vocab: int, seed: int = 0, n_pos: int = N_POS):
     from attribution import PromptPairs
 
     g = torch.Generator().manual_seed(seed)
     return PromptPairs(
-        clean=torch.randint(0, vocab, (n, N_POS), generator=g),
-        corrupted=torch.randint(0, vocab, (n, N_POS), generator=g),
+        clean=torch.randint(0, vocab, (n, n_pos), generator=g),
+        corrupted=torch.randint(0, vocab, (n, n_pos), generator=g),
         answers=torch.randint(0, vocab, (n, 1), generator=g),
         distractors=torch.randint(0, vocab, (n, 1), generator=g),
     )

@@ -5,13 +5,13 @@ Run (from the repository root)::
     PYTHONPATH=. .venv/bin/python -m benchmarks.bench_memory [--chunks none,16,4,1]
         [--method eap] [--json out.json]
 
-Each chunk runs in a fresh process. A thread samples the process's resident memory (RSS,
-``/proc/self/statm``) every millisecond during one :func:`attribution.attribute` call; the
-measured peak is the highest sample minus the RSS just before the call, and is printed next
-to :func:`attribution.memory.attribution_peak_bytes` (the same formula ``attribute`` prints
-before it starts). The model is a random GPT-2 shape whose write buffers are a large share
+Each chunk runs in a fresh process. The measured peak of one :func:`attribution.attribute`
+call is the kernel's resident-memory high-water mark (``VmHWM``) after the call minus the RSS
+just before it, the high-water mark reset first (``bench_attribution.reset_peak``); it is
+printed next to :func:`attribution.memory.attribution_peak_bytes` (the same formula
+``attribute`` prints before it starts). The model is a random GPT-2 shape whose write buffers are a large share
 of the peak (6 layers × 8 heads, width 256, 16 prompts of 64 tokens, float32), so the effect
-of chunking shows. Linux only (``/proc``).
+of chunking shows. Linux only (``/proc/self/clear_refs``).
 """
 
 from __future__ import annotations
@@ -21,56 +21,36 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 
 SHAPE = dict(n_layers=6, n_heads=8, d_model=256, d_mlp=1024, vocab_size=512, max_positions=64)
 N_EXAMPLES, N_POS = 16, 64
 
 
-def _rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def measure(chunk: int | None, method: str) -> dict:
     """Predicted and measured peak bytes of one attribution call in this process."""
     import torch
 
-    from attribution import PromptPairs, attribute
+    from attribution import attribute
     from attribution.memory import attribution_peak_bytes
+    from benchmarks.bench_attribution import _status_mb, make_data, reset_peak
     from circuits.models import load_model
     from circuits.random_models import random_hf_model
     from graphs import Graph
 
     torch.set_num_threads(1)
     model = load_model(random_hf_model("GPT2LMHeadModel", seed=0, **SHAPE))
-    gen = torch.Generator().manual_seed(0)
-    data = PromptPairs(
-        clean=torch.randint(0, 512, (N_EXAMPLES, N_POS), generator=gen),
-        corrupted=torch.randint(0, 512, (N_EXAMPLES, N_POS), generator=gen),
-        answers=torch.randint(0, 512, (N_EXAMPLES, 1), generator=gen),
-        distractors=torch.randint(0, 512, (N_EXAMPLES, 1), generator=gen),
-    )
+    data = make_data(N_EXAMPLES, SHAPE["vocab_size"], n_pos=N_POS)
     graph = Graph.from_model(model)
     kwargs = dict(method=method, steps=2, batch_size=N_EXAMPLES, node_chunk=chunk, quiet=True)
     attribute(model, graph, data.select(slice(0, 2)), **kwargs)  # warm-up: allocator, caches
-    peak, stop = [0], threading.Event()
-
-    def sample():
-        while not stop.is_set():
-            peak[0] = max(peak[0], _rss())
-            time.sleep(0.001)
-
-    before = _rss()
-    peak[0] = before
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
+    before_mb = reset_peak()
+    if before_mb is None:
+        raise RuntimeError("measuring a peak needs a writable /proc/self/clear_refs (Linux)")
     start = time.perf_counter()
     result = attribute(model, graph, data, **kwargs)
     seconds = time.perf_counter() - start
-    stop.set()
-    thread.join()
+    measured = (_status_mb("VmHWM") - before_mb) * 2**20
     predicted = attribution_peak_bytes(
         model,
         graph,
@@ -83,7 +63,7 @@ def measure(chunk: int | None, method: str) -> dict:
     return {
         "chunk": chunk,
         "method": method,
-        "measured_bytes": peak[0] - before,
+        "measured_bytes": int(measured),
         "predicted_bytes": predicted["total"],
         "predicted_parts": predicted,
         "seconds": round(seconds, 3),
