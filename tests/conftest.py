@@ -63,6 +63,24 @@ def randomized_bridge(architecture: str, seed: int = 0, *, scale: float = 1.0, *
     return load_model(hf)
 
 
+def random_pairs(n: int, pos: int, seed: int, *, padded: bool = False, vocab: int = 128):
+    """Random ``PromptPairs`` over token ids below ``vocab`` (the random models' vocabulary):
+    corrupted = clean with all but the last token redrawn; ``padded``: random right padding."""
+    from attribution import PromptPairs
+
+    gen = torch.Generator().manual_seed(seed)
+    clean = torch.randint(0, vocab, (n, pos), generator=gen)
+    corrupted = clean.clone()
+    corrupted[:, : pos - 1] = torch.randint(0, vocab, (n, pos - 1), generator=gen)
+    answers = torch.randint(0, vocab, (n, 1), generator=gen)
+    distractors = torch.randint(0, vocab, (n, 1), generator=gen)
+    mask = torch.ones(n, pos, dtype=torch.long)
+    if padded:  # right padding on some examples: the metric reads their last real token
+        lengths = torch.randint(2, pos + 1, (n,), generator=gen)
+        mask = (torch.arange(pos)[None, :] < lengths[:, None]).long()
+    return PromptPairs(clean, corrupted, answers, distractors, attention_mask=mask)
+
+
 @pytest.fixture
 def tokens():
     return torch.randint(0, 100, (2, 6), generator=torch.Generator().manual_seed(0))

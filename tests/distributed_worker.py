@@ -9,7 +9,9 @@ import torch
 
 
 def run(out: str | None) -> dict[str, torch.Tensor]:
-    from attribution import PromptPairs, attribute
+    from conftest import random_pairs  # tests/ is on the path: this script lives there
+
+    from attribution import attribute
     from circuits import evaluate, top_n
     from circuits.models import load_model
     from circuits.random_models import random_hf_model
@@ -17,15 +19,8 @@ def run(out: str | None) -> dict[str, torch.Tensor]:
 
     torch.set_num_threads(1)
     model = load_model(random_hf_model("GPT2LMHeadModel", seed=3, dtype=torch.float64))
-    gen = torch.Generator().manual_seed(0)
-    n = 11  # not a multiple of the world size: shards differ in length
-    clean = torch.randint(0, 128, (n, 7), generator=gen)
-    data = PromptPairs(
-        clean=clean,
-        corrupted=torch.randint(0, 128, (n, 7), generator=gen),
-        answers=torch.randint(0, 128, (n, 1), generator=gen),
-        distractors=torch.randint(0, 128, (n, 1), generator=gen),
-    )
+    # 11 examples, not a multiple of the world size: shards differ in length
+    data = random_pairs(11, 7, seed=0, padded=True)
     graph = Graph.from_model(model)
     result = attribute(
         model, graph, data, "logit_diff", method="eap-ig-inputs", steps=3, batch_size=4, quiet=True

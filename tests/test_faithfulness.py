@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import ARCH_IDS, ARCHITECTURES, randomized_bridge
+from conftest import ARCH_IDS, ARCHITECTURES, random_pairs, randomized_bridge
 
 from attribution import PromptPairs, attribute
 from attribution.data import DataError
@@ -38,21 +38,6 @@ VOCAB = 128
 # ----------------------------------------------------------------------------- helpers
 def bridge(architecture: str, seed: int = 0, *, scale: float = 1.0, **overrides):
     return randomized_bridge(architecture, seed, scale=scale, **overrides)
-
-
-def random_pairs(n: int, pos: int, seed: int, *, padded: bool = False) -> PromptPairs:
-    """Random clean prompts; corrupted = clean with all but the last token redrawn."""
-    gen = torch.Generator().manual_seed(seed)
-    clean = torch.randint(0, VOCAB, (n, pos), generator=gen)
-    corrupted = clean.clone()
-    corrupted[:, : pos - 1] = torch.randint(0, VOCAB, (n, pos - 1), generator=gen)
-    answers = torch.randint(0, VOCAB, (n, 1), generator=gen)
-    distractors = torch.randint(0, VOCAB, (n, 1), generator=gen)
-    mask = torch.ones(n, pos, dtype=torch.long)
-    if padded:  # right padding on some examples: the metric reads their last real token
-        lengths = torch.randint(2, pos + 1, (n,), generator=gen)
-        mask = (torch.arange(pos)[None, :] < lengths[:, None]).long()
-    return PromptPairs(clean, corrupted, answers, distractors, attention_mask=mask)
 
 
 def task(model, n: int = 8, pos: int = 6, seed: int = 0) -> PromptPairs:

@@ -7,23 +7,11 @@ import sys
 
 import pytest
 import torch
-from conftest import randomized_bridge
+from conftest import random_pairs, randomized_bridge
 
-from attribution import PromptPairs, attribute
+from attribution import attribute
 from attribution.memory import attribution_peak_bytes, node_chunk_within
 from graphs import Graph
-
-
-def _data(n: int = 5, pos: int = 6, seed: int = 0) -> PromptPairs:
-    gen = torch.Generator().manual_seed(seed)
-    return PromptPairs(
-        clean=torch.randint(0, 128, (n, pos), generator=gen),
-        corrupted=torch.randint(0, 128, (n, pos), generator=gen),
-        answers=torch.randint(0, 128, (n, 1), generator=gen),
-        distractors=torch.randint(0, 128, (n, 1), generator=gen),
-        attention_mask=torch.tensor([[1] * pos] * (n - 1) + [[1] * (pos - 2) + [0, 0]]),
-    )
-
 
 CASES = [(m, a) for m in ("eap", "eap-ig-inputs") for a in ("patching", "mean", "zero")]
 
@@ -31,7 +19,7 @@ CASES = [(m, a) for m in ("eap", "eap-ig-inputs") for a in ("patching", "mean", 
 @pytest.mark.parametrize("method,ablation", [*CASES, ("clean-corrupted", "patching")])
 def test_node_chunks_give_the_same_scores(method, ablation):
     model = randomized_bridge("GPT2LMHeadModel", seed=1, scale=2.0)
-    data = _data()
+    data = random_pairs(5, 6, seed=0, padded=True)
     kwargs = dict(
         method=method, steps=3, ablation=ablation, mean_data=data, batch_size=2, quiet=True
     )
@@ -47,7 +35,7 @@ def test_node_chunks_give_the_same_scores(method, ablation):
 
 def test_gqa_model_chunks_match():
     model = randomized_bridge("LlamaForCausalLM", seed=2)
-    data = _data(seed=1)
+    data = random_pairs(5, 6, seed=1, padded=True)
     whole = attribute(model, Graph.from_model(model), data, method="eap", batch_size=3, quiet=True)
     part = attribute(
         model, Graph.from_model(model), data, method="eap", batch_size=3, node_chunk=3, quiet=True
@@ -69,14 +57,19 @@ def test_budget_chooses_a_chunk_that_fits_and_the_prediction_is_printed(capsys):
     chunk = node_chunk_within(model, graph, budget, **sizes)
     assert chunk in (2, 3)
     result = attribute(
-        model, graph, _data(4), method="eap", batch_size=4, memory_budget_gb=budget / 2**30
+        model,
+        graph,
+        random_pairs(4, 6, seed=0),
+        method="eap",
+        batch_size=4,
+        memory_budget_gb=budget / 2**30,
     )
     assert result.settings["node_chunk"] == chunk
     assert result.settings["predicted_peak_bytes"] <= budget
     err = capsys.readouterr().err
     assert "predicted peak memory" in err and f"{chunk} nodes at a time" in err
     with pytest.raises(ValueError, match="node_chunk must be >= 1"):
-        attribute(model, graph, _data(4), method="eap", node_chunk=0, quiet=True)
+        attribute(model, graph, random_pairs(4, 6, seed=0), method="eap", node_chunk=0, quiet=True)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="measures RSS through /proc")
