@@ -173,7 +173,11 @@ def attribute(
             f"predicted peak memory {peak['total'] / 2**30:.2f} GiB besides the weights "
             f"(activations {peak['activations'] / 2**30:.2f}, port gradients "
             f"{peak['port_gradients'] / 2**30:.2f}, write buffers {peak['write_buffers'] / 2**30:.2f}"
-            + (f", {node_chunk} nodes at a time" if node_chunk else "")
+            + (
+                f", {node_chunk} node{'s' if node_chunk > 1 else ''} at a time"
+                if node_chunk
+                else ""
+            )
             + ")",
             file=sys.stderr,
         )

@@ -38,6 +38,7 @@ def _target(text: str) -> tuple[float, float | None]:
 
 def _parser() -> argparse.ArgumentParser:
     from attribution import ABLATIONS, METHODS, METRICS, RULES
+    from circuits.discovery import DTYPES
     from circuits.tasks import TASK_NAMES
     from circuits.zoo import DEFAULT_MODEL
 
@@ -73,6 +74,14 @@ def _parser() -> argparse.ArgumentParser:
             "--batch-size", type=int, default=16, help="examples per forward pass (default: 16)"
         )
         p.add_argument("--device", help="torch device, e.g. cuda (default: where the model loads)")
+        p.add_argument(
+            "--dtype", choices=list(DTYPES),
+            help="load the model in this dtype, e.g. bfloat16 for billion-parameter models (default: as stored)",
+        )  # fmt: skip
+        p.add_argument(
+            "--device-map", metavar="MAP",
+            help="spread the layers of a model too large for one GPU: a Hugging Face device_map such as auto or balanced (needs accelerate; not with --device)",
+        )  # fmt: skip
         p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     d = sub.add_parser(
@@ -89,6 +98,11 @@ def _parser() -> argparse.ArgumentParser:
         help="edge scoring method (default: eap-ig-inputs)",
     )
     d.add_argument("--steps", type=int, default=5, help="integrated-gradients steps (default: 5)")
+    d.add_argument(
+        "--memory-budget-gb", type=float, default=4.0, metavar="GB",
+        help="memory attribution may use besides the weights; sets the rows per pass and, if needed, "
+        "builds the activation differences a chunk of nodes at a time (default: 4)",
+    )  # fmt: skip
     d.add_argument(
         "--quadrature",
         default="riemann_left",
@@ -174,6 +188,7 @@ def _discover(args: argparse.Namespace, argv: list[str]) -> int:
         model=args.model, task=args.task, method=args.method, steps=args.steps, quadrature_rule=args.quadrature,
         metric=args.metric, ablation=args.ablation, target=args.target, n_examples=args.n_examples,
         n_eval=args.n_eval, seed=args.seed, batch_size=args.batch_size, device=args.device,
+        dtype=args.dtype, device_map=args.device_map, memory_budget_gb=args.memory_budget_gb,
     )  # fmt: skip
     metrics = discover(
         settings,
@@ -208,10 +223,15 @@ def _evaluate(args: argparse.Namespace) -> int:
         metric=args.metric,
         ablation=args.ablation,
         n_eval=args.n_examples,
+        device=args.device,
+        dtype=args.dtype,
+        device_map=args.device_map,
     )
     settings.check()
     graph = Graph.load(args.graph)
-    bridge, tokenizer, _ = load_for_task(args.model, args.device)
+    bridge, tokenizer, _ = load_for_task(
+        args.model, args.device, dtype=args.dtype, device_map=args.device_map
+    )
     graph.check_compatible(bridge)
     task = get_task(args.task)
     data = encode_examples(

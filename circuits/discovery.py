@@ -52,6 +52,15 @@ __all__ = [
 ]
 
 RUN_FORMAT = "circuit-discovery-run"
+# --dtype choices: the dtypes the bridges and attribution support.
+DTYPES = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
+# device_map values that are placement strategies rather than one device (Hugging Face's).
+DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
 RUN_SCHEMA_VERSION = 1
 TOP_EDGES = 25
 
@@ -90,6 +99,9 @@ class DiscoverySettings:
     fractions: tuple[float, ...] = DEFAULT_FRACTIONS
     bootstrap: int = 1000
     device: str | None = None
+    dtype: str | None = None  # a DTYPES name; None: the dtype the checkpoint is stored in
+    device_map: str | None = None  # Hugging Face device_map ("auto", "balanced", "cuda:1", ...)
+    memory_budget_gb: float = 4.0  # attribution's budget besides the weights
     extra: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
@@ -113,6 +125,19 @@ class DiscoverySettings:
             raise RunError(
                 f"unknown quadrature rule {self.quadrature_rule!r}; choose one of {', '.join(RULES)}"
             )
+        if self.dtype is not None and self.dtype not in DTYPES:
+            raise RunError(f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}")
+        if self.device is not None and self.device_map is not None:
+            raise RunError(
+                "pass either a device (the whole model on one device) or a device map "
+                "(layers spread over devices), not both"
+            )
+        if self.device is not None:
+            _check_device(self.device, "device")
+        if self.device_map is not None and self.device_map not in DEVICE_MAP_STRATEGIES:
+            _check_device(self.device_map, "device-map")
+        if not self.memory_budget_gb > 0:
+            raise RunError(f"memory-budget-gb must be positive, got {self.memory_budget_gb}")
         for name in ("steps", "n_examples", "n_eval", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise RunError(
@@ -127,6 +152,30 @@ class DiscoverySettings:
     @property
     def task_metric(self) -> str:
         return self.metric or get_task(self.task).metric
+
+
+def _check_device(name: str, option: str) -> None:
+    """RunError unless ``name`` is a torch device this machine has (before loading)."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        strategies = (
+            f", or one of {', '.join(DEVICE_MAP_STRATEGIES)}" if option == "device-map" else ""
+        )
+        raise RunError(
+            f"{option} {name!r} is not a torch device; use e.g. cpu, cuda or cuda:1{strategies}"
+        ) from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RunError(
+                f"{option} {name!r}: this torch sees no CUDA GPU (torch.cuda.is_available() is "
+                "False); use cpu, or install a CUDA build of torch on a machine with a GPU"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise RunError(
+                f"{option} {name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                f"numbered from 0"
+            )
 
 
 def check_output_folder(out: Path, overwrite: bool) -> None:
@@ -149,17 +198,29 @@ def check_output_folder(out: Path, overwrite: bool) -> None:
         raise RunError(f"cannot write to {parent} (permission denied); choose another --out")
 
 
-def load_for_task(model: str, device: str | None = None) -> tuple[Any, Any, str]:
-    """``(bridge, tokenizer, source)`` for a zoo name, a local folder or a Hub name."""
+def load_for_task(
+    model: str,
+    device: str | None = None,
+    *,
+    dtype: str | None = None,
+    device_map: str | None = None,
+) -> tuple[Any, Any, str]:
+    """``(bridge, tokenizer, source)`` for a zoo name, a local folder or a Hub name;
+    ``dtype`` is a :data:`DTYPES` name, ``device_map`` Hugging Face's (see ``load_model``)."""
     from circuits import zoo
     from circuits.models import ModelLoadError, load_model
 
+    placement = {
+        "device": device,
+        "dtype": DTYPES[dtype] if dtype else None,
+        "device_map": device_map,
+    }
     if model in zoo.available():
-        bridge, tokenizer = zoo.load(model, device=device)
+        bridge, tokenizer = zoo.load(model, **placement)
         return bridge, tokenizer, "zoo"
     is_path = Path(model).expanduser().exists()
     try:
-        bridge = load_model(model, device=device)
+        bridge = load_model(model, **placement)
     except ModelLoadError as err:
         if is_path:
             raise
@@ -217,7 +278,9 @@ def find_circuit(
     task = get_task(settings.task)
     metric = settings.task_metric
     t = time.perf_counter()
-    bridge, tokenizer, source = load_for_task(settings.model, settings.device)
+    bridge, tokenizer, source = load_for_task(
+        settings.model, settings.device, dtype=settings.dtype, device_map=settings.device_map
+    )
     t = lap("load_model_s", t)
 
     train = encode_examples(
@@ -237,7 +300,8 @@ def find_circuit(
 
     result = attribute(
         bridge, graph, train, metric, method=settings.method, steps=settings.steps,
-        quadrature_rule=settings.quadrature_rule, quiet=quiet, **common,
+        quadrature_rule=settings.quadrature_rule, memory_budget_gb=settings.memory_budget_gb,
+        quiet=quiet, **common,
     )  # fmt: skip
     t = lap("attribution_s", t)
 
@@ -292,6 +356,7 @@ def find_circuit(
             "n_parameters": sum(p.numel() for p in bridge.parameters()),
             "dtype": str(next(bridge.parameters()).dtype).replace("torch.", ""),
             "device": str(next(bridge.parameters()).device),
+            "devices": sorted({str(p.device) for p in bridge.parameters()}),
             "processing": dict(getattr(bridge, "circuit_discovery_processing", {})),
         },
         "task": {
@@ -316,6 +381,8 @@ def find_circuit(
             "target": list(minimal.target),
             "absolute": settings.absolute,
             "batch_size": settings.batch_size,
+            "memory_budget_gb": settings.memory_budget_gb,
+            "device_map": settings.device_map,
             "fractions": list(settings.fractions),
             "bootstrap": settings.bootstrap,
             "seed": settings.seed,

@@ -104,6 +104,60 @@ def test_discovered_ioi_circuit_is_small_and_faithful(run_dir):
     assert metrics["faithfulness"]["random_f"] < metrics["faithfulness"]["f"]
 
 
+def test_scale_options_reach_loading_and_attribution(tmp_path, capsys):
+    """--dtype, --device-map and --memory-budget-gb: the model is loaded in float64 through
+    Hugging Face's device map, a tiny budget makes attribution build its differences one node
+    at a time (and say so first), and the scores still equal an unchunked float64 attribution
+    through the Python API."""
+    from attribution import attribute
+    from circuits import zoo
+    from circuits.tasks import encode_examples, get_task
+    from graphs import Graph
+
+    out = tmp_path / "run"
+    args = ["--task", "ioi", "--n-examples", "8", "--n-eval", "8", "--seed", "1", "--steps", "2"]
+    scale = ["--dtype", "float64", "--device-map", "auto", "--memory-budget-gb", "0.001"]
+    assert main(["discover", *args, *scale, "--out", str(out)]) == 0
+    assert "1 node at a time)" in capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model"]["dtype"] == "float64" and metrics["settings"]["device_map"] == "auto"
+    assert metrics["model"]["devices"] == ["cpu"]  # no GPU here: "auto" keeps everything on cpu
+    assert metrics["settings"]["memory_budget_gb"] == 0.001
+    model, tokenizer = zoo.load("toy-gpt2", dtype=torch.float64)
+    train = encode_examples(get_task("ioi").examples(8, seed=1, split="train"), tokenizer)
+    graph = Graph.from_model(model)
+    attribute(model, graph, train, "logit_diff", method="eap-ig-inputs", steps=2, quiet=True)
+    saved = Graph.load(out / "scores.safetensors")
+    assert saved.scores.abs().sum() > 0
+    torch.testing.assert_close(saved.scores.double(), graph.scores.double(), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message when no GPU is present")
+def test_bad_device_and_device_map_exit_2_before_loading(tmp_path, capsys, monkeypatch):
+    import circuits.discovery
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the settings check must stop the run before loading the model")
+
+    monkeypatch.setattr(circuits.discovery, "load_for_task", no_loading)
+    out = str(tmp_path / "run")
+    cases = {
+        ("--device", "cuda"): "device 'cuda': this torch sees no CUDA GPU",
+        ("--device-map", "cuda:1"): "device-map 'cuda:1': this torch sees no CUDA GPU",
+        ("--device-map", "everywhere"): "device-map 'everywhere' is not a torch device; use "
+        "e.g. cpu, cuda or cuda:1, or one of auto, balanced",
+        ("--device", "cpu", "--device-map", "auto"): "pass either a device",
+        ("--memory-budget-gb", "0"): "memory-budget-gb must be positive, got 0.0",
+    }
+    for flags, message in cases.items():
+        assert main(["discover", *flags, "--out", out, "--quiet"]) == 2, flags
+        assert message in _error(capsys), flags
+    with pytest.raises(SystemExit) as exit_info:
+        main(["discover", "--dtype", "int8", "--out", out])
+    assert exit_info.value.code == 2 and "invalid choice: 'int8'" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_report_rebuilds_from_the_folder(run_dir, tmp_path, capsys):
     import shutil
 

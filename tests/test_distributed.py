@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from attribution import distributed
@@ -46,3 +47,27 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     assert torch.allclose(two["per_example"], single["per_example"], rtol=1e-9, atol=1e-9)
     # f, m(M), m(C), m(∅), CI (same bootstrap seed over the same gathered examples), random f
     assert torch.allclose(two["faithfulness"], single["faithfulness"], rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("cuda", [True, False])
+def test_backend_choice_under_torchrun(monkeypatch, cuda):
+    """NCCL, with each rank on the GPU of its LOCAL_RANK, when CUDA is there; gloo otherwise.
+    (No GPU in tests: the CUDA calls are recorded, not made.)"""
+    import torch.distributed as dist
+
+    calls = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: calls.append(("set_device", i)))
+    monkeypatch.setattr(dist, "is_initialized", lambda: bool(calls and calls[-1][0] == "init"))
+    monkeypatch.setattr(dist, "init_process_group", lambda backend: calls.append(("init", backend)))
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    assert distributed.init_from_environment()
+    expected = [("set_device", 1), ("init", "nccl")] if cuda else [("init", "gloo")]
+    assert calls == expected
+    # collectives run where the backend can reduce: the rank's GPU for NCCL, the CPU for gloo
+    monkeypatch.setattr(dist, "get_backend", lambda: "nccl" if cuda else "gloo")
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    where = distributed._device_for_collectives(torch.zeros(2))
+    assert where == (torch.device("cuda", 1) if cuda else torch.device("cpu"))

@@ -59,13 +59,17 @@ def load(
     *,
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
+    device_map: str | dict | None = None,
 ) -> tuple[Any, Any]:
-    """``(bridge, tokenizer)`` for bundled model ``name``, loaded from the package, offline."""
+    """``(bridge, tokenizer)`` for bundled model ``name``, loaded from the package, offline;
+    ``device``, ``dtype`` and ``device_map`` as in :func:`circuits.models.load_model`."""
     from transformers import AutoTokenizer
 
     from circuits.models import load_model
 
     folder = model_dir(name)
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    bridge = load_model(folder, tokenizer=tokenizer, device=device, dtype=dtype)
+    bridge = load_model(
+        folder, tokenizer=tokenizer, device=device, dtype=dtype, device_map=device_map
+    )
     return bridge, tokenizer
