@@ -7,7 +7,13 @@ Run (from the repository root)::
     make bench                                   # full run, both models (~10 min on 2 cores)
     make bench BENCH_ARGS="--quick"              # ~3 min: fewer repeats, skips the slowest cases
     PYTHONPATH=. .venv/bin/python -m benchmarks.bench_attribution [--quick] [--json out.json]
-        [--models gpt2-small,4L-256] [--threads N] [--profile]
+        [--models gpt2-small,4L-256] [--threads N] [--profile] [--examples N] [--tokens P]
+        [--reference]
+
+``--reference`` times the workload the reference EAP-IG implementation was timed on (16
+prompt pairs x 24 tokens, batch 8) and prints each method's time over the plain
+forward+backward pass next to the reference's same ratio (its published times are in
+``REFERENCE_S``); the ratio, unlike seconds, carries over between machines.
 
 What it does. Two randomly initialised GPT-2 models (``circuits.random_hf_model``):
 ``gpt2-small`` (12 layers, d_model 768, 12 heads, d_mlp 3072, vocab 50257) and ``4L-256``
@@ -110,6 +116,15 @@ MODELS: dict[str, dict] = {
     ),
 }
 N_EXAMPLES, N_POS, BATCH = 8, 32, 8
+#: The reference EAP-IG implementation, timed on a 2-core CPU on 16 prompts x 24 tokens, batch
+#: 8 (../shared/reference.md): seconds per case, "hf forward+backward" its plain pass.
+#: ``--reference`` reruns that workload here and compares time / (plain forward+backward),
+#: which does not depend on the machine.
+REFERENCE_WORKLOAD = (16, 24)
+REFERENCE_S = {
+    "4L-256": {"hf forward+backward": 0.11, "eap": 1.4, "eap-ig-inputs (5)": 4.4},
+    "gpt2-small": {"hf forward+backward": 3.8, "eap": 71.0},
+}
 SCALING_EXAMPLES = (8, 32, 64)
 TARGETS = {"eap": 2.0, "eap-ig-inputs": 1.5}
 
@@ -382,7 +397,9 @@ def measure(
     row.summarise()
 
 
-def bench_model(name: str, quick: bool, threads: int, log) -> list[Row]:
+def bench_model(
+    name: str, quick: bool, threads: int, log, n_examples: int = N_EXAMPLES, n_pos: int = N_POS
+) -> list[Row]:
     from circuits import load_model
     from graphs import Graph
 
@@ -392,7 +409,7 @@ def bench_model(name: str, quick: bool, threads: int, log) -> list[Row]:
     plain = copy.deepcopy(hf)  # before bridging: load_model rewires hf in place
     bridge = load_model(hf)
     graph = Graph.from_model(bridge)
-    data = make_data(N_EXAMPLES, cfg["vocab_size"])
+    data = make_data(n_examples, cfg["vocab_size"], n_pos=n_pos)
     log(
         f"\n[{name}] {n_layers} layers, d_model {cfg['d_model']}, {cfg['n_heads']} heads, "
         f"d_mlp {cfg['d_mlp']}, vocab {cfg['vocab_size']}; graph: {graph.n_forward} upstream "
@@ -492,6 +509,23 @@ def bench_model(name: str, quick: bool, threads: int, log) -> list[Row]:
         if row.target is not None:
             row.verdict = "PASS" if row.ratio <= row.target else "FAIL"
     return [r for r in rows if r not in attribution_rows] + attribution_rows
+
+
+def print_reference(rows: list[Row]) -> None:
+    """Each case's time over the plain forward+backward, here and in the reference."""
+    print(
+        "\nAgainst the reference EAP-IG implementation (same workload; time / plain "
+        "forward+backward, so machines compare):"
+    )
+    print(f"  {'model':<11} {'case':<20} {'here':>7} {'reference':>10} {'faster by':>10}")
+    for model, published in REFERENCE_S.items():
+        ours = {r.case: r.median_s for r in rows if r.model == model and r.median_s}
+        plain, ref_plain = ours.get("hf forward+backward"), published["hf forward+backward"]
+        for case, ref_s in published.items():
+            if case == "hf forward+backward" or case not in ours or not plain:
+                continue
+            here, there = ours[case] / plain, ref_s / ref_plain
+            print(f"  {model:<11} {case:<20} {here:6.1f}x {there:9.1f}x {there / here:9.1f}x")
 
 
 def memory_probe(n_examples: int) -> dict:
@@ -678,8 +712,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--threads", type=int, default=default_threads(), help="torch threads")
     parser.add_argument("--profile", action="store_true", help="profile eap-ig-inputs and exit")
+    parser.add_argument("--examples", type=int, default=N_EXAMPLES, help="prompt pairs")
+    parser.add_argument("--tokens", type=int, default=N_POS, help="tokens per prompt")
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help=f"the reference implementation's workload ({REFERENCE_WORKLOAD[0]} prompts x "
+        f"{REFERENCE_WORKLOAD[1]} tokens) and a comparison with its published times",
+    )
     parser.add_argument("--memory-probe", type=int, metavar="N", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.reference:
+        args.examples, args.tokens = REFERENCE_WORKLOAD
+    if args.examples < 1 or args.tokens < 2:
+        parser.error("--examples must be at least 1 and --tokens at least 2")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(args.threads)
 
@@ -713,13 +759,20 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in MODELS]
     if unknown:
         parser.error(f"unknown model(s) {unknown}; choose from {list(MODELS)}")
-    data_desc = f"{N_EXAMPLES} examples x {N_POS} tokens, batch {BATCH}, metric logit_diff"
+    data_desc = f"{args.examples} examples x {args.tokens} tokens, batch {BATCH}, metric logit_diff"
     print(f"data: {data_desc}{'; --quick' if args.quick else ''}")
 
     start = time.perf_counter()
     rows: list[Row] = []
     for name in names:
-        rows += bench_model(name, args.quick, args.threads, lambda s: print(s, flush=True))
+        rows += bench_model(
+            name,
+            args.quick,
+            args.threads,
+            lambda s: print(s, flush=True),
+            args.examples,
+            args.tokens,
+        )
     print("\nmeasuring peak memory vs number of examples ...", flush=True)
     scaling = scaling_check(args.threads, print)
     env["load_after"] = loadavg()
@@ -741,6 +794,8 @@ def main(argv: list[str] | None = None) -> int:
         "were left out); wait% = share of time the threads waited for a CPU"
     )
     print_table(rows)
+    if args.reference:
+        print_reference(rows)
     print_scaling(scaling)
     print(
         f"\nload average before: {env['load_before']}, after: {env['load_after']} "
