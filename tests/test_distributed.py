@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -71,3 +72,32 @@ def test_backend_choice_under_torchrun(monkeypatch, cuda):
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
     where = distributed._device_for_collectives(torch.zeros(2))
     assert where == (torch.device("cuda", 1) if cuda else torch.device("cpu"))
+
+
+def test_circuits_discover_under_torchrun_writes_once_and_matches_one_process(tmp_path):
+    """`torchrun -m circuits discover` with 2 gloo processes: one run folder (rank 0), one
+    summary line, and the same scores, circuit and held-out faithfulness as one process
+    (float64, so only summation order differs)."""
+    from circuits.cli import main
+    from graphs import Graph
+
+    args = ["discover", "--task", "ioi", "--n-examples", "8", "--n-eval", "8", "--seed", "2"]
+    args += ["--steps", "2", "--dtype", "float64", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    root = Path(__file__).parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "circuits", *args, "--out", str(tmp_path / "two")],
+        env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("wrote ") == 1, proc.stdout  # rank 1's output is silenced
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]  # no temporary folders
+    one, two = (Graph.load(tmp_path / name / "scores.safetensors") for name in ("one", "two"))
+    assert torch.allclose(two.scores, one.scores, rtol=1e-9, atol=1e-12)
+    assert torch.equal(two.in_graph, one.in_graph) and one.count_included_edges() > 0
+    m1, m2 = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("one", "two"))
+    for key in ("f", "m_full", "m_circuit", "m_empty", "random_f"):
+        assert m2["faithfulness"][key] == pytest.approx(m1["faithfulness"][key], rel=1e-6), key
+    assert m2["faithfulness"]["n_examples"] == m1["faithfulness"]["n_examples"] == 8
