@@ -52,7 +52,7 @@ from attribution.runs import (
     frozen_parameters,
     metric_backward,
 )
-from attribution.sites import writer_sites
+from attribution.sites import INPUT_HOOK, writer_sites
 from graphs import Graph
 
 METHODS = ("eap", "clean-corrupted", "eap-ig-inputs", "eap-ig-activations", "exact")
@@ -219,25 +219,15 @@ def attribute(
         disable=quiet or not is_main_process(),
         unit="row",
     )
+    job = _Job(
+        model, graph, metric_fn, method, ablation, means, weights_alphas, max_rows, dtype,
+        progress, node_chunk,
+    )  # fmt: skip
     with frozen_parameters(model):
         for first, batch in local.batches(batch_size):
             batch = batch.to(device)
             try:
-                m_clean, m_ablated = _score_batch(
-                    model,
-                    graph,
-                    batch,
-                    metric_fn,
-                    method,
-                    ablation,
-                    means,
-                    weights_alphas,
-                    max_rows,
-                    scores,
-                    dtype,
-                    progress,
-                    node_chunk,
-                )
+                m_clean, m_ablated = _score_batch(job, batch, scores)
             except NonFiniteMetricError as err:  # name the example of `data`, not of the batch
                 raise NonFiniteMetricError(err.value, shard.start + first + err.example) from None
             sums += torch.tensor(
@@ -271,21 +261,24 @@ def attribute(
     )
 
 
-def _score_batch(
-    model,
-    graph,
-    batch,
-    metric_fn,
-    method,
-    ablation,
-    means,
-    weights_alphas,
-    max_rows,
-    scores,
-    dtype,
-    progress,
-    node_chunk=None,
-):
+@dataclass(frozen=True)
+class _Job:
+    """What every batch of one :func:`attribute` call shares."""
+
+    model: Any
+    graph: Graph
+    metric_fn: Metric
+    method: str
+    ablation: str
+    means: torch.Tensor | None
+    weights_alphas: tuple  # (weights, alphas) of the IG quadrature
+    max_rows: int
+    dtype: torch.dtype
+    progress: Any  # tqdm
+    node_chunk: int | None
+
+
+def _score_batch(job: _Job, batch: PromptPairs, scores: torch.Tensor):
     """Add this batch's summed edge scores into ``scores``; return per-example metric on the
     clean and the ablated input.
 
@@ -293,6 +286,9 @@ def _score_batch(
     hold ``node_chunk`` upstream nodes at a time: the first chunk comes with the runs that
     give the metric, the others from extra no-grad clean (and corrupted) runs after the
     backward pass, each contracted with the port gradients at once."""
+    model, graph, metric_fn, method = job.model, job.graph, job.metric_fn, job.method
+    ablation, means, max_rows, dtype = job.ablation, job.means, job.max_rows, job.dtype
+    progress, node_chunk = job.progress, job.node_chunk
     chunked = node_chunk is not None and node_chunk < graph.n_forward and method in CHUNKED_METHODS
     nodes = range(node_chunk) if chunked else None
     clean_writes, clean_logits_full = collect_writes(
@@ -307,7 +303,8 @@ def _score_batch(
         ablated_logits = at_positions(ablated_logits_full, batch.positions)
     # padding positions must contribute nothing: their writes differ between runs but no real
     # token reads them; zeroing Δ there keeps padded and unpadded examples identical
-    delta = (ablated - clean_writes) * batch.attention_mask[:, :, None, None].to(dtype)
+    pad_mask = batch.attention_mask[:, :, None, None].to(dtype)
+    delta = (ablated - clean_writes) * pad_mask
     with torch.no_grad():
         m_clean = metric_fn(clean_logits, clean_logits, batch)
         check_finite(m_clean, torch.arange(len(batch)))
@@ -347,21 +344,7 @@ def _score_batch(
             progress.update(n)
     elif method == "eap-ig-inputs":
         e_clean, e_abl = clean_writes[:, :, 0], ablated[:, :, 0]
-        _integrate(
-            model,
-            graph,
-            batch,
-            metric_fn,
-            clean_logits,
-            grads,
-            weights_alphas,
-            max_rows,
-            "blocks.0.hook_resid_pre",
-            e_clean,
-            e_abl,
-            leaf=True,
-            progress=progress,
-        )
+        _integrate(job, batch, clean_logits, grads, INPUT_HOOK, e_clean, e_abl)
     if method in CHUNKED_METHODS:
         _contract(scores, delta, grads, 0, node_chunk if chunked else None)
         if chunked:
@@ -372,28 +355,13 @@ def _score_batch(
                     model, graph, batch.clean, batch.attention_mask, dtype, nodes
                 )
                 ablated_c, _ = ablated_writes(model, graph, batch, ablation, means, clean_c, nodes)
-                mask = batch.attention_mask[:, :, None, None].to(dtype)
-                _contract(scores, (ablated_c - clean_c) * mask, grads, start, node_chunk)
+                _contract(scores, (ablated_c - clean_c) * pad_mask, grads, start, node_chunk)
     elif method == "eap-ig-activations":
         for site in writer_sites(graph):
             grads.zero_()
             rows = list(site.rows)
             clean_out, abl_out = _site_outputs(model, batch, site, clean_writes, ablated)
-            _integrate(
-                model,
-                graph,
-                batch,
-                metric_fn,
-                clean_logits,
-                grads,
-                weights_alphas,
-                max_rows,
-                site.hook,
-                clean_out,
-                abl_out,
-                leaf=site.hook == "blocks.0.hook_resid_pre",
-                progress=progress,
-            )
+            _integrate(job, batch, clean_logits, grads, site.hook, clean_out, abl_out)
             scores[rows] += torch.einsum(
                 "bpfd,bpkd->fk", delta[:, :, rows].to(scores.dtype), grads.to(scores.dtype)
             )
@@ -420,27 +388,24 @@ def _site_outputs(model, batch, site, clean_writes, ablated_writes):
 
 
 def _integrate(
-    model,
-    graph,
-    batch,
-    metric_fn,
-    clean_logits,
-    grads,
-    weights_alphas,
-    max_rows,
-    hook,
-    clean_out,
-    abl_out,
-    leaf,
-    progress=None,
-):
+    job: _Job,
+    batch: PromptPairs,
+    clean_logits: torch.Tensor,
+    grads: torch.Tensor,
+    hook: str,
+    clean_out: torch.Tensor,
+    abl_out: torch.Tensor,
+) -> None:
     """Accumulate ``Σ_k w_k ∂m/∂x_v`` at α_k into ``grads``, with ``hook``'s output set to
-    ``abl + α(clean - abl)``; steps are stacked into the batch in chunks of ``max_rows``."""
-    weights, alphas = weights_alphas
+    ``abl + α(clean - abl)``; steps are stacked into the batch in chunks of ``max_rows``.
+    At the input write (``blocks.0.hook_resid_pre``) the interpolated value is the backward
+    leaf itself; any later site is patched downstream of the usual leaf."""
+    weights, alphas = job.weights_alphas
+    leaf = hook == INPUT_HOOK
     n = len(batch)
     device = clean_out.device
     pairs = [(s, i) for s in range(len(alphas)) for i in range(n)]  # step-major rows
-    per_chunk = max(1, max_rows)
+    per_chunk = max(1, job.max_rows)
     for start in range(0, len(pairs), per_chunk):
         chunk = pairs[start : start + per_chunk]
         example = torch.tensor([i for _, i in chunk], device=device)
@@ -454,13 +419,12 @@ def _integrate(
                 return value.detach().to(t.device).requires_grad_(True)
             return value.to(device=t.device, dtype=t.dtype)
 
-        # the input write is the backward leaf itself; any later site is patched downstream of it
         hook_args = {"leaf_hook": interpolate} if leaf else {"extra_hooks": [(hook, interpolate)]}
         metric_backward(
-            model,
-            graph,
+            job.model,
+            job.graph,
             batch,
-            metric_fn,
+            job.metric_fn,
             clean_logits,
             grads,
             tokens=batch.clean[example],
@@ -468,8 +432,7 @@ def _integrate(
             weight=weight,
             **hook_args,
         )
-        if progress is not None:
-            progress.update(len(chunk))
+        job.progress.update(len(chunk))
 
 
 def _contract(
@@ -501,7 +464,7 @@ def _input_ablated_logits(model, batch: PromptPairs, input_write: torch.Tensor) 
         model.hooks(
             fwd_hooks=[
                 (
-                    "blocks.0.hook_resid_pre",
+                    INPUT_HOOK,
                     lambda t, hook: input_write.to(device=t.device, dtype=t.dtype),
                 )
             ]

@@ -10,7 +10,7 @@ import torch
 
 from attribution.data import PromptPairs
 from attribution.metrics import Metric
-from attribution.sites import reader_sites, writer_hooks
+from attribution.sites import INPUT_HOOK, reader_sites, writer_hooks
 from graphs import Graph
 
 
@@ -131,7 +131,7 @@ def metric_backward(
     def make_leaf(t, hook):
         return t.detach().requires_grad_(True)
 
-    hooks = [("blocks.0.hook_resid_pre", leaf_hook or make_leaf)]
+    hooks = [(INPUT_HOOK, leaf_hook or make_leaf)]
     hooks += port_gradient_hooks(graph, grads, example)
     hooks += extra_hooks or []
     rows = (

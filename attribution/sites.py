@@ -19,6 +19,9 @@ import torch
 
 from graphs import Graph
 
+#: The hook whose output is the input node's write (embeddings, before block 0).
+INPUT_HOOK = "blocks.0.hook_resid_pre"
+
 
 @dataclass(frozen=True)
 class WriterSite:
@@ -39,7 +42,7 @@ def writer_sites(graph: Graph) -> list[WriterSite]:
     """Writer sites in forward order: input, then per layer heads and MLP."""
     layout, spec = graph.layout, graph.spec
     post_norm = spec.architecture == "Gemma2ForCausalLM"
-    sites = [WriterSite("blocks.0.hook_resid_pre", (0,), False)]
+    sites = [WriterSite(INPUT_HOOK, (0,), False)]
     for layer in range(spec.n_layers):
         heads = tuple(layout.head_index(layer, h) for h in range(spec.n_heads))
         norm = f"blocks.{layer}.ln1_post" if post_norm else None
