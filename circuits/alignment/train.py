@@ -128,6 +128,15 @@ def _restrict(
     return logits[:, cand], match.float().argmax(-1), cand
 
 
+def _predicted_tokens(
+    logits: torch.Tensor, labels: torch.Tensor, candidates: Sequence[int] | None
+) -> torch.Tensor:
+    """``[n]`` token ids of the highest logits (among ``candidates`` when given), on the CPU."""
+    scores, _, cand = _restrict(logits, labels, candidates)
+    best = scores.argmax(-1)
+    return (cand[best] if cand is not None else best).cpu()
+
+
 @torch.no_grad()
 def predict(
     model: Any,
@@ -149,9 +158,7 @@ def predict(
         for start in range(0, len(pairs), batch_size):
             idx = torch.arange(start, min(start + batch_size, len(pairs)))
             logits = intervened_logits(model, site, intervention, pairs.select(idx), sources[idx])
-            scores, _, cand = _restrict(logits, pairs.labels[idx], candidates)
-            best = scores.argmax(-1)
-            preds.append((cand[best] if cand is not None else best).cpu())
+            preds.append(_predicted_tokens(logits, pairs.labels[idx], candidates))
     finally:
         intervention.train(was_training)
     return torch.cat(preds)
@@ -173,9 +180,7 @@ def task_accuracy(
         sl = slice(start, start + batch_size)
         mask = pairs.base_mask[sl].to(device)
         logits = next_token_logits(model, pairs.base[sl].to(device), mask, mask.long().sum(-1) - 1)
-        scores, _, cand = _restrict(logits, pairs.base_labels[sl], candidates)
-        best = scores.argmax(-1)
-        preds.append((cand[best] if cand is not None else best).cpu())
+        preds.append(_predicted_tokens(logits, pairs.base_labels[sl], candidates))
     return iia(torch.cat(preds), pairs.base_labels)
 
 
