@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from attribution.data import DataError, PromptPairs
-from attribution.runs import collect_writes
+from attribution.passes import collect_writes
 from graphs import Graph
 
 ABLATIONS = ("patching", "mean", "zero")

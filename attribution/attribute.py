@@ -43,8 +43,7 @@ from attribution.memory import (
     rows_within,
 )
 from attribution.metrics import Metric, get_metric
-from attribution.quadrature import quadrature
-from attribution.runs import (
+from attribution.passes import (
     NonFiniteMetricError,
     at_positions,
     check_finite,
@@ -52,6 +51,7 @@ from attribution.runs import (
     frozen_parameters,
     metric_backward,
 )
+from attribution.quadrature import quadrature
 from attribution.sites import INPUT_HOOK, writer_sites
 from graphs import Graph
 

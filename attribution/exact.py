@@ -6,7 +6,7 @@ import torch
 
 from attribution.data import PromptPairs
 from attribution.metrics import Metric
-from attribution.runs import at_positions, check_finite
+from attribution.passes import at_positions, check_finite
 from attribution.sites import reader_sites
 from graphs import Graph
 

@@ -35,7 +35,7 @@ def measure(chunk: int | None, method: str) -> dict:
     from attribution.memory import attribution_peak_bytes
     from benchmarks.bench_attribution import _status_mb, make_data, reset_peak
     from circuits.models import load_model
-    from circuits.random_models import random_hf_model
+    from circuits.models.random import random_hf_model
     from graphs import Graph
 
     torch.set_num_threads(1)

@@ -1,10 +1,18 @@
 """What users call: model loading, bundled models and tasks, pruning, faithfulness,
-minimal-circuit search and the discovery job. Subpackages: ``circuits.zoo`` (bundled
+minimal-circuit search and the discovery job. Subpackages: ``circuits.models.zoo`` (bundled
 models), ``circuits.tasks``, ``circuits.alignment`` (DAS), ``circuits.patchscopes``."""
 
-from circuits import zoo
-from circuits.discovery import DiscoverySettings, discover
-from circuits.faithfulness import (
+from circuits.app.discovery import DiscoverySettings, discover
+from circuits.models import (
+    PROCESSING,
+    SUPPORTED_ARCHITECTURES,
+    ModelLoadError,
+    UnsupportedArchitectureError,
+    load_model,
+    zoo,
+)
+from circuits.models.random import random_hf_model
+from circuits.search.faithfulness import (
     DEFAULT_FRACTIONS,
     CircuitEvaluator,
     Faithfulness,
@@ -14,15 +22,8 @@ from circuits.faithfulness import (
     faithfulness_curve,
     random_circuit,
 )
-from circuits.minimal import MinimalCircuit, minimal_circuit
-from circuits.models import (
-    PROCESSING,
-    SUPPORTED_ARCHITECTURES,
-    ModelLoadError,
-    UnsupportedArchitectureError,
-    load_model,
-)
-from circuits.prune import (
+from circuits.search.minimal import MinimalCircuit, minimal_circuit
+from circuits.search.select import (
     circuit_size,
     greedy,
     node_scores,
@@ -31,7 +32,6 @@ from circuits.prune import (
     top_fraction,
     top_n,
 )
-from circuits.random_models import random_hf_model
 from circuits.tasks import TASK_NAMES, get_task
 
 __all__ = [

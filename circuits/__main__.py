@@ -1,5 +1,5 @@
 """``python -m circuits``: the ``circuits`` command line."""
 
-from circuits.cli import main
+from circuits.app.cli import main
 
 raise SystemExit(main())

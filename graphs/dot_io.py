@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from graphs.atomic import atomic_write
+from graphs.atomic_files import atomic_write
 
 if TYPE_CHECKING:
     from graphs.graph import Graph

@@ -15,7 +15,7 @@ from xml.etree.ElementTree import ParseError
 
 import networkx as nx
 
-from graphs.atomic import atomic_write
+from graphs.atomic_files import atomic_write
 from graphs.errors import GraphFormatError
 from graphs.graph import Graph
 from graphs.networkx_io import from_networkx, to_networkx

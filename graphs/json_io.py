@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from graphs.atomic import atomic_write
+from graphs.atomic_files import atomic_write
 from graphs.edge_table import EdgeCollector, parse_flag
 from graphs.errors import GraphFormatError
 from graphs.graph import Graph

@@ -17,7 +17,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 
-from graphs.atomic import atomic_write
+from graphs.atomic_files import atomic_write
 from graphs.errors import GraphFormatError
 from graphs.graph import Graph
 from graphs.schema import FORMAT_NAME, SCHEMA_VERSION, check_format, spec_from_mapping, spec_to_dict

@@ -34,7 +34,7 @@ def arch_case(request):
 def tiny_bridge(architecture: str, seed: int = 0, **overrides):
     """A TransformerBridge over a random tiny HF model, with edge-level hooks on."""
     from circuits.models import load_model
-    from circuits.random_models import random_hf_model
+    from circuits.models.random import random_hf_model
 
     return load_model(random_hf_model(architecture, seed=seed, **overrides))
 
@@ -45,7 +45,7 @@ def randomized_bridge(architecture: str, seed: int = 0, *, scale: float = 1.0, *
     ``scale`` the non-embedding weight matrices are multiplied by it (sharper attention, so
     that the corrupted prompt matters and faithfulness curves are not flat)."""
     from circuits.models import load_model
-    from circuits.random_models import random_hf_model
+    from circuits.models.random import random_hf_model
 
     hf = random_hf_model(architecture, seed=seed, dtype=torch.float64, **overrides)
     gen = torch.Generator().manual_seed(1000 + seed)

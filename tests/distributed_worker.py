@@ -14,7 +14,7 @@ def run(out: str | None) -> dict[str, torch.Tensor]:
     from attribution import attribute
     from circuits import evaluate, top_n
     from circuits.models import load_model
-    from circuits.random_models import random_hf_model
+    from circuits.models.random import random_hf_model
     from graphs import Graph
 
     torch.set_num_threads(1)

@@ -10,7 +10,7 @@ import networkx as nx
 import pytest
 import torch
 
-from circuits.cli import main
+from circuits.app.cli import main
 
 RUN_ARGS = ["--task", "ioi", "--n-examples", "32", "--n-eval", "32", "--quiet", "--seed", "1"]
 RUN_FILES = [
@@ -134,12 +134,12 @@ def test_scale_options_reach_loading_and_attribution(tmp_path, capsys):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message when no GPU is present")
 def test_bad_device_and_device_map_exit_2_before_loading(tmp_path, capsys, monkeypatch):
-    import circuits.discovery
+    import circuits.app.discovery
 
     def no_loading(*args, **kwargs):
         raise AssertionError("the settings check must stop the run before loading the model")
 
-    monkeypatch.setattr(circuits.discovery, "load_for_task", no_loading)
+    monkeypatch.setattr(circuits.app.discovery, "load_for_task", no_loading)
     out = str(tmp_path / "run")
     cases = {
         ("--device", "cuda"): "device 'cuda': this torch sees no CUDA GPU",
@@ -261,9 +261,9 @@ def test_unwritable_output_folder_exits_2(tmp_path, capsys):
 
 def test_output_folder_without_write_permission_exits_2(tmp_path, capsys, monkeypatch):
     """What the check does for a read-only parent, even when running as root."""
-    import circuits.discovery
+    import circuits.app.discovery
 
-    monkeypatch.setattr(circuits.discovery.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(circuits.app.discovery.os, "access", lambda path, mode: False)
     assert main(["discover", *RUN_ARGS, "--out", str(tmp_path / "run")]) == 2
     assert f"cannot write to {tmp_path} (permission denied)" in _error(capsys)
     assert not (tmp_path / "run").exists()
@@ -271,7 +271,7 @@ def test_output_folder_without_write_permission_exits_2(tmp_path, capsys, monkey
 
 def test_graph_of_another_model_exits_2(tmp_path, capsys):
     from circuits.models import load_model
-    from circuits.random_models import random_hf_model
+    from circuits.models.random import random_hf_model
     from graphs import Graph
 
     other = Graph.from_model(load_model(random_hf_model("GPT2LMHeadModel", n_layers=2)))
@@ -345,4 +345,4 @@ def test_console_script_is_declared():
     import tomllib
 
     project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
-    assert project["scripts"]["circuits"] == "circuits.cli:main"
+    assert project["scripts"]["circuits"] == "circuits.app.cli:main"

@@ -78,7 +78,7 @@ def test_circuits_discover_under_torchrun_writes_once_and_matches_one_process(tm
     """`torchrun -m circuits discover` with 2 gloo processes: one run folder (rank 0), one
     summary line, and the same scores, circuit and held-out faithfulness as one process
     (float64, so only summation order differs)."""
-    from circuits.cli import main
+    from circuits.app.cli import main
     from graphs import Graph
 
     args = ["discover", "--task", "ioi", "--n-examples", "8", "--n-eval", "8", "--seed", "2"]

@@ -1,4 +1,4 @@
-"""Faithfulness (circuits.faithfulness): the patched single-pass evaluation against the
+"""Faithfulness (circuits.search.faithfulness): the patched single-pass evaluation against the
 unpatched and corrupted runs, against an independent brute-force re-computation of every
 downstream input, curves, evaluate(), batching/caching invariance and bad input.
 
@@ -17,7 +17,7 @@ from conftest import ARCH_IDS, ARCHITECTURES, random_pairs, randomized_bridge
 
 from attribution import PromptPairs, attribute
 from attribution.data import DataError
-from circuits.faithfulness import (
+from circuits.search.faithfulness import (
     DEFAULT_FRACTIONS,
     CircuitEvaluator,
     FaithfulnessError,
@@ -100,7 +100,7 @@ def test_full_graph_is_the_model_and_empty_graph_the_corrupted_run(architecture,
 
 # ----------------------------------------------------------------------------- 2. brute force
 def _brute_force_metric(model, graph: Graph, data: PromptPairs, keep: torch.Tensor, parallel):
-    """m(C) per example, computed without attribution.patching or attribution.sites.
+    """m(C) per example, computed without attribution.edge_ablation or attribution.sites.
 
     Every port input of the circuit run is *replaced* by
         x_v(C) = c_v + Σ_{u -> v} [kept ? a_u(C) : a_u(corrupted)],

@@ -16,8 +16,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from circuits.faithfulness import FaithfulnessCurve  # noqa: E402
-from circuits.figures import (  # noqa: E402
+from circuits.app.figures import (  # noqa: E402
     DPI,
     EMPTY_NOTE,
     PORT_STYLES,
@@ -32,7 +31,8 @@ from circuits.figures import (  # noqa: E402
     score_histogram_figure,
     svg_id,
 )
-from circuits.minimal import Evaluation, MinimalCircuit  # noqa: E402
+from circuits.search.faithfulness import FaithfulnessCurve  # noqa: E402
+from circuits.search.minimal import Evaluation, MinimalCircuit  # noqa: E402
 from graphs import Graph  # noqa: E402
 from graphs.spec import ModelSpec  # noqa: E402
 
@@ -74,7 +74,7 @@ def mha_graph() -> Graph:
 def llama_graph() -> Graph:
     """Graph of a tiny random Llama (grouped-query: 4 query heads, 2 key/value heads)."""
     from circuits.models import load_model
-    from circuits.random_models import random_hf_model
+    from circuits.models.random import random_hf_model
 
     bridge = load_model(random_hf_model("LlamaForCausalLM", n_layers=2, n_heads=4, d_model=32))
     return Graph.from_model(bridge)

@@ -29,7 +29,7 @@ from graphs import (
     save_safetensors,
     to_networkx,
 )
-from graphs.atomic import atomic_write
+from graphs.atomic_files import atomic_write
 from graphs.schema import FORMAT_NAME, SCHEMA_VERSION
 
 MHA = ModelSpec(

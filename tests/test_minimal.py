@@ -1,4 +1,4 @@
-"""Minimal faithful circuits (circuits.minimal): the result meets its target when evaluated
+"""Minimal faithful circuits (circuits.search.minimal): the result meets its target when evaluated
 again from scratch, refinement leaves a circuit from which no single edge can be dropped, every
 evaluation is recorded, and bad targets or scores are rejected with clear messages.
 
@@ -17,14 +17,14 @@ import torch
 from conftest import randomized_bridge
 
 from attribution import PromptPairs, attribute
-from circuits.faithfulness import (
+from circuits.search.faithfulness import (
     CircuitEvaluator,
     FaithfulnessError,
     evaluate,
     faithfulness_from_metrics,
     top_edges_mask,
 )
-from circuits.minimal import MinimalCircuit, minimal_circuit, parse_target
+from circuits.search.minimal import MinimalCircuit, minimal_circuit, parse_target
 from graphs import Graph
 
 VOCAB = 128

@@ -1,4 +1,4 @@
-"""Tests for circuits.models (load_model) and circuits.random_models (random_hf_model).
+"""Tests for circuits.models (load_model) and circuits.models.random (random_hf_model).
 
 All offline: models are tiny, randomly initialised from configs, and any Hub access is
 either refused by offline mode or pointed at a local address.
@@ -16,7 +16,6 @@ import pytest
 import torch
 from conftest import ARCH_IDS, ARCHITECTURES
 
-from circuits import models
 from circuits.models import (
     PROCESSING,
     SUPPORTED_ARCHITECTURES,
@@ -24,7 +23,8 @@ from circuits.models import (
     UnsupportedArchitectureError,
     load_model,
 )
-from circuits.random_models import random_hf_model
+from circuits.models import loading as models
+from circuits.models.random import random_hf_model
 
 CASES, CASE_IDS = ARCHITECTURES, ARCH_IDS
 N_LAYERS, N_HEADS, D_MODEL, VOCAB = 2, 4, 32, 128
@@ -523,7 +523,7 @@ def test_device_map_loads_the_same_model_and_attribution(tmp_path):
     bridge over it scores exactly like the plainly loaded one."""
     from attribution import PromptPairs, attribute
     from circuits.models import ModelLoadError, load_model
-    from circuits.random_models import random_hf_model
+    from circuits.models.random import random_hf_model
     from graphs import Graph
 
     random_hf_model("GPT2LMHeadModel", seed=4).save_pretrained(tmp_path)

@@ -238,7 +238,7 @@ def test_node_outputs_serve_as_patchscope_sources(gpt2):
 
 def test_fit_affine_and_cross_model_patching(gpt2):
     from circuits.models import load_model
-    from circuits.random_models import random_hf_model
+    from circuits.models.random import random_hf_model
 
     prompts = [
         torch.randint(0, 100, (12,), generator=torch.Generator().manual_seed(s)) for s in range(20)

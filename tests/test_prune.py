@@ -1,4 +1,4 @@
-"""Circuit selection and dead-edge pruning (circuits.prune), on graphs built from specs only."""
+"""Circuit selection and dead-edge pruning (circuits.search.select), on graphs built from specs only."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import networkx as nx
 import pytest
 import torch
 
-from circuits.prune import (
+from circuits.search.select import (
     circuit_size,
     greedy,
     node_scores,

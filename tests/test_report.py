@@ -13,7 +13,7 @@ from html.parser import HTMLParser
 import pytest
 
 from circuits import report
-from circuits.report import ReportError, render_html, render_markdown, write_report
+from circuits.app.report import ReportError, render_html, render_markdown, write_report
 
 EDGE = "a0.h1->a2.h3<q>"
 
@@ -511,7 +511,7 @@ def test_failed_write_leaves_no_temp_file(tmp_path, monkeypatch):
     def fail(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(report.os, "replace", fail)  # graphs.atomic uses the same os module
+    monkeypatch.setattr(report.os, "replace", fail)  # graphs.atomic_files uses the same os module
     with pytest.raises(OSError, match="disk full"):
         write_report(run)
     assert set(p.name for p in run.iterdir()) == before

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from attribution.data import DataError
+from circuits.models.zoo.tokenizer import build_tokenizer
 from circuits.tasks import (
     PRICE_CAUSAL_MODEL,
     TASK_NAMES,
@@ -22,7 +23,6 @@ from circuits.tasks import (
 )
 from circuits.tasks.entities import TEMPLATES as ENTITY_TEMPLATES
 from circuits.tasks.ioi import NAMES
-from circuits.zoo.tokenizer import build_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -218,9 +218,9 @@ def test_tokenizer_splits_digit_pairs_and_round_trips(tokenizer, tmp_path):
 def test_training_lines_come_from_the_train_split_only():
     from dataclasses import replace
 
+    from circuits.models.zoo.recipes import get_recipe
+    from circuits.models.zoo.train import training_lines
     from circuits.tasks.base import split_of
-    from circuits.zoo.recipes import get_recipe
-    from circuits.zoo.train import training_lines
 
     recipe = replace(get_recipe("toy-gpt2"), mixture={"ioi": 1.0, "greater-than": 1.0})
     lines = training_lines(recipe, random.Random(0), 300)
@@ -234,8 +234,8 @@ def test_training_lines_come_from_the_train_split_only():
 def test_training_is_deterministic_from_the_seed():
     from dataclasses import replace
 
-    from circuits.zoo.recipes import get_recipe
-    from circuits.zoo.train import train
+    from circuits.models.zoo.recipes import get_recipe
+    from circuits.models.zoo.train import train
 
     recipe = replace(
         get_recipe("toy-gpt2"),

@@ -79,7 +79,7 @@ def planted_model(
     is ``2b · u · LN(h)`` — the sign of ``u · h``.
     """
     from circuits.models import load_model
-    from circuits.random_models import random_hf_model
+    from circuits.models.random import random_hf_model
 
     hf = random_hf_model(
         "GPT2LMHeadModel", n_layers=n_layers, d_model=d_model, vocab_size=vocab, seed=seed

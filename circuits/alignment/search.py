@@ -59,7 +59,7 @@ class SearchResult:
         """Write the table as a heatmap (``path`` ``.png`` and ``.svg``)."""
         from matplotlib.figure import Figure
 
-        from circuits.figures import save_figure
+        from circuits.app.figures import save_figure
 
         fig = Figure(figsize=(1.2 + 0.9 * len(self.positions), 1.0 + 0.55 * len(self.layers)))
         ax = fig.add_subplot(1, 1, 1)

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from attribution.runs import frozen_parameters
+from attribution.passes import frozen_parameters
 from circuits.alignment.data import CounterfactualPairs
 from circuits.alignment.interventions import BoundlessDAS, Intervention
 from circuits.alignment.metrics import chance_level, iia, ravel_scores

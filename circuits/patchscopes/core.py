@@ -604,7 +604,7 @@ def node_output(
     ``graph`` (optional): a :class:`graphs.Graph` of this model (e.g. a discovered circuit);
     it is checked against the model and its layout is used.
     """
-    from attribution.runs import collect_writes
+    from attribution.passes import collect_writes
     from graphs import Graph
 
     if graph is None:

@@ -15,7 +15,7 @@ stream before block ``ℓ``, ``n_layers`` the final residual before the last nor
 - :func:`layer_heatmap`: share of sources decoded to an expected token, for every (source
   layer, target layer) pair; :func:`identity_heatmap` and :func:`attribute_heatmap` fill in
   the sources, the expected tokens and the target prompt.
-- :meth:`Heatmap.save` writes the grid as PNG and SVG (:func:`circuits.figures.save_figure`).
+- :meth:`Heatmap.save` writes the grid as PNG and SVG (:func:`circuits.app.figures.save_figure`).
 """
 
 from __future__ import annotations
@@ -250,7 +250,7 @@ class Heatmap:
 
     def save(self, path: str | os.PathLike[str]) -> list[Path]:
         """Write the heatmap to ``path`` as ``.png`` and ``.svg``; returns both paths."""
-        from circuits.figures import save_figure
+        from circuits.app.figures import save_figure
 
         fig = heatmap_figure(self)
         try:

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from attribution.runs import at_positions
+from attribution.passes import at_positions
 from circuits.tasks.base import Task
 from circuits.tasks.encode import encode_examples
 from circuits.tasks.registry import get_task

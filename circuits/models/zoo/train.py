@@ -1,7 +1,7 @@
-"""Train a bundled model: ``python -m circuits.zoo.train --recipe toy-gpt2``.
+"""Train a bundled model: ``python -m circuits.models.zoo.train --recipe toy-gpt2``.
 
 The model learns a mixture of the tasks' *training* splits plus filler text (see
-:mod:`circuits.zoo.recipes`); held-out accuracy is measured on the test splits, which no
+:mod:`circuits.models.zoo.recipes`); held-out accuracy is measured on the test splits, which no
 training line comes from. Training is deterministic for a recipe and seed: the weights are
 initialised from ``torch.manual_seed(seed)``, the data stream from a seeded ``random.Random``,
 and torch runs on one thread so that reductions always happen in the same order.
@@ -24,11 +24,11 @@ from typing import Any
 
 import torch
 
+from circuits.models.zoo.recipes import RECIPES, Recipe, get_recipe
+from circuits.models.zoo.tokenizer import build_tokenizer
 from circuits.tasks import TASK_NAMES, get_task, task_accuracy, token_ids
 from circuits.tasks.encode import pad_id, pad_rows
 from circuits.tasks.filler import filler_sentence
-from circuits.zoo.recipes import RECIPES, Recipe, get_recipe
-from circuits.zoo.tokenizer import build_tokenizer
 
 __all__ = ["build_model", "main", "train", "training_lines"]
 
@@ -194,8 +194,8 @@ def save(
     overwrite: bool,
 ) -> None:
     """Write the model folder atomically: a temporary sibling folder renamed into place."""
-    from circuits.zoo.card import write_card
-    from graphs.atomic import atomic_directory
+    from circuits.models.zoo.card import write_card
+    from graphs.atomic_files import atomic_directory
 
     with atomic_directory(out, overwrite=overwrite) as tmp:
         model.save_pretrained(tmp)
@@ -209,10 +209,10 @@ def save(
 def main(argv: list[str] | None = None) -> int:
     from dataclasses import replace
 
-    from circuits.zoo import MODELS_DIR
+    from circuits.models.zoo import MODELS_DIR
 
     parser = argparse.ArgumentParser(
-        prog="python -m circuits.zoo.train", description=__doc__.split("\n\n")[0]
+        prog="python -m circuits.models.zoo.train", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument(
         "--recipe", default="toy-gpt2", choices=sorted(RECIPES), help="model to train"

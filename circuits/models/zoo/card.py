@@ -1,6 +1,6 @@
 """The model card (``README.md``) of a bundled model: data, recipe, seed, accuracy, IOI circuit.
 
-``python -m circuits.zoo.card toy-gpt2`` re-measures a shipped model and rewrites its card.
+``python -m circuits.models.zoo.card toy-gpt2`` re-measures a shipped model and rewrites its card.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ def ioi_circuit(folder: Path, n: int = 100, seed: int = 0) -> dict[str, Any]:
     """Size and held-out faithfulness of the minimal IOI circuit, found by the same code and
     defaults as ``circuits discover`` (EAP-IG with 5 steps, corrupted-prompt patching, f ≥ 0.9
     on ``n`` train prompts, measured on ``n`` test prompts)."""
-    from circuits.discovery import DiscoverySettings, find_circuit
+    from circuits.app.discovery import DiscoverySettings, find_circuit
 
     settings = DiscoverySettings(model=str(folder), task="ioi", n_examples=n, n_eval=n, seed=seed)
     metrics = find_circuit(settings, quiet=True).metrics
@@ -58,7 +58,7 @@ def write_card(
 
 {recipe.description}. Trained from scratch by this repository, with no external data:
 
-    python -m circuits.zoo.train --recipe {recipe.name} --seed {recipe.seed} --steps {recipe.steps}
+    python -m circuits.models.zoo.train --recipe {recipe.name} --seed {recipe.seed} --steps {recipe.steps}
 
 ## Training
 - Architecture: `{recipe.architecture}` {json.dumps(recipe.config)}, {n_params:,} parameters,
@@ -104,12 +104,12 @@ Files: {size_mb:.1f} MB in total.
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from circuits.zoo import model_dir
-    from circuits.zoo.recipes import Recipe
-    from graphs.atomic import atomic_directory
+    from circuits.models.zoo import model_dir
+    from circuits.models.zoo.recipes import Recipe
+    from graphs.atomic_files import atomic_directory
 
     parser = argparse.ArgumentParser(
-        prog="python -m circuits.zoo.card",
+        prog="python -m circuits.models.zoo.card",
         description="Re-measure a bundled model and rewrite its model card.",
     )
     parser.add_argument("name", help="bundled model name")

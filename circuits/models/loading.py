@@ -3,7 +3,7 @@
 :func:`load_model` accepts three kinds of source:
 
 1. **An in-memory Hugging Face model** (a ``transformers.PreTrainedModel``, e.g. from
-   :func:`circuits.random_models.random_hf_model`). The bridge is built around that very
+   :func:`circuits.models.random.random_hf_model`). The bridge is built around that very
    object and *rewires it in place*: its submodules are replaced by bridge components (and
    ``device`` / ``dtype`` move it in place too). Compute any reference outputs from the raw
    model first, or pass a ``copy.deepcopy`` of it.

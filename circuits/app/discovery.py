@@ -1,0 +1,482 @@
+"""The main job: score a model's edges on a task, find the minimal faithful circuit, evaluate
+it on held-out prompts and write a run folder with graphs, metrics, figures and a report.
+
+Data use: edges are scored and the circuit size is chosen on the task's *train* split; the
+faithfulness, its confidence interval and the faithfulness curve are measured on the *test*
+split, so the reported f is not the number the search optimised.
+
+Under ``torchrun`` every rank scores and evaluates its shard of the prompts (see
+:mod:`attribution.distributed`) and rank 0 writes the run folder.
+
+Run folder (written to a temporary sibling folder and renamed into place at the end, so an
+interrupted run leaves nothing half-written): ``graph.graphml``, ``graph.json``,
+``scores.safetensors`` (the same graph: scores and circuit), ``metrics.json``, the figures
+``circuit``, ``faithfulness_curve`` and ``score_histogram`` as PNG and SVG, and
+``report.md`` / ``report.html``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from attribution import ABLATIONS, METHODS, METRICS, RULES, attribute
+from attribution.distributed import is_main_process
+from circuits.search.faithfulness import (
+    DEFAULT_FRACTIONS,
+    FaithfulnessCurve,
+    evaluate,
+    faithfulness_curve,
+)
+from circuits.search.minimal import MinimalCircuit, minimal_circuit, parse_target
+from circuits.tasks import encode_examples, get_task
+from graphs import Graph
+
+__all__ = [
+    "RUN_FORMAT",
+    "Discovery",
+    "DiscoverySettings",
+    "RunError",
+    "discover",
+    "find_circuit",
+    "load_for_task",
+    "version",
+]
+
+RUN_FORMAT = "circuit-discovery-run"
+# --dtype choices: the dtypes the bridges and attribution support.
+DTYPES = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
+# device_map values that are placement strategies rather than one device (Hugging Face's).
+DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
+RUN_SCHEMA_VERSION = 1
+TOP_EDGES = 25
+
+
+class RunError(ValueError):
+    """Bad settings or output folder, found before any model work; the message says the fix."""
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as _version
+
+    try:
+        return _version("circuit-discovery")
+    except PackageNotFoundError:  # run from a source tree without installing
+        return "0+unknown"
+
+
+@dataclass
+class DiscoverySettings:
+    """Every choice of a discovery run (the command line's options)."""
+
+    model: str = "toy-gpt2"
+    task: str = "ioi"
+    method: str = "eap-ig-inputs"
+    steps: int = 5
+    quadrature_rule: str = "riemann_left"
+    metric: str | None = None  # None: the task's own metric
+    ablation: str = "patching"
+    target: tuple[float, float | None] = (0.9, None)
+    n_examples: int = 100
+    n_eval: int = 100
+    seed: int = 0
+    batch_size: int = 16
+    absolute: bool = True
+    fractions: tuple[float, ...] = DEFAULT_FRACTIONS
+    bootstrap: int = 1000
+    device: str | None = None
+    dtype: str | None = None  # a DTYPES name; None: the dtype the checkpoint is stored in
+    device_map: str | None = None  # Hugging Face device_map ("auto", "balanced", "cuda:1", ...)
+    memory_budget_gb: float = 4.0  # attribution's budget besides the weights
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> None:
+        """Raise RunError for any bad setting (cheap; runs before loading the model)."""
+        from circuits.tasks import TaskError
+
+        try:
+            task = get_task(self.task)
+        except TaskError as err:
+            raise RunError(str(err)) from None
+        if self.method not in METHODS:
+            raise RunError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.ablation not in ABLATIONS:
+            raise RunError(
+                f"unknown ablation {self.ablation!r}; choose one of {', '.join(ABLATIONS)}"
+            )
+        metric = self.metric or task.metric
+        if metric not in METRICS:
+            raise RunError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+        if self.quadrature_rule not in RULES:
+            raise RunError(
+                f"unknown quadrature rule {self.quadrature_rule!r}; choose one of {', '.join(RULES)}"
+            )
+        if self.dtype is not None and self.dtype not in DTYPES:
+            raise RunError(f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}")
+        if self.device is not None and self.device_map is not None:
+            raise RunError(
+                "pass either a device (the whole model on one device) or a device map "
+                "(layers spread over devices), not both"
+            )
+        if self.device is not None:
+            _check_device(self.device, "device")
+        if self.device_map is not None and self.device_map not in DEVICE_MAP_STRATEGIES:
+            _check_device(self.device_map, "device-map")
+        if not self.memory_budget_gb > 0:
+            raise RunError(f"memory-budget-gb must be positive, got {self.memory_budget_gb}")
+        for name in ("steps", "n_examples", "n_eval", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise RunError(
+                    f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}"
+                )
+        try:
+            lo, hi = self.target
+            parse_target(lo if hi is None else (lo, hi))
+        except (TypeError, ValueError) as err:
+            raise RunError(f"bad target {self.target!r}: {err}") from None
+
+    @property
+    def task_metric(self) -> str:
+        return self.metric or get_task(self.task).metric
+
+
+def _check_device(name: str, option: str) -> None:
+    """RunError unless ``name`` is a torch device this machine has (before loading)."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        strategies = (
+            f", or one of {', '.join(DEVICE_MAP_STRATEGIES)}" if option == "device-map" else ""
+        )
+        raise RunError(
+            f"{option} {name!r} is not a torch device; use e.g. cpu, cuda or cuda:1{strategies}"
+        ) from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RunError(
+                f"{option} {name!r}: this torch sees no CUDA GPU (torch.cuda.is_available() is "
+                "False); use cpu, or install a CUDA build of torch on a machine with a GPU"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise RunError(
+                f"{option} {name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                f"numbered from 0"
+            )
+
+
+def check_output_folder(out: Path, overwrite: bool) -> None:
+    """RunError unless ``out`` can be created (or replaced with ``overwrite``) and written."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RunError(f"output {out} exists and is not a folder; choose another --out")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise RunError(
+            f"output folder {out} exists and is not empty; pass --overwrite to replace it, or choose another --out"
+        )
+    parent = out.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise RunError(
+            f"cannot create {out}: {parent} is a file, not a folder; choose another --out"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise RunError(f"cannot write to {parent} (permission denied); choose another --out")
+
+
+def load_for_task(
+    model: str,
+    device: str | None = None,
+    *,
+    dtype: str | None = None,
+    device_map: str | None = None,
+) -> tuple[Any, Any, str]:
+    """``(bridge, tokenizer, source)`` for a zoo name, a local folder or a Hub name;
+    ``dtype`` is a :data:`DTYPES` name, ``device_map`` Hugging Face's (see ``load_model``)."""
+    from circuits import zoo
+    from circuits.models import ModelLoadError, load_model
+
+    placement = {
+        "device": device,
+        "dtype": DTYPES[dtype] if dtype else None,
+        "device_map": device_map,
+    }
+    if model in zoo.available():
+        bridge, tokenizer = zoo.load(model, **placement)
+        return bridge, tokenizer, "zoo"
+    is_path = Path(model).expanduser().exists()
+    try:
+        bridge = load_model(model, **placement)
+    except ModelLoadError as err:
+        if is_path:
+            raise
+        raise ModelLoadError(
+            f"{model!r} is not a bundled model (available: {', '.join(zoo.available()) or 'none'}) "
+            f"nor a local folder, and loading it from the Hugging Face Hub failed: {err}"
+        ) from err
+    tokenizer = getattr(bridge, "tokenizer", None)
+    if tokenizer is None:
+        raise ModelLoadError(
+            f"model {model!r} has no tokenizer; task prompts are text, so save the tokenizer "
+            "in the model folder (tokenizer.save_pretrained(folder))"
+        )
+    return bridge, tokenizer, "path" if is_path else "hub"
+
+
+def _round(x: Any, digits: int = 6) -> Any:
+    if isinstance(x, float):
+        return float(f"{x:.{digits}g}")
+    if isinstance(x, (list, tuple)):
+        return [_round(v, digits) for v in x]
+    if isinstance(x, dict):
+        return {k: _round(v, digits) for k, v in x.items()}
+    return x
+
+
+@dataclass
+class Discovery:
+    """What :func:`find_circuit` computed: the graph (scores, and the minimal circuit as
+    ``in_graph``), the search, the faithfulness curve and every number of ``metrics.json``."""
+
+    graph: Graph
+    minimal: MinimalCircuit
+    curve: FaithfulnessCurve
+    metrics: dict[str, Any]
+
+
+def find_circuit(
+    settings: DiscoverySettings, *, quiet: bool = False, command: str | None = None
+) -> Discovery:
+    """Load the model, score its edges, find the minimal circuit and measure it (no files).
+
+    Raises:
+        RunError: bad settings (before any model work).
+        circuits.models.zoo.ZooError, circuits.models.ModelLoadError: the model cannot be loaded.
+    """
+    settings.check()
+    timings: dict[str, float] = {}
+
+    def lap(name: str, since: float) -> float:
+        now = time.perf_counter()
+        timings[name] = round(now - since, 3)
+        return now
+
+    task = get_task(settings.task)
+    metric = settings.task_metric
+    t = time.perf_counter()
+    bridge, tokenizer, source = load_for_task(
+        settings.model, settings.device, dtype=settings.dtype, device_map=settings.device_map
+    )
+    t = lap("load_model_s", t)
+
+    train = encode_examples(
+        task.examples(settings.n_examples, seed=settings.seed, split="train"), tokenizer
+    )
+    test = encode_examples(
+        task.examples(settings.n_eval, seed=settings.seed, split="test"), tokenizer
+    )
+    mean_data = train if settings.ablation == "mean" else None
+    graph = Graph.from_model(bridge)
+    common = {
+        "ablation": settings.ablation,
+        "mean_data": mean_data,
+        "batch_size": settings.batch_size,
+    }
+    t = lap("data_s", t)
+
+    result = attribute(
+        bridge, graph, train, metric, method=settings.method, steps=settings.steps,
+        quadrature_rule=settings.quadrature_rule, memory_budget_gb=settings.memory_budget_gb,
+        quiet=quiet, **common,
+    )  # fmt: skip
+    t = lap("attribution_s", t)
+
+    lo, hi = settings.target
+    minimal = minimal_circuit(
+        bridge,
+        graph,
+        train,
+        metric,
+        target=lo if hi is None else (lo, hi),
+        absolute=settings.absolute,
+        quiet=quiet,
+        **common,
+    )
+    graph.set_in_graph(minimal.mask)
+    t = lap("search_s", t)
+
+    faith = evaluate(
+        bridge,
+        graph,
+        test,
+        metric,
+        bootstrap=settings.bootstrap,
+        random_baseline=True,
+        seed=settings.seed,
+        quiet=quiet,
+        **common,
+    )
+    t = lap("evaluate_s", t)
+    curve = faithfulness_curve(
+        bridge, graph, test, metric, fractions=tuple(settings.fractions), absolute=settings.absolute,
+        log_x=True, random_baseline=True, seed=settings.seed, quiet=quiet, **common,
+    )  # fmt: skip
+    t = lap("curve_s", t)
+
+    n_edges_total = int(graph.real_edges.sum())
+    top = graph.top_edges(TOP_EDGES)
+    metrics: dict[str, Any] = {
+        "format": RUN_FORMAT,
+        "schema_version": RUN_SCHEMA_VERSION,
+        "package_version": version(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "model": {
+            "name": settings.model,
+            "source": source,
+            "architecture": graph.spec.architecture,
+            "n_layers": graph.spec.n_layers,
+            "n_heads": graph.spec.n_heads,
+            "n_kv_heads": graph.spec.n_kv_heads,
+            "d_model": graph.spec.d_model,
+            "n_parameters": sum(p.numel() for p in bridge.parameters()),
+            "dtype": str(next(bridge.parameters()).dtype).replace("torch.", ""),
+            "device": str(next(bridge.parameters()).device),
+            "devices": sorted({str(p.device) for p in bridge.parameters()}),
+            "processing": dict(getattr(bridge, "circuit_discovery_processing", {})),
+        },
+        "task": {
+            "name": task.name,
+            "description": task.description,
+            "metric": metric,
+            "n_attribution": len(train),
+            "n_evaluation": len(test),
+            "attribution_split": "train",
+            "evaluation_split": "test",
+            "n_positions": train.n_pos,
+            "seed": settings.seed,
+        },
+        "settings": {
+            "method": settings.method,
+            "steps": settings.steps if settings.method.startswith("eap-ig") else None,
+            "quadrature_rule": settings.quadrature_rule
+            if settings.method.startswith("eap-ig")
+            else None,
+            "ablation": settings.ablation,
+            "metric": metric,
+            "target": list(minimal.target),
+            "absolute": settings.absolute,
+            "batch_size": settings.batch_size,
+            "memory_budget_gb": settings.memory_budget_gb,
+            "device_map": settings.device_map,
+            "fractions": list(settings.fractions),
+            "bootstrap": settings.bootstrap,
+            "seed": settings.seed,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+        "graph": {"n_nodes": graph.n_nodes, "n_edges": n_edges_total},
+        "circuit": {
+            "n_edges": graph.count_included_edges(),
+            "n_nodes": graph.count_included_nodes(),
+            "edge_fraction": graph.count_included_edges() / n_edges_total,
+            "reached_target": minimal.reached,
+            "f_search": minimal.f,
+        },
+        "faithfulness": {
+            "f": faith.f,
+            "ci": list(faith.ci) if faith.ci else None,
+            "ci_level": faith.ci_level,
+            "m_full": faith.m_full,
+            "m_circuit": faith.m_circuit,
+            "m_empty": faith.m_empty,
+            "random_f": faith.random_f,
+            "n_examples": faith.n_examples,
+        },
+        "curve": {
+            "fractions": curve.fractions,
+            "n_edges": curve.n_edges,
+            "f": curve.f,
+            "random_f": curve.random_f,
+            "m_circuits": curve.m_circuits,
+            "cpr": curve.cpr,
+            "cmd": curve.cmd,
+            "log_x": curve.log_x,
+        },
+        "search": {
+            "target": list(minimal.target),
+            "n_evaluations": len(minimal.evaluations),
+            "evaluations": [asdict(e) for e in minimal.evaluations],
+        },
+        "attribution": {k: float(v) for k, v in result.diagnostics.items()},
+        "timings": timings,
+        "top_edges": [{"edge": e.name, "score": e.score, "in_circuit": e.in_graph} for e in top],
+        "figures": {
+            "circuit": "circuit.png",
+            "faithfulness_curve": "faithfulness_curve.png",
+            "score_histogram": "score_histogram.png",
+        },
+    }
+
+    return Discovery(graph, minimal, curve, metrics)
+
+
+def discover(
+    settings: DiscoverySettings,
+    out: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    quiet: bool = False,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Run the whole job (:func:`find_circuit`) and write the run folder ``out``; returns the
+    metrics dict.
+
+    Raises:
+        RunError: bad settings or output folder (before any model work).
+        circuits.models.zoo.ZooError, circuits.models.ModelLoadError: the model cannot be loaded.
+    """
+    from circuits.app.figures import draw_circuit, plot_faithfulness_curve, plot_score_histogram
+    from circuits.app.report import write_report
+    from graphs.atomic_files import atomic_directory
+
+    out = Path(out)
+    settings.check()
+    check_output_folder(out, overwrite)
+    t_start = time.perf_counter()
+    run = find_circuit(settings, quiet=quiet, command=command)
+    graph, metrics = run.graph, run.metrics
+    if not is_main_process():  # under torchrun: every rank computed the same numbers
+        metrics["timings"]["total_s"] = round(time.perf_counter() - t_start, 3)
+        return _round(metrics)
+    with atomic_directory(out, overwrite=overwrite) as tmp:
+        t = time.perf_counter()
+        graph.save(tmp / "graph.graphml")
+        graph.save(tmp / "graph.json")
+        graph.save(tmp / "scores.safetensors")
+        title = f"{metrics['task']['name']} on {settings.model}"
+        draw_circuit(graph, tmp / "circuit", title=f"{title}: {graph.count_included_edges()} edges")
+        plot_faithfulness_curve(
+            run.curve, tmp / "faithfulness_curve", minimal=run.minimal, title=title
+        )
+        plot_score_histogram(graph, tmp / "score_histogram", title=title)
+        metrics["timings"]["figures_s"] = round(time.perf_counter() - t, 3)
+        metrics["timings"]["total_s"] = round(time.perf_counter() - t_start, 3)
+        metrics = _round(metrics)
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+        write_report(tmp)
+    return metrics

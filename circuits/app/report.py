@@ -1,0 +1,887 @@
+"""Human-readable reports of a discovery run: ``report.md`` and a self-contained ``report.html``.
+
+A run folder (written by ``circuits discover``) holds ``metrics.json`` and the PNG figures. A
+report is rendered from those files alone, so ``circuits report DIR`` can rebuild it at any
+time. The rendering is a pure function of ``metrics.json`` and the figure bytes (no timestamps
+of its own), so rebuilding an unchanged folder gives byte-identical reports.
+
+Both formats are produced from one intermediate list of blocks (headings, paragraphs, tables,
+figures), so they always state the same things:
+
+* ``report.md`` references the figures by relative file name (``![circuit](circuit.png)``);
+  edge names and identifiers sit in code spans so port suffixes such as ``<q>`` show literally.
+* ``report.html`` inlines every figure as a ``data:image/png;base64,…`` URI and styles itself
+  with inline CSS: it has no external references and no JavaScript, and opens offline. Every
+  piece of text is HTML-escaped.
+
+A missing figure renders as a "figure not available" note; a missing or invalid
+``metrics.json`` raises :class:`ReportError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from graphs.atomic_files import atomic_write
+
+__all__ = [
+    "FIGURES",
+    "METRICS_FILE",
+    "REPORT_HTML",
+    "REPORT_MD",
+    "ReportError",
+    "load_metrics",
+    "render_html",
+    "render_markdown",
+    "write_report",
+]
+
+FORMAT = "circuit-discovery-run"
+SCHEMA_VERSION = 1
+METRICS_FILE = "metrics.json"
+REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
+# The figures every run folder should have, in report order.
+FIGURES = ("circuit", "faithfulness_curve", "score_histogram")
+
+NA = "—"  # how a null (not applicable) value is shown
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+class ReportError(ValueError):
+    """``metrics.json`` is missing or invalid, so no report can be rendered."""
+
+
+# --------------------------------------------------------------------------------------------
+# Loading and writing
+
+
+def load_metrics(run_dir: str | os.PathLike[str]) -> dict:
+    """Read and check ``run_dir/metrics.json``; raise :class:`ReportError` if it is unusable."""
+    path = Path(run_dir) / METRICS_FILE
+    fix = "run `circuits discover` first to create a run folder"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ReportError(f"{path}: no such file; {fix}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReportError(f"{path}: cannot be read ({exc}); {fix}") from None
+    try:
+        metrics = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ReportError(
+            f"{path}: not valid JSON ({exc}); the file is damaged, {fix} again"
+        ) from None
+    if not isinstance(metrics, dict) or metrics.get("format") != FORMAT:
+        raise ReportError(
+            f'{path}: not a circuit-discovery run file (expected "format": "{FORMAT}"); {fix}'
+        )
+    version = metrics.get("schema_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ReportError(f"{path}: invalid schema_version {version!r}; {fix} again")
+    if version > SCHEMA_VERSION:
+        raise ReportError(
+            f"{path}: schema_version {version} is newer than this circuit-discovery supports "
+            f"({SCHEMA_VERSION}); upgrade circuit-discovery to render it"
+        )
+    return metrics
+
+
+def _figure_names(metrics: Mapping[str, Any]) -> dict[str, str | None]:
+    """Figure key -> file name inside the run folder (``None`` when the name is unusable)."""
+    listed = metrics.get("figures")
+    listed = listed if isinstance(listed, Mapping) else {}
+    names: dict[str, str | None] = {}
+    extra = (
+        k
+        for k, v in listed.items()
+        if k not in FIGURES and isinstance(v, str) and v.lower().endswith(".png")
+    )
+    for key in (*FIGURES, *extra):
+        name = listed.get(key, f"{key}.png")
+        names[str(key)] = name if _is_plain_file_name(name) else None
+    return names
+
+
+def _is_plain_file_name(name: object) -> bool:
+    """A bare file name: the report may only refer to files inside the run folder."""
+    return (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and "/" not in name
+        and "\\" not in name
+        and "\x00" not in name
+        and not name.startswith(".")
+    )
+
+
+def _read_file(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:  # missing, a directory, unreadable
+        return None
+
+
+def write_report(run_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Render ``report.md`` and ``report.html`` into ``run_dir`` from its ``metrics.json`` and
+    PNG figures; return their paths.
+
+    Both reports are rendered before either is written, and each is written atomically (a
+    temporary file beside it, then ``os.replace``), so a failure leaves earlier reports intact.
+    """
+    run_dir = Path(run_dir)
+    metrics = load_metrics(run_dir)
+    figures: dict[str, str | None] = {}
+    images: dict[str, bytes | None] = {}
+    for key, name in _figure_names(metrics).items():
+        data = _read_file(run_dir / name) if name is not None else None
+        is_png = data is not None and data.startswith(PNG_SIGNATURE)
+        figures[key] = name if is_png else None
+        images[key] = data  # render_html notes a file that is not a PNG as such
+    markdown = render_markdown(metrics, figures)
+    page = render_html(metrics, images)
+    md_path, html_path = run_dir / REPORT_MD, run_dir / REPORT_HTML
+    for path, text in ((md_path, markdown), (html_path, page)):
+        with atomic_write(path) as handle:
+            handle.write(text.encode("utf-8"))
+    return md_path, html_path
+
+
+# --------------------------------------------------------------------------------------------
+# Number formatting
+
+
+def _is_number(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _num(x: object, *, signed: bool = False) -> str:
+    """4 significant digits; integers exactly, with thousands separators; null as a dash."""
+    if x is None:
+        return NA
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int):
+        return f"{x:+,}" if signed else f"{x:,}"
+    if not isinstance(x, float):
+        return _value(x)  # a list or object where a number was expected
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return ("+∞" if signed else "∞") if x > 0 else "-∞"
+    if x == 0:
+        return "0"
+    sign = "+" if signed and x > 0 else ""
+    magnitude = math.floor(math.log10(abs(x)))
+    if 4 <= magnitude < 15:  # 12345.6 -> 12,350 rather than 1.235e+04
+        return f"{sign}{round(x, 3 - magnitude):,.0f}"
+    text = f"{x:.4g}".replace("e-0", "e-").replace("e+0", "e+")
+    return sign + text
+
+
+def _pct(x: object) -> str:
+    """A fraction as a percentage: 0.046 -> 4.6%."""
+    if not _is_number(x):
+        return _num(x)
+    if not math.isfinite(x):
+        return _num(x)
+    return f"{_num(float(x) * 100)}%"
+
+
+def _seconds(x: object) -> str:
+    return f"{_num(float(x))} s" if _is_number(x) else _num(x)
+
+
+def _value(x: object) -> str:
+    """Any JSON value as short text (lists inline, nested objects as key: value pairs)."""
+    if isinstance(x, str):
+        return x
+    if isinstance(x, Mapping):
+        return ", ".join(f"{k}: {_value(v)}" for k, v in x.items()) or "{}"
+    if isinstance(x, (list, tuple)):
+        return "[" + ", ".join(_value(v) for v in x) + "]"
+    return _num(x)
+
+
+def _target(target: object) -> str | None:
+    """The search target (lo, hi) as an inequality, e.g. "f ≥ 0.9" or "0.9 ≤ f ≤ 1.1"."""
+    if _is_number(target):
+        return f"f ≥ {_num(float(target))}"
+    if not isinstance(target, (list, tuple)) or len(target) != 2:
+        return None
+    lo, hi = target
+    lo = lo if _is_number(lo) and math.isfinite(lo) else None
+    hi = hi if _is_number(hi) and math.isfinite(hi) else None
+    if lo is not None and hi is not None:
+        return f"{_num(lo)} ≤ f ≤ {_num(hi)}"
+    if lo is not None:
+        return f"f ≥ {_num(lo)}"
+    if hi is not None:
+        return f"f ≤ {_num(hi)}"
+    return None
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, object]]:
+    """Nested objects become dotted keys, so every field gets a row of its own."""
+    rows: list[tuple[str, object]] = []
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            rows.extend(_flatten(value, f"{name}."))
+        else:
+            rows.append((name, value))
+    return rows
+
+
+def _section(metrics: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = metrics.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+# --------------------------------------------------------------------------------------------
+# The document, independent of output format
+
+
+class Code(str):
+    """Inline text shown literally in a code span (identifiers, edge names, commands)."""
+
+
+class Strong(str):
+    """Inline text shown in bold."""
+
+
+Inline = str | Sequence[str]  # plain text, or a run of str / Code / Strong pieces
+
+
+@dataclass
+class Heading:
+    level: int
+    text: str
+    anchor: str | None = None
+
+
+@dataclass
+class Paragraph:
+    content: Inline
+    css: str | None = None  # HTML class; markdown renders "note" paragraphs in italics
+
+
+@dataclass
+class Table:
+    headers: Sequence[str]
+    rows: Sequence[Sequence[Inline]]
+    align: str  # one letter per column: "l" left, "r" right (numbers)
+
+
+@dataclass
+class Figure:
+    key: str
+    number: int
+    caption: Inline
+    expected: str  # the file name the figure should have, for the "not available" note
+
+
+Block = Heading | Paragraph | Table | Figure
+
+
+def _kv_table(rows: Iterable[tuple[str, object]], header: str = "Field") -> Table:
+    body: list[list[Inline]] = []
+    for key, value in rows:
+        text = _value(value)
+        if key.split(".")[-1] == "target" and isinstance(value, (list, tuple)):
+            bounds = _target(value)
+            text = f"{text} ({bounds})" if bounds else text
+        body.append([Code(key), text])
+    return Table([header, "Value"], body, "ll")
+
+
+def _summary(metrics: Mapping[str, Any]) -> list[str]:
+    circuit = _section(metrics, "circuit")
+    graph = _section(metrics, "graph")
+    task = _section(metrics, "task")
+    faith = _section(metrics, "faithfulness")
+    search = _section(metrics, "search")
+    settings = _section(metrics, "settings")
+    pieces: list[str] = []
+
+    n_edges, total = circuit.get("n_edges"), graph.get("n_edges")
+    fraction = circuit.get("edge_fraction")
+    if fraction is None and _is_number(n_edges) and _is_number(total) and total > 0:
+        fraction = n_edges / total
+    if n_edges is not None:
+        pieces += ["The circuit has ", Strong(f"{_num(n_edges)} edges")]
+        if fraction is not None or total is not None:
+            share = f"{_pct(fraction)} of " if fraction is not None else ""
+            of = f"the graph's {_num(total)} edges" if total is not None else "the graph"
+            pieces.append(f" ({share}{of})")
+        n_nodes = circuit.get("n_nodes")
+        if n_nodes is not None:
+            of_nodes = f" of {_num(graph['n_nodes'])}" if graph.get("n_nodes") is not None else ""
+            pieces.append(f" and {_num(n_nodes)}{of_nodes} nodes")
+        pieces.append(". ")
+
+    f = faith.get("f")
+    if f is not None:
+        split = task.get("evaluation_split")
+        if split is not None:
+            held_out = split != task.get("attribution_split")
+            where = ["On the ", "held-out " if held_out else "", Code(_value(split)), " split"]
+        else:
+            where = ["On the evaluation examples"]
+        n = faith.get("n_examples", task.get("n_evaluation"))
+        pieces += where
+        if n is not None:
+            pieces.append(f" ({_num(n)} examples)")
+        pieces += [" its faithfulness is ", Strong(f"f = {_num(f)}")]
+        ci = faith.get("ci")
+        if isinstance(ci, (list, tuple)) and len(ci) == 2:
+            level = faith.get("ci_level")
+            label = f"{_pct(level)} CI" if level is not None else "CI"
+            pieces.append(f" ({label} [{_num(ci[0])}, {_num(ci[1])}])")
+        pieces.append(". ")
+        random_f = faith.get("random_f")
+        if random_f is not None:
+            pieces.append(f"A random circuit of the same size reaches f = {_num(random_f)}. ")
+
+    reached = circuit.get("reached_target")
+    target = _target(search.get("target", settings.get("target")))
+    if reached is not None:
+        verb = "reached" if reached else "did not reach"
+        goal = f"the target {target}" if target else "its target"
+        pieces += ["The search ", Strong(verb), f" {goal}."]
+    if not pieces:
+        pieces.append("This run folder records no circuit.")
+    return pieces
+
+
+def _faithfulness_blocks(metrics: Mapping[str, Any]) -> list[Block]:
+    faith = _section(metrics, "faithfulness")
+    task = _section(metrics, "task")
+    settings = _section(metrics, "settings")
+    curve = _section(metrics, "curve")
+    attribution = _section(metrics, "attribution")
+    metric = task.get("metric")
+    ablation = settings.get("ablation")
+    n_boot = settings.get("bootstrap")
+
+    explain: list[str] = [
+        "Faithfulness measures how much of the model's behaviour the circuit recovers: ",
+        Strong("f = (m(C) − m(∅)) / (m(M) − m(∅))"),
+        ", where m is the task metric",
+    ]
+    if metric is not None:
+        explain += [" (", Code(_value(metric)), ")"]
+    explain += [
+        " averaged over the evaluation examples, M is the full model, C is the model with every "
+        "edge outside the circuit ablated at once",
+    ]
+    if ablation is not None:
+        explain += [" (ablation: ", Code(_value(ablation)), ")"]
+    explain.append(
+        ", and ∅ is the model with every edge ablated. f = 1 means the circuit alone reproduces "
+        "the full model's metric; f = 0 means it does no better than ablating everything. "
+        "The confidence interval is a bootstrap over examples"
+    )
+    explain.append(f" ({_num(n_boot)} resamples). " if n_boot is not None else ". ")
+    explain.append(
+        "CPR is the area under f over circuit size (higher is better); CMD is the area under "
+        "|1 − f| (lower is better)."
+    )
+
+    ci = faith.get("ci")
+    if isinstance(ci, (list, tuple)) and len(ci) == 2:
+        ci_text = f"[{_num(ci[0])}, {_num(ci[1])}]"
+    else:
+        ci_text = NA
+    level = faith.get("ci_level")
+    ci_label = f"{_pct(level)} confidence interval of f" if level is not None else "CI of f"
+    rows: list[list[Inline]] = [
+        ["m(M), full model", _num(faith.get("m_full"))],
+        ["m(C), circuit", _num(faith.get("m_circuit"))],
+        ["m(∅), everything ablated", _num(faith.get("m_empty"))],
+        [[Strong("faithfulness f")], [Strong(_num(faith.get("f")))]],
+        [ci_label, ci_text],
+        ["f of a random circuit of the same size", _num(faith.get("random_f"))],
+        ["CPR, area under f (higher is better)", _num(curve.get("cpr"))],
+        ["CMD, area under |1 − f| (lower is better)", _num(curve.get("cmd"))],
+    ]
+    ig_gap = attribution.get("ig_gap")
+    if ig_gap is not None:
+        rows.append(["integrated-gradients convergence gap", _num(ig_gap)])
+    rows.append(["evaluation examples", _num(faith.get("n_examples"))])
+    blocks: list[Block] = [
+        Heading(2, "Faithfulness", "faithfulness"),
+        Paragraph(explain),
+        Table(["Quantity", "Value"], rows, "lr"),
+    ]
+
+    fractions = curve.get("fractions")
+    if isinstance(fractions, list) and fractions:
+        columns = {k: curve.get(k) for k in ("n_edges", "f", "random_f")}
+        columns = {k: v if isinstance(v, list) else [] for k, v in columns.items()}
+
+        def at(values: list, i: int) -> object:
+            return values[i] if i < len(values) else None
+
+        curve_rows: list[list[Inline]] = [
+            [
+                _pct(fraction),
+                _num(at(columns["n_edges"], i)),
+                _num(at(columns["f"], i)),
+                _num(at(columns["random_f"], i)),
+            ]
+            for i, fraction in enumerate(fractions)
+        ]
+        blocks += [
+            Heading(3, "Faithfulness over circuit size"),
+            Paragraph(
+                "Circuits made of the top-scoring edges, by share of the graph's edges, "
+                "against random circuits of the same size."
+            ),
+            Table(["Edges kept", "Edges", "f", "f (random)"], curve_rows, "rrrr"),
+        ]
+
+    if attribution:
+        known = {
+            "metric_clean": "m(clean run)",
+            "metric_ablated": "m(every edge ablated)",
+            "input_edge_sum": "Σ scores of the edges leaving the inputs",
+            "ig_gap": "integrated-gradients convergence gap",
+        }
+        check_rows: list[list[Inline]] = [
+            [known.get(k, Code(k)), _value(v)] for k, v in _flatten(attribution)
+        ]
+        blocks += [
+            Heading(3, "Attribution check"),
+            Paragraph(
+                "If the attribution is complete, the scores of the edges leaving the inputs sum "
+                "to m(ablated) − m(clean). The integrated-gradients convergence gap "
+                "|Σ input-edge scores − (m(ablated) − m(clean))| measures how far the attribution "
+                "is from that; it should be small next to |m(clean) − m(ablated)|, and more "
+                "integration steps shrink it. It is n/a for methods that do not integrate."
+            ),
+            Table(["Quantity", "Value"], check_rows, "lr"),
+        ]
+    return blocks
+
+
+_CAPTIONS = {
+    "circuit": "The circuit: the kept edges between model components "
+    "(inputs, attention heads, MLPs, logits).",
+    "faithfulness_curve": "Faithfulness f of circuits made of the top-scoring edges, "
+    "over circuit size, against random circuits of the same size.",
+    "score_histogram": "Distribution of the edge attribution scores over all edges of the graph.",
+}
+
+
+def _figure_blocks(metrics: Mapping[str, Any], keys: Iterable[str]) -> list[Block]:
+    names = _figure_names(metrics)
+    circuit = _section(metrics, "circuit")
+    curve = _section(metrics, "curve")
+    blocks: list[Block] = [Heading(2, "Figures", "figures")]
+    for number, key in enumerate(keys, start=1):
+        caption = _CAPTIONS.get(key, key.replace("_", " ").capitalize() + ".")
+        if key == "circuit" and circuit.get("n_edges") is not None:
+            caption += (
+                f" {_num(circuit.get('n_edges'))} edges, {_num(circuit.get('n_nodes'))} nodes."
+            )
+        if key == "faithfulness_curve" and (curve.get("cpr") is not None or curve.get("log_x")):
+            extra = []
+            if curve.get("log_x"):
+                extra.append("log-scaled size axis")
+            if curve.get("cpr") is not None:
+                extra.append(f"CPR {_num(curve.get('cpr'))}")
+            if curve.get("cmd") is not None:
+                extra.append(f"CMD {_num(curve.get('cmd'))}")
+            caption += " (" + "; ".join(extra) + ")"
+        expected = names.get(key) or f"{key}.png"
+        blocks.append(Figure(key, number, caption, expected))
+    return blocks
+
+
+def _search_blocks(metrics: Mapping[str, Any]) -> list[Block]:
+    search = _section(metrics, "search")
+    evaluations = search.get("evaluations")
+    if not search:
+        return []
+    target = _target(search.get("target"))
+    intro = [
+        "The circuit is the smallest prefix of the edges ranked by score that meets the target",
+        f" {target}" if target else "",
+        ": sizes grow exponentially until one meets it, a binary search then finds the "
+        "smallest passing size, and an optional refinement drops single edges while the target "
+        "still holds. ",
+        f"{_num(search.get('n_evaluations'))} evaluations, in order:"
+        if search.get("n_evaluations") is not None
+        else "Evaluations, in order:",
+    ]
+    blocks: list[Block] = [Heading(2, "Search", "search"), Paragraph(intro)]
+    if not isinstance(evaluations, list) or not evaluations:
+        blocks.append(Paragraph("No evaluations recorded.", "note"))
+        return blocks
+    columns: list[str] = []
+    for row in evaluations:
+        if isinstance(row, Mapping):
+            columns += [k for k in row if k not in columns]
+    labels = {"n_edges": "Edges", "f": "f", "phase": "Phase", "meets_target": "Meets target"}
+    rows: list[list[Inline]] = []
+    for i, row in enumerate(evaluations, start=1):
+        row = row if isinstance(row, Mapping) else {}
+        rows.append([str(i)] + [_value(row.get(c)) for c in columns])
+    align = "r" + "".join("l" if c in ("phase", "meets_target") else "r" for c in columns)
+    return blocks + [Table(["#"] + [labels.get(c, c) for c in columns], rows, align)]
+
+
+def _top_edge_blocks(metrics: Mapping[str, Any]) -> list[Block]:
+    top = metrics.get("top_edges")
+    if not isinstance(top, list):
+        return []
+    settings = _section(metrics, "settings")
+    ranked = "|score|" if settings.get("absolute", True) else "score"
+    blocks: list[Block] = [
+        Heading(2, "Top edges", "top-edges"),
+        Paragraph(
+            [
+                "The score of an edge is m(run with that edge patched to its ablated value) − "
+                "m(clean run), averaged over the attribution examples: a negative score means "
+                "ablating the edge lowers the metric. Edges are ranked by ",
+                Code(ranked),
+                ".",
+            ]
+        ),
+    ]
+    if not top:
+        return blocks + [Paragraph("No edges recorded.", "note")]
+    rows: list[list[Inline]] = []
+    for rank, item in enumerate(top, start=1):
+        item = item if isinstance(item, Mapping) else {}
+        edge = item.get("edge")
+        rows.append(
+            [
+                str(rank),
+                [Code(_value(edge))] if edge is not None else NA,
+                _num(item.get("score"), signed=True),
+                _num(item.get("in_circuit")),
+            ]
+        )
+    return blocks + [Table(["Rank", "Edge", "Score", "In circuit"], rows, "rlrl")]
+
+
+def _timing_blocks(metrics: Mapping[str, Any]) -> list[Block]:
+    timings = _section(metrics, "timings")
+    if not timings:
+        return []
+    total = timings.get("total_s")
+    rows: list[list[Inline]] = []
+    for key, value in timings.items():
+        label = key[:-2] if key.endswith("_s") else key
+        label = label.replace("_", " ")
+        share = (
+            _pct(value / total)
+            if key != "total_s" and _is_number(value) and _is_number(total) and total > 0
+            else ""
+        )
+        rows.append([label, _seconds(value), share])
+    return [
+        Heading(2, "Timings", "timings"),
+        Table(["Stage", "Time", "Share of total"], rows, "lrr"),
+    ]
+
+
+_KNOWN = {
+    "format",
+    "schema_version",
+    "package_version",
+    "created",
+    "command",
+    "model",
+    "task",
+    "settings",
+    "graph",
+    "circuit",
+    "faithfulness",
+    "curve",
+    "search",
+    "attribution",
+    "timings",
+    "top_edges",
+    "figures",
+}
+
+
+def _title(metrics: Mapping[str, Any]) -> str:
+    task = _section(metrics, "task").get("name")
+    model = _section(metrics, "model").get("name")
+    if task is not None and model is not None:
+        return f"Circuit report: {_value(task)} on {_value(model)}"
+    if task is not None or model is not None:
+        return f"Circuit report: {_value(task if task is not None else model)}"
+    return "Circuit report"
+
+
+def _document(metrics: Mapping[str, Any], figure_keys: Iterable[str]) -> list[Block]:
+    model = _section(metrics, "model")
+    task = _section(metrics, "task")
+    settings = _section(metrics, "settings")
+    graph = _section(metrics, "graph")
+    blocks: list[Block] = [
+        Heading(1, _title(metrics)),
+        Paragraph(_summary(metrics), "summary"),
+    ]
+    if model or graph:
+        rows = _flatten(model) + [(f"graph.{k}", v) for k, v in _flatten(graph)]
+        blocks += [Heading(2, "Model", "model"), _kv_table(rows)]
+    if task:
+        intro: list[str] = []
+        if task.get("n_attribution") is not None or task.get("n_evaluation") is not None:
+            intro = [
+                f"Edges are scored on {_num(task.get('n_attribution'))} examples of the ",
+                Code(_value(task.get("attribution_split"))),
+                f" split; circuits are evaluated on {_num(task.get('n_evaluation'))} examples "
+                "of the ",
+                Code(_value(task.get("evaluation_split"))),
+                " split.",
+            ]
+        blocks.append(Heading(2, "Task and data", "task"))
+        if intro:
+            blocks.append(Paragraph(intro))
+        blocks.append(_kv_table(_flatten(task)))
+    if settings:
+        blocks += [
+            Heading(2, "Settings", "settings"),
+            _kv_table(_flatten(settings), "Setting"),
+        ]
+    blocks += _faithfulness_blocks(metrics)
+    blocks += _figure_blocks(metrics, figure_keys)
+    blocks += _search_blocks(metrics)
+    blocks += _top_edge_blocks(metrics)
+    blocks += _timing_blocks(metrics)
+    extra = {k: v for k, v in metrics.items() if k not in _KNOWN}
+    if extra:
+        blocks += [Heading(2, "Other fields", "other"), _kv_table(_flatten(extra))]
+    return blocks
+
+
+def _footer(metrics: Mapping[str, Any]) -> list[str]:
+    pieces: list[str] = ["Generated by circuit-discovery"]
+    version = metrics.get("package_version")
+    pieces.append(f" {_value(version)}" if version is not None else "")
+    created = metrics.get("created")
+    if created is not None:
+        pieces.append(f"; run created {_value(created)}")
+    command = metrics.get("command")
+    if command is not None:
+        pieces += ["; command: ", Code(_value(command))]
+    pieces += [". Rebuild this report with ", Code("circuits report DIR"), "."]
+    return pieces
+
+
+def _figure_order(keys: Iterable[str]) -> list[str]:
+    keys = list(keys)
+    return [*FIGURES, *(k for k in keys if k not in FIGURES)]
+
+
+# --------------------------------------------------------------------------------------------
+# Markdown
+
+_MD_ALWAYS = set("\\`*<|&~")  # characters that are markup wherever they stand
+
+
+def _md_text(text: str) -> str:
+    """Escape text for Markdown, leaving harmless characters (``riemann_left``, ``[0.9, 1]``,
+    ``a->b``) unescaped so the raw file stays readable."""
+    text = " ".join(str(text).split("\n"))
+    out = []
+    for i, c in enumerate(text):
+        before = text[i - 1] if i > 0 else ""
+        after = text[i + 1] if i + 1 < len(text) else ""
+        escape = (
+            c in _MD_ALWAYS
+            or (c == "_" and not (before.isalnum() and after.isalnum()))  # emphasis
+            or (c == "]" and after == "(")  # inline link
+            or (c == ">" and i == 0)  # block quote
+        )
+        out.append("\\" + c if escape else c)
+    return "".join(out)
+
+
+def _md_code(text: str) -> str:
+    text = " ".join(str(text).split("\n"))
+    longest = run = 0
+    for c in text:
+        run = run + 1 if c == "`" else 0
+        longest = max(longest, run)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _md_inline(content: Inline, *, in_table: bool = False) -> str:
+    pieces = [content] if isinstance(content, str) else list(content)
+    out = []
+    for piece in pieces:
+        if isinstance(piece, Code):
+            text = _md_code(piece)
+            if in_table:  # GFM splits cells on '|' even inside code spans
+                text = text.replace("|", "\\|")
+        elif isinstance(piece, Strong):
+            text = f"**{_md_text(piece)}**"
+        else:
+            text = _md_text(piece)
+        out.append(text)
+    return "".join(out)
+
+
+def render_markdown(metrics: dict, figures: dict[str, str | None]) -> str:
+    """The report as Markdown. ``figures`` maps a figure key (``"circuit"``, …) to its file name
+    relative to the report, or to ``None`` when the figure is not available."""
+    figures = dict(figures)
+    lines: list[str] = []
+    for block in _document(metrics, _figure_order(figures)):
+        if isinstance(block, Heading):
+            lines += ["#" * block.level + " " + _md_text(block.text), ""]
+        elif isinstance(block, Paragraph):
+            text = _md_inline(block.content)
+            lines += [f"*{text}*" if block.css == "note" else text, ""]
+        elif isinstance(block, Table):
+            lines.append("| " + " | ".join(_md_text(h) for h in block.headers) + " |")
+            lines.append("|" + "|".join("---:" if a == "r" else "---" for a in block.align) + "|")
+            for row in block.rows:
+                cells = [_md_inline(cell, in_table=True) or " " for cell in row]
+                lines.append("| " + " | ".join(cells) + " |")
+            lines.append("")
+        elif isinstance(block, Figure):
+            name = figures.get(block.key)
+            if name:
+                lines.append(f"![{_md_text(block.key)}]({quote(name)})")
+            else:
+                lines.append(
+                    f"*(figure not available: {_md_code(block.expected)} "
+                    "is missing from the run folder or is not a PNG image)*"
+                )
+            lines += ["", f"*Figure {block.number}: {_md_inline(block.caption)}*", ""]
+    lines += ["---", "", _md_inline(_footer(metrics)), ""]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# HTML
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; line-height: 1.5;
+  color: #1a1a1a; background: #fff; margin: 0; }
+main { max-width: 60rem; margin: 0 auto; padding: 1.5rem 1.25rem 3rem; }
+h1 { font-size: 1.7rem; margin-bottom: 0.5rem; }
+h2 { font-size: 1.3rem; margin-top: 2.2rem; border-bottom: 1px solid #ddd; padding-bottom: 0.2rem; }
+h3 { font-size: 1.05rem; margin-top: 1.6rem; }
+p.summary { font-size: 1.08rem; background: #f4f7fb; border-left: 4px solid #3b6ea5;
+  padding: 0.7rem 1rem; }
+p.note, p.missing { color: #8a5a00; font-style: italic; }
+p.missing { border: 1px dashed #c9a040; padding: 1.5rem; text-align: center; }
+table { border-collapse: collapse; margin: 0.6rem 0 1rem; font-size: 0.93rem; }
+th, td { border: 1px solid #d6d6d6; padding: 0.25rem 0.6rem; vertical-align: top; }
+th { background: #f0f0f0; text-align: left; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 0.9em;
+  background: #f3f3f3; padding: 0 0.2em; border-radius: 3px; word-break: break-all; }
+figure { margin: 1.2rem 0; }
+figure img { max-width: 100%; height: auto; border: 1px solid #e2e2e2; }
+figcaption { color: #444; font-size: 0.92rem; margin-top: 0.3rem; }
+footer { margin-top: 3rem; border-top: 1px solid #ddd; padding-top: 0.6rem; color: #555;
+  font-size: 0.88rem; }
+@media print { main { max-width: none; } figure { break-inside: avoid; } }
+""".strip()
+
+
+_NUM_CLASS = ' class="num"'
+
+
+def _h(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _html_inline(content: Inline) -> str:
+    pieces = [content] if isinstance(content, str) else list(content)
+    out = []
+    for piece in pieces:
+        if isinstance(piece, Code):
+            out.append(f"<code>{_h(piece)}</code>")
+        elif isinstance(piece, Strong):
+            out.append(f"<strong>{_h(piece)}</strong>")
+        else:
+            out.append(_h(piece))
+    return "".join(out)
+
+
+def render_html(metrics: dict, images: dict[str, bytes | None]) -> str:
+    """The report as one self-contained HTML page. ``images`` maps a figure key to the PNG
+    file's bytes, which are inlined as ``data:`` URIs, or to ``None`` when not available."""
+    images = dict(images)
+    title = _title(metrics)
+    out: list[str] = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_h(title)}</title>",
+        f"<style>\n{_CSS}\n</style>",
+        "</head>",
+        "<body>",
+        "<main>",
+    ]
+    for block in _document(metrics, _figure_order(images)):
+        if isinstance(block, Heading):
+            anchor = f' id="{_h(block.anchor)}"' if block.anchor else ""
+            out.append(f"<h{block.level}{anchor}>{_h(block.text)}</h{block.level}>")
+        elif isinstance(block, Paragraph):
+            css = f' class="{_h(block.css)}"' if block.css else ""
+            out.append(f"<p{css}>{_html_inline(block.content)}</p>")
+        elif isinstance(block, Table):
+            out.append("<table>")
+            out.append("<thead><tr>")
+            for header, align in zip(block.headers, block.align, strict=True):
+                css = _NUM_CLASS if align == "r" else ""
+                out.append(f"<th{css}>{_h(header)}</th>")
+            out.append("</tr></thead>")
+            out.append("<tbody>")
+            for row in block.rows:
+                cells = "".join(
+                    f"<td{_NUM_CLASS if align == 'r' else ''}>{_html_inline(cell)}</td>"
+                    for cell, align in zip(row, block.align, strict=True)
+                )
+                out.append(f"<tr>{cells}</tr>")
+            out.append("</tbody>")
+            out.append("</table>")
+        elif isinstance(block, Figure):
+            data = images.get(block.key)
+            caption = f"Figure {block.number}: {_html_inline(block.caption)}"
+            out.append(f'<figure id="figure-{_h(block.key)}">')
+            if data is not None and bytes(data).startswith(PNG_SIGNATURE):
+                encoded = base64.b64encode(bytes(data)).decode("ascii")
+                out.append(f'<img src="data:image/png;base64,{encoded}" alt="{_h(block.key)}">')
+            else:
+                reason = "is missing from the run folder" if data is None else "is not a PNG image"
+                out.append(
+                    f'<p class="missing">figure not available '
+                    f"(<code>{_h(block.expected)}</code> {reason})</p>"
+                )
+            out.append(f"<figcaption>{caption}</figcaption>")
+            out.append("</figure>")
+    out += [
+        f"<footer><p>{_html_inline(_footer(metrics))}</p></footer>",
+        "</main>",
+        "</body>",
+        "</html>",
+        "",
+    ]
+    return "\n".join(out)

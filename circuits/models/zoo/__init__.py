@@ -1,0 +1,75 @@
+"""Bundled models, trained by this repository on the synthetic tasks and shipped with it.
+
+``circuits.models.zoo.load("toy-gpt2")`` returns a ``TransformerBridge`` (edge-level hooks on, as
+:func:`circuits.load_model` builds it) and its word-level tokenizer, with no network access.
+Each model folder holds ``config.json``, ``model.safetensors``, the tokenizer files,
+``training.json`` and a model card ``README.md``. ``python -m circuits.models.zoo.train`` rebuilds
+them (see :mod:`circuits.models.zoo.train`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["DEFAULT_MODEL", "MODELS_DIR", "ZooError", "available", "load", "model_dir"]
+
+#: Where the shipped model folders live.
+MODELS_DIR: Path = Path(__file__).resolve().parent / "models"
+
+#: The model ``circuits discover`` uses when none is named.
+DEFAULT_MODEL = "toy-gpt2"
+
+
+class ZooError(LookupError):
+    """An unknown or incomplete bundled model; the message lists the available ones."""
+
+
+def available() -> list[str]:
+    """Names of the bundled models shipped with this installation."""
+    if not MODELS_DIR.is_dir():
+        return []
+    return sorted(p.name for p in MODELS_DIR.iterdir() if (p / "config.json").is_file())
+
+
+def model_dir(name: str) -> Path:
+    """The folder of bundled model ``name``; :class:`ZooError` if there is none."""
+    names = available()
+    if name not in names:
+        listed = (
+            ", ".join(names)
+            if names
+            else "none (the package was installed without its model files)"
+        )
+        raise ZooError(f"no bundled model named {name!r}; available: {listed}")
+    folder = MODELS_DIR / name
+    missing = [f for f in ("model.safetensors", "tokenizer.json") if not (folder / f).is_file()]
+    if missing:
+        raise ZooError(
+            f"bundled model {name!r} is incomplete ({', '.join(missing)} missing in {folder}); "
+            f"reinstall the package or rebuild it with `python -m circuits.models.zoo.train --recipe {name} --overwrite`"
+        )
+    return folder
+
+
+def load(
+    name: str = DEFAULT_MODEL,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    device_map: str | dict | None = None,
+) -> tuple[Any, Any]:
+    """``(bridge, tokenizer)`` for bundled model ``name``, loaded from the package, offline;
+    ``device``, ``dtype`` and ``device_map`` as in :func:`circuits.models.load_model`."""
+    from transformers import AutoTokenizer
+
+    from circuits.models import load_model
+
+    folder = model_dir(name)
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    bridge = load_model(
+        folder, tokenizer=tokenizer, device=device, dtype=dtype, device_map=device_map
+    )
+    return bridge, tokenizer

@@ -1,0 +1,410 @@
+"""Faithfulness: how much of the model's task behaviour a circuit keeps when every edge outside
+it is ablated at once.
+
+    f(C) = (m(C) − m(∅)) / (m(M) − m(∅))
+
+with ``m(M)`` the metric of the full model, ``m(C)`` of the circuit (all other edges ablated)
+and ``m(∅)`` of the empty circuit (every edge ablated), each the mean over examples. A full
+graph gives f = 1 and the empty graph f = 0 by construction; the tests check both, and that the
+single-pass evaluation matches an edge-by-edge re-computation.
+
+Curves follow the MIB circuit track: circuits of the top 0.1 … 100 % of edges by |score|,
+CPR = area under f (higher is better) and CMD = area under |1 − f| (lower is better), by the
+trapezoid rule over the fraction of edges kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from attribution.ablation import ablated_writes, check_inputs, mean_writes
+from attribution.data import DataError, PromptPairs
+from attribution.distributed import all_gather_rows, is_main_process, shard_range
+from attribution.edge_ablation import ablation_hooks
+from attribution.metrics import Metric, get_metric
+from attribution.passes import at_positions, collect_writes
+from graphs import Graph
+
+DEFAULT_FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+
+
+class FaithfulnessError(ValueError):
+    """Faithfulness cannot be computed as asked (e.g. m(M) equals m(∅))."""
+
+
+@dataclass
+class Faithfulness:
+    """One circuit's evaluation.
+
+    ``per_example_*`` are ``[n]`` lists; ``ci`` is the bootstrap ``(low, high)`` of f at
+    ``ci_level``; ``random_f`` the faithfulness of a random circuit of the same size."""
+
+    f: float
+    m_full: float
+    m_circuit: float
+    m_empty: float
+    n_edges: int
+    n_examples: int
+    ci: tuple[float, float] | None = None
+    ci_level: float = 0.95
+    random_f: float | None = None
+    per_example_full: list[float] = field(default_factory=list)
+    per_example_circuit: list[float] = field(default_factory=list)
+    per_example_empty: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class CircuitEvaluator:
+    """Evaluates many circuits on one dataset, sharing the clean and ablated runs.
+
+    Built once (validating inputs, running the clean and ablated passes per batch); each call
+    of :meth:`metrics` then costs one patched forward pass per batch and circuit. Ablated writes
+    (``[batch, pos, n_forward, d_model]`` per batch) are cached while they fit in
+    ``cache_bytes``, and recomputed otherwise."""
+
+    def __init__(
+        self,
+        model,
+        graph: Graph,
+        data: PromptPairs,
+        metric: str | Metric = "logit_diff",
+        *,
+        ablation: str = "patching",
+        mean_data: PromptPairs | None = None,
+        batch_size: int = 8,
+        cache_bytes: int = 2 * 1024**3,
+        quiet: bool = True,
+    ):
+        self.metric_fn = get_metric(metric)
+        check_inputs(model, graph, data, ablation, mean_data)
+        self.model, self.graph, self.data = model, graph, data
+        self.ablation, self.batch_size, self.quiet = ablation, batch_size, quiet
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self.mean_writes = None
+        if ablation == "mean":
+            self.mean_writes = mean_writes(
+                model, graph, mean_data.to(self.device), batch_size, self.dtype
+            )
+        self.n_evaluations = 0
+        self._batches: list[tuple[PromptPairs, torch.Tensor, torch.Tensor | None]] = []
+        full, used = [], 0
+        # under torchrun each rank runs a contiguous shard; per-example values are gathered
+        shard = shard_range(len(data))
+        self._n_local = len(shard)
+        for _, batch in data.select(slice(shard.start, shard.stop)).batches(batch_size):
+            batch = batch.to(self.device)
+            clean_logits, ablated = self._runs(batch)
+            full.append(self.metric_fn(clean_logits, clean_logits, batch))
+            keep = used + ablated.numel() * ablated.element_size() <= cache_bytes
+            used += ablated.numel() * ablated.element_size() if keep else 0
+            self._batches.append((batch, clean_logits, ablated if keep else None))
+        local = torch.cat(full).double().cpu() if full else torch.empty(0, dtype=torch.float64)
+        self.m_full = all_gather_rows(local)
+        self.m_empty = self.metrics([torch.zeros_like(graph.real_edges)])[0]
+        for name, values in (("full model", self.m_full), ("empty circuit", self.m_empty)):
+            if not torch.isfinite(values).all():
+                bad = int(torch.nonzero(~torch.isfinite(values)).flatten()[0])
+                raise FloatingPointError(
+                    f"metric of the {name} is {float(values[bad])} on example {bad}"
+                )
+        self.n_evaluations = 0  # the empty circuit above is set-up, not a user's evaluation
+
+    @torch.no_grad()
+    def _runs(self, batch: PromptPairs) -> tuple[torch.Tensor, torch.Tensor]:
+        clean_writes, logits = collect_writes(
+            self.model, self.graph, batch.clean, batch.attention_mask, self.dtype
+        )
+        clean_logits = at_positions(logits, batch.positions)
+        ablated, _ = ablated_writes(
+            self.model, self.graph, batch, self.ablation, self.mean_writes, clean_writes
+        )
+        return clean_logits, ablated
+
+    @torch.no_grad()
+    def metrics(self, circuits: list[torch.Tensor]) -> torch.Tensor:
+        """Per-example metric ``[k, n]`` of each circuit (bool ``[n_forward, n_backward]``
+        masks of kept edges), every other edge ablated."""
+        shape = (self.graph.n_forward, self.graph.n_backward)
+        for i, mask in enumerate(circuits):
+            if tuple(mask.shape) != shape:
+                raise DataError(f"circuit {i} has shape {tuple(mask.shape)}, expected {shape}")
+        parts: list[list[torch.Tensor]] = [[] for _ in circuits]
+        progress = tqdm(
+            total=self._n_local * len(circuits),
+            desc="faithfulness",
+            unit="ex",
+            disable=self.quiet or not is_main_process(),
+        )
+        for batch, clean_logits, ablated in self._batches:
+            if ablated is None:
+                _, ablated = self._runs(batch)
+            args = (self.model, self.graph, batch, ablated, self.metric_fn, clean_logits)
+            for i, mask in enumerate(circuits):
+                parts[i].append(patched_metric(*args, mask))
+                progress.update(len(batch))
+        progress.close()
+        self.n_evaluations += len(circuits)
+        if self._batches:
+            local = torch.stack([torch.cat(p) for p in parts]).double().cpu()
+        else:  # more ranks than examples: this rank has none
+            local = torch.empty(len(circuits), 0, dtype=torch.float64)
+        return all_gather_rows(local, dim=1)
+
+    def faithfulness(self, circuit: torch.Tensor) -> float:
+        """f of one circuit (mean over examples)."""
+        m = float(self.metrics([circuit])[0].mean())
+        return faithfulness_from_metrics(float(self.m_full.mean()), m, float(self.m_empty.mean()))
+
+
+def circuit_metrics(
+    model,
+    graph: Graph,
+    data: PromptPairs,
+    circuits: list[torch.Tensor],
+    metric: str | Metric = "logit_diff",
+    *,
+    ablation: str = "patching",
+    mean_data: PromptPairs | None = None,
+    batch_size: int = 8,
+    quiet: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-example metric of the full model ``[n]``, of the empty circuit ``[n]`` and of each
+    circuit in ``circuits`` (bool ``[n_forward, n_backward]`` edge masks) ``[k, n]``."""
+    evaluator = CircuitEvaluator(
+        model,
+        graph,
+        data,
+        metric,
+        ablation=ablation,
+        mean_data=mean_data,
+        batch_size=batch_size,
+        quiet=quiet,
+    )
+    m_circ = (
+        evaluator.metrics(circuits) if circuits else torch.empty(0, len(data), dtype=torch.float64)
+    )
+    return evaluator.m_full, evaluator.m_empty, m_circ
+
+
+def patched_metric(model, graph, batch, ablated, metric_fn, clean_logits, keep) -> torch.Tensor:
+    """Per-example metric with every real edge outside ``keep`` ablated."""
+    hooks = ablation_hooks(model, graph, ablated, ~keep.to(torch.bool))
+    with model.hooks(fwd_hooks=hooks):
+        out = model(batch.clean, attention_mask=batch.attention_mask)
+    return metric_fn(at_positions(out, batch.positions), clean_logits, batch)
+
+
+def faithfulness_from_metrics(m_full: float, m_circuit: float, m_empty: float) -> float:
+    denom = m_full - m_empty
+    if abs(denom) <= 1e-12 * max(1.0, abs(m_full), abs(m_empty)):
+        raise FaithfulnessError(
+            f"faithfulness is undefined: the full model and the empty circuit score the same "
+            f"(m(M) = {m_full:.6g}, m(∅) = {m_empty:.6g}); choose data whose clean and corrupted "
+            "prompts differ in the behaviour the metric measures"
+        )
+    return (m_circuit - m_empty) / denom
+
+
+def evaluate(
+    model,
+    graph: Graph,
+    data: PromptPairs,
+    metric: str | Metric = "logit_diff",
+    *,
+    circuit: torch.Tensor | None = None,
+    ablation: str = "patching",
+    mean_data: PromptPairs | None = None,
+    batch_size: int = 8,
+    bootstrap: int = 1000,
+    ci_level: float = 0.95,
+    random_baseline: bool = True,
+    seed: int = 0,
+    quiet: bool = True,
+) -> Faithfulness:
+    """Faithfulness of the circuit ``graph.in_graph`` (or the edge mask ``circuit``).
+
+    Every edge outside the circuit is replaced by its ablated value (``patching``: the
+    corrupted prompt's; ``mean``: the mean over ``mean_data``; ``zero``), all at once, in one
+    patched forward pass per batch. Returns f, m(M), m(C), m(∅), per-example values, a
+    bootstrap confidence interval of f over examples, and (``random_baseline``) f of a
+    random circuit with the same number of edges, drawn with ``seed``."""
+    shape = (graph.n_forward, graph.n_backward)
+    if circuit is not None and tuple(circuit.shape) != shape:
+        # checked before ``&``, which would broadcast e.g. a [1, n_backward] mask silently
+        raise DataError(f"circuit has shape {tuple(circuit.shape)}, expected {shape}")
+    keep = (graph.in_graph if circuit is None else circuit).to(torch.bool) & graph.real_edges
+    circuits = [keep]
+    if random_baseline:
+        circuits.append(random_circuit(graph, int(keep.sum()), seed=seed))
+    m_full, m_empty, m_circ = circuit_metrics(
+        model,
+        graph,
+        data,
+        circuits,
+        metric,
+        ablation=ablation,
+        mean_data=mean_data,
+        batch_size=batch_size,
+        quiet=quiet,
+    )
+    f = faithfulness_from_metrics(
+        float(m_full.mean()), float(m_circ[0].mean()), float(m_empty.mean())
+    )
+    ci = bootstrap_ci(m_full, m_circ[0], m_empty, bootstrap, ci_level, seed) if bootstrap else None
+    random_f = None
+    if random_baseline:
+        random_f = faithfulness_from_metrics(
+            float(m_full.mean()), float(m_circ[1].mean()), float(m_empty.mean())
+        )
+    return Faithfulness(
+        f=f,
+        m_full=float(m_full.mean()),
+        m_circuit=float(m_circ[0].mean()),
+        m_empty=float(m_empty.mean()),
+        n_edges=int(keep.sum()),
+        n_examples=len(data),
+        ci=ci,
+        ci_level=ci_level,
+        random_f=random_f,
+        per_example_full=m_full.tolist(),
+        per_example_circuit=m_circ[0].tolist(),
+        per_example_empty=m_empty.tolist(),
+    )
+
+
+def bootstrap_ci(
+    m_full, m_circ, m_empty, n_resamples: int, level: float, seed: int
+) -> tuple[float, float]:
+    """Percentile bootstrap of f over examples (f of resampled means, as f is a ratio)."""
+    rng = np.random.default_rng(seed)
+    n = len(m_full)
+    idx = rng.integers(0, n, size=(n_resamples, n))
+    full, circ, empty = (np.asarray(x)[idx].mean(1) for x in (m_full, m_circ, m_empty))
+    denom = full - empty
+    valid = np.abs(denom) > 1e-12
+    values = (circ[valid] - empty[valid]) / denom[valid]
+    if len(values) == 0:
+        return (float("nan"), float("nan"))
+    alpha = (1 - level) / 2
+    return float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))
+
+
+def random_circuit(graph: Graph, n_edges: int, *, seed: int = 0) -> torch.Tensor:
+    """A bool edge mask of ``n_edges`` real edges drawn uniformly with ``seed``."""
+    real = graph.real_edges.flatten().nonzero().flatten()
+    gen = torch.Generator().manual_seed(seed)
+    return edge_mask(graph, real[torch.randperm(len(real), generator=gen)[:n_edges]])
+
+
+def top_edges_mask(graph: Graph, n_edges: int, *, absolute: bool = True) -> torch.Tensor:
+    """Bool edge mask of the ``n_edges`` best-scoring edges."""
+    return edge_mask(graph, graph.ranked_edge_indices(absolute=absolute)[:n_edges])
+
+
+def edge_mask(graph: Graph, flat_indices: torch.Tensor) -> torch.Tensor:
+    """Bool ``[n_forward, n_backward]`` mask with the edges at ``flat_indices``
+    (``up * n_backward + port``, as ``Graph.ranked_edge_indices`` gives them) set."""
+    mask = torch.zeros(graph.real_edges.numel(), dtype=torch.bool)
+    mask[flat_indices] = True
+    return mask.view_as(graph.real_edges)
+
+
+@dataclass
+class FaithfulnessCurve:
+    """f at each circuit size; ``cpr`` and ``cmd`` are trapezoid areas over ``fractions`` (or
+    over log10 of them, rescaled to [0, 1], when ``log_x``)."""
+
+    fractions: list[float]
+    n_edges: list[int]
+    f: list[float]
+    m_full: float
+    m_empty: float
+    m_circuits: list[float]
+    cpr: float
+    cmd: float
+    log_x: bool = False
+    random_f: list[float] | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def area_under(fractions, values, *, log_x: bool = False) -> float:
+    """Trapezoid area of ``values`` over ``fractions``; with ``log_x`` the x axis is
+    log10(fraction) rescaled to [0, 1] so the area stays comparable to the linear one."""
+    x = np.asarray(fractions, dtype=float)
+    y = np.asarray(values, dtype=float)
+    if log_x:
+        x = np.log10(x)
+        span = x[-1] - x[0]
+        x = (x - x[0]) / span if span > 0 else x * 0
+    return float(np.trapezoid(y, x))
+
+
+def faithfulness_curve(
+    model,
+    graph: Graph,
+    data: PromptPairs,
+    metric: str | Metric = "logit_diff",
+    *,
+    fractions: tuple[float, ...] = DEFAULT_FRACTIONS,
+    absolute: bool = True,
+    ablation: str = "patching",
+    mean_data: PromptPairs | None = None,
+    batch_size: int = 8,
+    log_x: bool = False,
+    random_baseline: bool = False,
+    seed: int = 0,
+    quiet: bool = True,
+) -> FaithfulnessCurve:
+    """Faithfulness of the top ``fraction`` of edges by score for each fraction (MIB's ten sizes
+    by default), evaluated together so clean and ablated runs are shared; CPR and CMD."""
+    fractions = tuple(float(x) for x in fractions)
+    if (
+        not fractions
+        or any(not 0 < x <= 1 for x in fractions)
+        or list(fractions) != sorted(fractions)
+    ):
+        raise ValueError(f"fractions must be increasing values in (0, 1], got {fractions}")
+    sizes = [max(1, round(x * graph.n_edges)) for x in fractions]
+    masks = [top_edges_mask(graph, k, absolute=absolute) for k in sizes]
+    if random_baseline:
+        masks += [random_circuit(graph, k, seed=seed + i) for i, k in enumerate(sizes)]
+    m_full, m_empty, m_circ = circuit_metrics(
+        model,
+        graph,
+        data,
+        masks,
+        metric,
+        ablation=ablation,
+        mean_data=mean_data,
+        batch_size=batch_size,
+        quiet=quiet,
+    )
+    full, empty = float(m_full.mean()), float(m_empty.mean())
+    means = m_circ.mean(1).tolist()
+    f = [faithfulness_from_metrics(full, m, empty) for m in means[: len(sizes)]]
+    random_f = (
+        [faithfulness_from_metrics(full, m, empty) for m in means[len(sizes) :]]
+        if random_baseline
+        else None
+    )
+    return FaithfulnessCurve(
+        fractions=list(fractions),
+        n_edges=sizes,
+        f=f,
+        m_full=full,
+        m_empty=empty,
+        m_circuits=means[: len(sizes)],
+        cpr=area_under(fractions, f, log_x=log_x),
+        cmd=area_under(fractions, [abs(1 - v) for v in f], log_x=log_x),
+        log_x=log_x,
+        random_f=random_f,
+    )
