@@ -1,23 +1,38 @@
-"""Edge scoring: EAP, EAP-IG (inputs and activations), clean-corrupted and exact patching."""
+"""Edge scoring: EAP, EAP-IG (inputs and activations), clean-corrupted and exact patching.
 
-from attribution.attribute import ABLATIONS, METHODS, AttributionResult, attribute
+Methods are objects registered in :mod:`attribution.methods`; ablations are objects in
+:mod:`attribution.ablation`; :class:`RunSetup` holds what every call shares."""
+
+from attribution.ablation import ABLATIONS, Ablation, MeanAblation, Patching, ZeroAblation
+from attribution.attribute import METHODS, AttributionResult, attribute
 from attribution.data import DataError, PromptPairs
+from attribution.methods import AttributionMethod, GradientMethod, get_method, register
 from attribution.metrics import METRICS, get_metric, kl, log_prob, logit_diff, prob_diff
 from attribution.quadrature import RULES, quadrature
+from attribution.run_setup import RunSetup
 
 __all__ = [
     "ABLATIONS",
     "METHODS",
     "METRICS",
     "RULES",
+    "Ablation",
+    "AttributionMethod",
     "AttributionResult",
     "DataError",
+    "GradientMethod",
+    "MeanAblation",
+    "Patching",
     "PromptPairs",
+    "RunSetup",
+    "ZeroAblation",
     "attribute",
+    "get_method",
     "get_metric",
     "kl",
     "log_prob",
     "logit_diff",
     "prob_diff",
     "quadrature",
+    "register",
 ]

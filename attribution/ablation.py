@@ -1,8 +1,16 @@
 """What replaces a clean write: the corrupted prompt's, a mean over reference prompts, or zero.
 
-Shared by attribution and faithfulness evaluation, so both validate and ablate alike."""
+Ablations are objects (:class:`Patching`, :class:`MeanAblation`, :class:`ZeroAblation`);
+everywhere an ablation is taken, the strings ``"patching"``, ``"mean"`` (with ``mean_data``)
+and ``"zero"`` are accepted too (:func:`as_ablation`). Shared by attribution and faithfulness
+evaluation, so both validate and ablate alike. A new ablation is a subclass with a ``name``
+and :meth:`Ablation.writes` (and :meth:`Ablation.means` if it needs reference statistics).
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -13,22 +21,118 @@ from graphs import Graph
 ABLATIONS = ("patching", "mean", "zero")
 
 
-def check_inputs(model, graph: Graph, data: PromptPairs, ablation: str, mean_data) -> None:
-    """Raise a clear error, before any model work, for an unknown ablation, mean ablation
-    without reference data, a graph of another model, empty data or bad prompts."""
+class Ablation:
+    """Base of the ablations; ``name`` is how results and the command line call it."""
+
+    name: ClassVar[str] = ""
+
+    @property
+    def reference_data(self) -> PromptPairs | None:
+        """Prompts the ablation takes statistics from (None: it needs none)."""
+        return None
+
+    def means(self, model, graph: Graph, batch_size: int, dtype, device) -> torch.Tensor | None:
+        """Statistics computed once per call before the batches (None: none needed)."""
+        return None
+
+    def writes(
+        self,
+        model,
+        graph: Graph,
+        batch: PromptPairs,
+        means: torch.Tensor | None,
+        clean_writes: torch.Tensor,
+        nodes: range | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Ablated writes ``[batch, pos, n_forward, d]`` shaped like ``clean_writes`` (which
+        holds the forward indices ``nodes`` only, when given), and the ablated run's logits
+        ``[batch, pos, vocab]`` when the ablation is a run of its own (None otherwise)."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+@dataclass(frozen=True, repr=False)
+class Patching(Ablation):
+    """The corrupted prompt's write (activation patching)."""
+
+    name: ClassVar[str] = "patching"
+
+    def writes(self, model, graph, batch, means, clean_writes, nodes=None):
+        return collect_writes(
+            model, graph, batch.corrupted, batch.attention_mask, clean_writes.dtype, nodes
+        )
+
+
+@dataclass(frozen=True, repr=False)
+class MeanAblation(Ablation):
+    """The mean write of each node over the real clean tokens of ``reference`` prompts."""
+
+    reference: PromptPairs
+    name: ClassVar[str] = "mean"
+
+    @property
+    def reference_data(self) -> PromptPairs:
+        return self.reference
+
+    def means(self, model, graph, batch_size, dtype, device):
+        return mean_writes(model, graph, self.reference.to(device), batch_size, dtype)
+
+    def writes(self, model, graph, batch, means, clean_writes, nodes=None):
+        ref = means if nodes is None else means[nodes.start : nodes.stop]
+        return ref.expand_as(clean_writes).clone(), None
+
+    def __repr__(self) -> str:
+        return f"MeanAblation({len(self.reference)} prompts)"
+
+
+@dataclass(frozen=True, repr=False)
+class ZeroAblation(Ablation):
+    """Zero: the edge's write is removed."""
+
+    name: ClassVar[str] = "zero"
+
+    def writes(self, model, graph, batch, means, clean_writes, nodes=None):
+        return torch.zeros_like(clean_writes[0, 0]).expand_as(clean_writes).clone(), None
+
+
+def as_ablation(ablation: str | Ablation, mean_data: PromptPairs | None = None) -> Ablation:
+    """The ablation object for ``ablation`` (a name, with ``mean_data`` for ``"mean"``, or an
+    object); ValueError names the choices or what is missing."""
+    if isinstance(ablation, Ablation):
+        if mean_data is not None:
+            raise ValueError(
+                "mean_data goes with ablation='mean'; with an ablation object, pass "
+                "MeanAblation(mean_data) instead"
+            )
+        return ablation
     if ablation not in ABLATIONS:
         raise ValueError(f"unknown ablation {ablation!r}; choose one of {', '.join(ABLATIONS)}")
-    if ablation == "mean" and mean_data is None:
-        raise ValueError(
-            "ablation='mean' needs mean_data: the prompts whose mean activations replace clean ones"
-        )
+    if ablation == "mean":
+        if mean_data is None:
+            raise ValueError(
+                "ablation='mean' needs mean_data: the prompts whose mean activations replace clean ones"
+            )
+        return MeanAblation(mean_data)
+    return Patching() if ablation == "patching" else ZeroAblation()
+
+
+def check_inputs(
+    model, graph: Graph, data: PromptPairs, ablation: str | Ablation, mean_data=None
+) -> Ablation:
+    """The ablation object, after raising a clear error, before any model work, for an unknown
+    ablation, mean ablation without reference data, a graph of another model, empty data or
+    bad prompts."""
+    ablation = as_ablation(ablation, mean_data)
     graph.check_compatible(model)
     if len(data) == 0:
         raise DataError("no examples: data is empty")
     vocab = int(model.cfg.d_vocab)
     data.validate(vocab)
-    if mean_data is not None:
-        mean_data.validate(vocab)
+    if ablation.reference_data is not None:
+        ablation.reference_data.validate(vocab)
+    return ablation
 
 
 def mean_writes(model, graph: Graph, data: PromptPairs, batch_size: int, dtype) -> torch.Tensor:
@@ -41,26 +145,3 @@ def mean_writes(model, graph: Graph, data: PromptPairs, batch_size: int, dtype) 
         total = part if total is None else total + part
         count += int(real.sum())
     return (total / count).to(dtype)
-
-
-def ablated_writes(
-    model,
-    graph: Graph,
-    batch: PromptPairs,
-    ablation: str,
-    means: torch.Tensor | None,
-    clean_writes: torch.Tensor,
-    nodes: range | None = None,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Ablated writes ``[batch, pos, n_forward, d]`` shaped like ``clean_writes`` (which holds
-    the forward indices ``nodes`` only, when given), and the corrupted run's logits
-    ``[batch, pos, vocab]`` for ``patching`` (None otherwise)."""
-    if ablation == "patching":
-        return collect_writes(
-            model, graph, batch.corrupted, batch.attention_mask, clean_writes.dtype, nodes
-        )
-    if ablation == "mean":
-        ref = means if nodes is None else means[nodes.start : nodes.stop]
-    else:
-        ref = torch.zeros_like(clean_writes[0, 0])
-    return ref.expand_as(clean_writes).clone(), None

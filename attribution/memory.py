@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import torch
 
-#: Attribution methods whose activation-difference buffer can be built a chunk of upstream
-#: nodes at a time (``attribute(node_chunk=...)``).
-CHUNKED_METHODS: tuple[str, ...] = ("eap", "clean-corrupted", "eap-ig-inputs")
-
 
 def row_bytes(model, n_pos: int, dtype: torch.dtype | None = None) -> int:
     """Estimated bytes that one example row of ``n_pos`` tokens keeps alive for the backward
@@ -40,7 +36,7 @@ def attribution_peak_bytes(
     batch_size: int,
     n_pos: int,
     rows: int,
-    method: str,
+    method,
     node_chunk: int | None = None,
     dtype: torch.dtype | None = None,
 ) -> dict[str, int]:
@@ -63,7 +59,9 @@ def attribution_peak_bytes(
     b, p, d = batch_size, n_pos, int(graph.spec.d_model or model.cfg.d_model)
     F, K = graph.n_forward, graph.n_backward
     K_chunk = K
-    if node_chunk is not None and method in CHUNKED_METHODS:
+    from attribution.methods import get_method  # the method declares whether it chunks
+
+    if node_chunk is not None and get_method(method).node_chunking:
         F = min(F, node_chunk)
         K_chunk = min(K, node_chunk)
     parts = {

@@ -21,15 +21,39 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from attribution.ablation import ablated_writes, check_inputs, mean_writes
+from attribution.ablation import Ablation
 from attribution.data import DataError, PromptPairs
 from attribution.distributed import all_gather_rows, is_main_process, shard_range
 from attribution.edge_ablation import ablation_hooks
-from attribution.metrics import Metric, get_metric
+from attribution.metrics import Metric
 from attribution.passes import at_positions, collect_writes
+from attribution.run_setup import RunSetup
 from graphs import Graph
 
 DEFAULT_FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+
+
+_DEFAULTS = {
+    "metric": "logit_diff",
+    "ablation": "patching",
+    "mean_data": None,
+    "batch_size": 8,
+    "quiet": True,
+}
+
+
+def _evaluator(model, graph, data, evaluator, setup, **given) -> CircuitEvaluator:
+    """``evaluator`` when given (after checking it was built for this model, graph and data,
+    and that no other setting is passed with it), else a new one."""
+    if evaluator is None:
+        return CircuitEvaluator(model, graph, data, setup=setup, **given)
+    if evaluator.model is not model or evaluator.data is not data:
+        raise ValueError("evaluator was built for another model or other data")
+    evaluator.graph.check_compatible(graph.spec)
+    RunSetup.resolve(evaluator.setup, _DEFAULTS, **given)  # raises if a setting is passed too
+    if setup is not None and setup != evaluator.setup:
+        raise TypeError("pass either setup= or evaluator=, not both")
+    return evaluator
 
 
 class FaithfulnessError(ValueError):
@@ -75,23 +99,27 @@ class CircuitEvaluator:
         data: PromptPairs,
         metric: str | Metric = "logit_diff",
         *,
-        ablation: str = "patching",
+        ablation: str | Ablation = "patching",
         mean_data: PromptPairs | None = None,
         batch_size: int = 8,
         cache_bytes: int = 2 * 1024**3,
         quiet: bool = True,
+        setup: RunSetup | None = None,
     ):
-        self.metric_fn = get_metric(metric)
-        check_inputs(model, graph, data, ablation, mean_data)
+        setup = RunSetup.resolve(
+            setup, _DEFAULTS, metric=metric, ablation=ablation, mean_data=mean_data,
+            batch_size=batch_size, quiet=quiet,
+        )  # fmt: skip
+        setup.check(model, graph, data)
+        self.setup = setup
+        self.metric_fn = setup.metric_fn
         self.model, self.graph, self.data = model, graph, data
-        self.ablation, self.batch_size, self.quiet = ablation, batch_size, quiet
+        self.ablation, self.batch_size, self.quiet = setup.ablation, setup.batch_size, setup.quiet
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
-        self.mean_writes = None
-        if ablation == "mean":
-            self.mean_writes = mean_writes(
-                model, graph, mean_data.to(self.device), batch_size, self.dtype
-            )
+        self.mean_writes = self.ablation.means(
+            model, graph, self.batch_size, self.dtype, self.device
+        )
         self.n_evaluations = 0
         self._batches: list[tuple[PromptPairs, torch.Tensor, torch.Tensor | None]] = []
         full, used = [], 0
@@ -122,8 +150,8 @@ class CircuitEvaluator:
             self.model, self.graph, batch.clean, batch.attention_mask, self.dtype
         )
         clean_logits = at_positions(logits, batch.positions)
-        ablated, _ = ablated_writes(
-            self.model, self.graph, batch, self.ablation, self.mean_writes, clean_writes
+        ablated, _ = self.ablation.writes(
+            self.model, self.graph, batch, self.mean_writes, clean_writes
         )
         return clean_logits, ablated
 
@@ -170,23 +198,20 @@ def circuit_metrics(
     circuits: list[torch.Tensor],
     metric: str | Metric = "logit_diff",
     *,
-    ablation: str = "patching",
+    ablation: str | Ablation = "patching",
     mean_data: PromptPairs | None = None,
     batch_size: int = 8,
     quiet: bool = True,
+    setup: RunSetup | None = None,
+    evaluator: CircuitEvaluator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-example metric of the full model ``[n]``, of the empty circuit ``[n]`` and of each
-    circuit in ``circuits`` (bool ``[n_forward, n_backward]`` edge masks) ``[k, n]``."""
-    evaluator = CircuitEvaluator(
-        model,
-        graph,
-        data,
-        metric,
-        ablation=ablation,
-        mean_data=mean_data,
-        batch_size=batch_size,
-        quiet=quiet,
-    )
+    circuit in ``circuits`` (bool ``[n_forward, n_backward]`` edge masks) ``[k, n]``.
+    ``evaluator``: reuse one built for this model and data (its clean and ablated runs)."""
+    evaluator = _evaluator(
+        model, graph, data, evaluator, setup, metric=metric, ablation=ablation,
+        mean_data=mean_data, batch_size=batch_size, quiet=quiet,
+    )  # fmt: skip
     m_circ = (
         evaluator.metrics(circuits) if circuits else torch.empty(0, len(data), dtype=torch.float64)
     )
@@ -219,7 +244,7 @@ def evaluate(
     metric: str | Metric = "logit_diff",
     *,
     circuit: torch.Tensor | None = None,
-    ablation: str = "patching",
+    ablation: str | Ablation = "patching",
     mean_data: PromptPairs | None = None,
     batch_size: int = 8,
     bootstrap: int = 1000,
@@ -227,6 +252,8 @@ def evaluate(
     random_baseline: bool = True,
     seed: int = 0,
     quiet: bool = True,
+    setup: RunSetup | None = None,
+    evaluator: CircuitEvaluator | None = None,
 ) -> Faithfulness:
     """Faithfulness of the circuit ``graph.in_graph`` (or the edge mask ``circuit``).
 
@@ -244,16 +271,9 @@ def evaluate(
     if random_baseline:
         circuits.append(random_circuit(graph, int(keep.sum()), seed=seed))
     m_full, m_empty, m_circ = circuit_metrics(
-        model,
-        graph,
-        data,
-        circuits,
-        metric,
-        ablation=ablation,
-        mean_data=mean_data,
-        batch_size=batch_size,
-        quiet=quiet,
-    )
+        model, graph, data, circuits, metric, ablation=ablation, mean_data=mean_data,
+        batch_size=batch_size, quiet=quiet, setup=setup, evaluator=evaluator,
+    )  # fmt: skip
     f = faithfulness_from_metrics(
         float(m_full.mean()), float(m_circ[0].mean()), float(m_empty.mean())
     )
@@ -356,13 +376,15 @@ def faithfulness_curve(
     *,
     fractions: tuple[float, ...] = DEFAULT_FRACTIONS,
     absolute: bool = True,
-    ablation: str = "patching",
+    ablation: str | Ablation = "patching",
     mean_data: PromptPairs | None = None,
     batch_size: int = 8,
     log_x: bool = False,
     random_baseline: bool = False,
     seed: int = 0,
     quiet: bool = True,
+    setup: RunSetup | None = None,
+    evaluator: CircuitEvaluator | None = None,
 ) -> FaithfulnessCurve:
     """Faithfulness of the top ``fraction`` of edges by score for each fraction (MIB's ten sizes
     by default), evaluated together so clean and ablated runs are shared; CPR and CMD."""
@@ -378,16 +400,9 @@ def faithfulness_curve(
     if random_baseline:
         masks += [random_circuit(graph, k, seed=seed + i) for i, k in enumerate(sizes)]
     m_full, m_empty, m_circ = circuit_metrics(
-        model,
-        graph,
-        data,
-        masks,
-        metric,
-        ablation=ablation,
-        mean_data=mean_data,
-        batch_size=batch_size,
-        quiet=quiet,
-    )
+        model, graph, data, masks, metric, ablation=ablation, mean_data=mean_data,
+        batch_size=batch_size, quiet=quiet, setup=setup, evaluator=evaluator,
+    )  # fmt: skip
     full, empty = float(m_full.mean()), float(m_empty.mean())
     means = m_circ.mean(1).tolist()
     f = [faithfulness_from_metrics(full, m, empty) for m in means[: len(sizes)]]

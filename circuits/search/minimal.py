@@ -18,9 +18,16 @@ from dataclasses import asdict, dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from attribution.ablation import Ablation
 from attribution.data import PromptPairs
 from attribution.metrics import Metric
-from circuits.search.faithfulness import CircuitEvaluator, edge_mask, faithfulness_from_metrics
+from attribution.run_setup import RunSetup
+from circuits.search.faithfulness import (
+    CircuitEvaluator,
+    _evaluator,
+    edge_mask,
+    faithfulness_from_metrics,
+)
 from graphs import Graph
 
 
@@ -80,11 +87,12 @@ def minimal_circuit(
     absolute: bool = True,
     refine: bool = False,
     max_refine_passes: int = 10,
-    ablation: str = "patching",
+    ablation: str | Ablation = "patching",
     mean_data: PromptPairs | None = None,
     batch_size: int = 8,
     evaluator: CircuitEvaluator | None = None,
     quiet: bool = True,
+    setup: RunSetup | None = None,
 ) -> MinimalCircuit:
     """Smallest prefix of the score ranking (by ``|score|`` unless ``absolute=False``) whose
     faithfulness lies in ``target`` (``f >= target``, or ``lo <= f <= hi`` for a pair), then
@@ -96,9 +104,10 @@ def minimal_circuit(
     lo, hi = parse_target(target)
     if not torch.isfinite(graph.scores[graph.real_edges]).all():
         raise ValueError("graph scores contain NaN or infinity; re-run attribution")
-    evaluator = evaluator or CircuitEvaluator(
-        model, graph, data, metric, ablation=ablation, mean_data=mean_data, batch_size=batch_size
-    )
+    evaluator = _evaluator(
+        model, graph, data, evaluator, setup, metric=metric, ablation=ablation,
+        mean_data=mean_data, batch_size=batch_size,
+    )  # fmt: skip
     m_full, m_empty = float(evaluator.m_full.mean()), float(evaluator.m_empty.mean())
     faithfulness_from_metrics(m_full, m_full, m_empty)  # raises when f is undefined
     order = graph.ranked_edge_indices(absolute=absolute)

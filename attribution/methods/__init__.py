@@ -1,0 +1,68 @@
+"""Attribution methods, one module each, registered here in one place.
+
+A new method is a new module beside these, holding a subclass of
+:class:`~attribution.methods.base.AttributionMethod` (or of
+:class:`~attribution.methods.gradient.GradientMethod` for a Δ·gradient method), and one
+:func:`register` line below; ``attribute(method=...)``, the memory predictor, the discovery job
+and ``circuits discover --method`` then know it (see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+from attribution.methods.base import AttributionMethod, BatchRuns, Job, batch_runs
+from attribution.methods.clean_corrupted import CleanCorrupted
+from attribution.methods.eap import EAP
+from attribution.methods.exact import Exact
+from attribution.methods.gradient import GradientMethod
+from attribution.methods.ig_activations import EAPIGActivations
+from attribution.methods.ig_inputs import EAPIGInputs
+
+REGISTRY: dict[str, type[AttributionMethod]] = {}
+
+
+def register(cls: type[AttributionMethod]) -> type[AttributionMethod]:
+    """Make ``cls`` available as ``method=cls.name``; usable as a class decorator."""
+    if not cls.name or cls.name in REGISTRY:
+        raise ValueError(f"method name {cls.name!r} is empty or already registered")
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+for _cls in (EAP, CleanCorrupted, EAPIGInputs, EAPIGActivations, Exact):
+    register(_cls)
+
+
+def method_names() -> tuple[str, ...]:
+    """Names of the registered methods, in registration order."""
+    return tuple(REGISTRY)
+
+
+def get_method(
+    method: str | AttributionMethod, *, steps: int = 5, quadrature_rule: str = "riemann_left"
+) -> AttributionMethod:
+    """The method object for a name (built with ``steps`` and ``quadrature_rule``), or
+    ``method`` itself when it already is one; ValueError names the choices."""
+    if isinstance(method, AttributionMethod):
+        return method
+    cls = REGISTRY.get(method) if isinstance(method, str) else None
+    if cls is None:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(REGISTRY)}")
+    return cls(steps=steps, quadrature_rule=quadrature_rule)
+
+
+__all__ = [
+    "EAP",
+    "REGISTRY",
+    "AttributionMethod",
+    "BatchRuns",
+    "CleanCorrupted",
+    "EAPIGActivations",
+    "EAPIGInputs",
+    "Exact",
+    "GradientMethod",
+    "Job",
+    "batch_runs",
+    "get_method",
+    "method_names",
+    "register",
+]

@@ -1,0 +1,169 @@
+"""The shared base of every attribution method, and the per-batch runs they all start from.
+
+A method is an object (the design follows captum's ``Attribution`` → ``GradientAttribution``):
+its class attributes declare what it needs, so that :func:`attribution.attribute`, the memory
+predictor (:mod:`attribution.memory`) and the discovery job ask the method instead of keeping
+tables of method names; :meth:`AttributionMethod.score_batch` does its scoring.
+
+Sign convention of every method: a score estimates ``m(clean run with the edge patched to its
+ablated write) - m(clean run)``, summed over positions; :func:`attribute` averages over
+examples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from attribution.ablation import ABLATIONS, Ablation
+from attribution.data import PromptPairs
+from attribution.metrics import Metric
+from attribution.passes import at_positions, check_finite, collect_writes
+from attribution.sites import INPUT_HOOK
+from graphs import Graph
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every batch of one :func:`attribution.attribute` call shares."""
+
+    model: Any
+    graph: Graph
+    metric_fn: Metric
+    ablation: Ablation
+    means: torch.Tensor | None  # MeanAblation's [n_forward, d_model] writes, else None
+    max_rows: int
+    dtype: torch.dtype
+    progress: Any  # tqdm
+    node_chunk: int | None
+
+
+@dataclass
+class BatchRuns:
+    """The clean and ablated runs of one batch (``nodes``: the forward indices held).
+
+    ``clean_writes``, ``ablated``, ``delta``: ``[batch, pos, len(nodes), d_model]``, with
+    ``delta = (ablated - clean) · pad_mask`` (padding positions contribute nothing: no real
+    token reads them). ``clean_logits``: ``[batch, vocab]`` at the metric positions;
+    ``m_clean``, ``m_ablated``: ``[batch]``."""
+
+    clean_writes: torch.Tensor
+    ablated: torch.Tensor
+    delta: torch.Tensor
+    pad_mask: torch.Tensor
+    clean_logits: torch.Tensor
+    m_clean: torch.Tensor
+    m_ablated: torch.Tensor
+
+
+def batch_runs(job: Job, batch: PromptPairs, nodes: range | None = None) -> BatchRuns:
+    """Run ``batch`` clean and ablated (no gradients), recording the writes of ``nodes``
+    (all upstream nodes by default) and the metric of both runs."""
+    model, graph = job.model, job.graph
+    clean_writes, clean_logits_full = collect_writes(
+        model, graph, batch.clean, batch.attention_mask, job.dtype, nodes
+    )
+    clean_logits = at_positions(clean_logits_full, batch.positions).detach()
+    ablated, ablated_logits_full = job.ablation.writes(
+        model, graph, batch, job.means, clean_writes, nodes
+    )
+    pad_mask = batch.attention_mask[:, :, None, None].to(job.dtype)
+    with torch.no_grad():
+        m_clean = job.metric_fn(clean_logits, clean_logits, batch)
+        check_finite(m_clean, torch.arange(len(batch)))
+        if ablated_logits_full is not None:
+            ablated_logits = at_positions(ablated_logits_full, batch.positions)
+        else:  # mean/zero: the metric with the input write ablated (the IG start point)
+            ablated_logits = _input_ablated_logits(model, batch, ablated[:, :, 0])
+        m_ablated = job.metric_fn(ablated_logits, clean_logits, batch)
+    return BatchRuns(
+        clean_writes,
+        ablated,
+        (ablated - clean_writes) * pad_mask,
+        pad_mask,
+        clean_logits,
+        m_clean,
+        m_ablated,
+    )
+
+
+def _input_ablated_logits(model, batch: PromptPairs, input_write: torch.Tensor) -> torch.Tensor:
+    """Logits ``[batch, vocab]`` with the input embedding replaced by its ablated value."""
+
+    def replace(t, hook):
+        return input_write.to(device=t.device, dtype=t.dtype)
+
+    with torch.no_grad(), model.hooks(fwd_hooks=[(INPUT_HOOK, replace)]):
+        logits = model(batch.clean, attention_mask=batch.attention_mask)
+    return at_positions(logits, batch.positions)
+
+
+class AttributionMethod:
+    """One edge-scoring method. Subclasses set the class attributes and :meth:`score_batch`.
+
+    Attributes (declared per class):
+        name: the name users pass as ``method=``.
+        needs_gradients: runs backward passes (all but ``exact``).
+        integrates: takes ``steps`` and ``quadrature_rule`` (integrated gradients).
+        reports_gap: reports the IG completeness gap (``diagnostics["ig_gap"]``).
+        node_chunking: its activation differences can be built a chunk of upstream nodes at
+            a time (``attribute(node_chunk=...)``), without changing the scores.
+        ablations: the ablations it supports.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    needs_gradients: ClassVar[bool] = True
+    integrates: ClassVar[bool] = False
+    reports_gap: ClassVar[bool] = False
+    node_chunking: ClassVar[bool] = False
+    ablations: ClassVar[tuple[str, ...]] = ABLATIONS
+
+    def __init__(self, steps: int = 5, quadrature_rule: str = "riemann_left"):
+        self.steps = steps
+        self.quadrature_rule = quadrature_rule
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.settings().items())})"
+        )
+
+    def settings(self) -> dict[str, Any]:
+        """The method's own settings, as recorded in results (steps only where they apply)."""
+        if not self.integrates:
+            return {}
+        return {"steps": self.steps, "quadrature_rule": self.quadrature_rule}
+
+    def check(self, graph: Graph, ablation: Ablation) -> None:
+        """Raise ValueError, before any model work, when this method cannot run as asked."""
+        if ablation.name not in self.ablations:
+            raise ValueError(
+                f"{self.name} supports ablation={' or '.join(repr(a) for a in self.ablations)} "
+                f"only, got {ablation.name!r}"
+            )
+
+    def rows_per_pass(self, batch_size: int, device: torch.device) -> int:
+        """Rows (examples × steps or × edges) one pass would like, before the memory budget."""
+        return batch_size
+
+    def rows_per_example(self, graph: Graph) -> int:
+        """Progress units per example: example rows through one gradient (or patched) pass."""
+        return 1
+
+    def score_batch(
+        self, job: Job, batch: PromptPairs, scores: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Add this batch's edge scores, summed over examples and positions, into ``scores``
+        ``[n_forward, n_backward]``; return the per-example metric of the clean and the
+        ablated run (``[batch]`` each)."""
+        raise NotImplementedError
+
+    def diagnostics(self, scores: torch.Tensor, diagnostics: dict[str, float]) -> None:
+        """Add method-specific checks to ``diagnostics`` (which holds ``metric_clean``,
+        ``metric_ablated`` and ``input_edge_sum``)."""
+        if self.reports_gap:
+            expected = diagnostics["metric_ablated"] - diagnostics["metric_clean"]
+            gap = abs(diagnostics["input_edge_sum"] - expected)
+            diagnostics["ig_gap"] = gap / max(abs(expected), 1e-12)
