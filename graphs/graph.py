@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from graphs.circuit import Circuit
 from graphs.errors import GraphMismatchError
 from graphs.layout import Layout, Node, Port
 from graphs.spec import ModelSpec
@@ -223,6 +224,16 @@ class Graph:
         if nodes_in_graph is None:
             nodes_in_graph = self._nodes_touched(self.in_graph)
         self.nodes_in_graph = nodes_in_graph.to("cpu", torch.bool).clone()
+
+    @property
+    def circuit(self) -> Circuit:
+        """The graph's circuit (copies of its ``in_graph`` and ``nodes_in_graph`` masks)."""
+        return Circuit(self.in_graph.clone(), self.nodes_in_graph.clone())
+
+    def set_circuit(self, circuit: Circuit) -> Graph:
+        """Make ``circuit`` this graph's circuit; returns the graph, so calls chain."""
+        self.set_in_graph(circuit.edges, circuit.nodes)
+        return self
 
     def _nodes_touched(self, edges: torch.Tensor) -> torch.Tensor:
         """Bool ``[n_nodes]``: nodes at either end of an edge in ``edges``."""

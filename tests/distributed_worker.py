@@ -25,7 +25,7 @@ def run(out: str | None) -> dict[str, torch.Tensor]:
     result = attribute(
         model, graph, data, "logit_diff", method="eap-ig-inputs", steps=3, batch_size=4, quiet=True
     )
-    top_n(graph, 40)
+    graph.set_circuit(top_n(graph, 40))
     faith = evaluate(model, graph, data, "logit_diff", batch_size=4, bootstrap=200, seed=1)
     values = {
         "scores": result.scores,

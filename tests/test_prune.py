@@ -10,12 +10,14 @@ import pytest
 import torch
 
 from circuits.search.select import (
+    Circuit,
     circuit_size,
     greedy,
     node_scores,
     prune_dead_edges,
     threshold,
     top_fraction,
+    top_k,
     top_n,
 )
 from graphs import Graph, ModelSpec, to_networkx
@@ -29,6 +31,12 @@ SPEC_IDS = ["mha", "gqa", "parallel", "gqa-parallel"]
 
 
 # ----------------------------------------------------------------------------- helpers
+def applied(select, graph: Graph, *args, **kwargs) -> Graph:
+    """``graph`` with the circuit ``select(graph, ...)`` returned put into it."""
+    circuit = select(graph, *args, **kwargs)  # bad input raises here, before set_circuit
+    return graph.set_circuit(circuit)
+
+
 def scored(spec: ModelSpec, seed: int = 0, *, ties: bool = False) -> Graph:
     graph = Graph(spec)
     gen = torch.Generator().manual_seed(seed)
@@ -92,7 +100,9 @@ def readers_kept(graph: Graph, port_index: int, kept: set[str]) -> bool:
 # ----------------------------------------------------------------------------- dead pruning
 def test_isolated_edge_is_removed():
     graph = with_edges(Graph(MHA), ["a0.h0->a1.h0<q>"])
-    assert prune_dead_edges(graph) is graph
+    circuit = prune_dead_edges(graph)
+    assert graph.count_included_edges() == 1  # the graph itself is left as it was
+    graph.set_circuit(circuit)
     assert edge_names(graph) == set()
     assert node_names(graph) == set()
     assert circuit_size(graph) == {"edges": 0, "nodes": 0}
@@ -100,7 +110,7 @@ def test_isolated_edge_is_removed():
 
 def test_chain_survives_intact():
     chain = {"input->a0.h1<v>", "a0.h1->m1", "m1->logits"}
-    graph = prune_dead_edges(with_edges(Graph(MHA), chain))
+    graph = applied(prune_dead_edges, with_edges(Graph(MHA), chain))
     assert edge_names(graph) == chain
     assert node_names(graph) == {"input", "a0.h1", "m1", "logits"}
     assert circuit_size(graph) == {"edges": 3, "nodes": 4}
@@ -111,18 +121,18 @@ def test_dead_branches_are_cut():
     dead_end = {"a0.h1->a1.h0<k>", "input->a1.h0<q>"}  # a1.h0 writes nowhere
     unreachable = {"a0.h0->logits", "a0.h0->a2.h3<q>", "a2.h3->logits"}  # nothing enters a0.h0
     side = {"input->a2.h2<q>", "a2.h2->logits"}
-    graph = prune_dead_edges(with_edges(Graph(MHA), chain | dead_end | unreachable | side))
+    graph = applied(prune_dead_edges, with_edges(Graph(MHA), chain | dead_end | unreachable | side))
     assert edge_names(graph) == chain | side
     assert node_names(graph) == {"input", "a0.h1", "m1", "a2.h2", "logits"}
 
 
 def test_same_layer_head_to_mlp_edge_counts_in_sequential_blocks():
     chain = {"input->a0.h0<k>", "a0.h0->m0", "m0->logits"}
-    graph = prune_dead_edges(with_edges(Graph(MHA), chain))
+    graph = applied(prune_dead_edges, with_edges(Graph(MHA), chain))
     assert edge_names(graph) == chain
     # a parallel block has no such edge; the MLP's own input edge keeps it alive instead
     parallel = {"input->m0", "m0->logits", "input->a0.h0<k>"}
-    graph = prune_dead_edges(with_edges(Graph(PARALLEL), parallel))
+    graph = applied(prune_dead_edges, with_edges(Graph(PARALLEL), parallel))
     assert edge_names(graph) == {"input->m0", "m0->logits"}
 
 
@@ -130,29 +140,29 @@ def test_grouped_query_ports():
     # a1.kv0<k> is read by a1.h0 and a1.h1; only a1.h1 reaches the logits
     graph = with_edges(Graph(GQA), ["input->a1.kv0<k>", "a1.h1->logits"])
     assert graph.layout.ports[graph.layout.k_port(1, 0)].nodes == ("a1.h0", "a1.h1")
-    prune_dead_edges(graph)
+    applied(prune_dead_edges, graph)
     assert edge_names(graph) == {"input->a1.kv0<k>", "a1.h1->logits"}
     # a1.h0 reads the port but leads nowhere: not an alive node
     assert node_names(graph) == {"input", "a1.h1", "logits"}
 
     # a1.h2 is in group 1: an edge into group 0's value port neither feeds nor rescues it
     graph = with_edges(Graph(GQA), ["input->a1.kv0<v>", "a1.h2->logits"])
-    assert edge_names(prune_dead_edges(graph)) == set()
+    assert edge_names(applied(prune_dead_edges, graph)) == set()
     graph = with_edges(Graph(GQA), ["input->a1.kv1<v>", "a1.h2->logits"])
-    assert edge_names(prune_dead_edges(graph)) == {"input->a1.kv1<v>", "a1.h2->logits"}
+    assert edge_names(applied(prune_dead_edges, graph)) == {"input->a1.kv1<v>", "a1.h2->logits"}
 
     # one edge into a shared port makes every head of the group reachable
     edges = {"input->a0.kv0<k>", "a0.h0->m2", "a0.h1->a2.h3<q>", "m2->logits", "a2.h3->logits"}
-    graph = prune_dead_edges(with_edges(Graph(GQA), edges))
+    graph = applied(prune_dead_edges, with_edges(Graph(GQA), edges))
     assert edge_names(graph) == edges
     assert node_names(graph) == {"input", "a0.h0", "a0.h1", "m2", "a2.h3", "logits"}
 
 
 def test_empty_and_full_circuits():
-    graph = prune_dead_edges(Graph(GQA))
+    graph = applied(prune_dead_edges, Graph(GQA))
     assert circuit_size(graph) == {"edges": 0, "nodes": 0}
     graph.set_in_graph(graph.real_edges.clone())
-    prune_dead_edges(graph)
+    applied(prune_dead_edges, graph)
     assert torch.equal(graph.in_graph, graph.real_edges)
     assert bool(graph.nodes_in_graph.all())
 
@@ -168,15 +178,52 @@ def test_prune_dead_matches_networkx_brute_force(spec):
         mask = graph.real_edges & (torch.rand(graph.real_edges.shape, generator=gen) < p)
         graph.set_in_graph(mask)
         expected_edges, expected_nodes = brute_alive(graph)
-        prune_dead_edges(graph)
+        applied(prune_dead_edges, graph)
         assert edge_names(graph) == expected_edges, f"trial {trial}"
         assert node_names(graph) == expected_nodes, f"trial {trial}"
         changed += graph.count_included_edges() < int(mask.sum())
         survived += graph.count_included_edges() > 0
         # idempotent
-        again = prune_dead_edges(graph.copy())
+        again = applied(prune_dead_edges, graph.copy())
         assert again == graph
     assert changed >= 25 and survived >= 25  # the random circuits exercised both outcomes
+
+
+@pytest.mark.parametrize(
+    "select", ["top_n", "top_k", "threshold", "greedy", "top_fraction", "prune"]
+)
+def test_selections_return_a_circuit_and_leave_the_graph_alone(select):
+    graph = scored(MHA, seed=7)
+    graph.set_circuit(top_n(graph, 30, prune_dead=False))  # a circuit the selection must not touch
+    before = graph.copy()
+    call = {
+        "top_n": lambda: top_n(graph, 40),
+        "top_k": lambda: top_k(graph, 40, prune_dead=True),
+        "threshold": lambda: threshold(graph, float(graph.scores.abs().median())),
+        "greedy": lambda: greedy(graph, 40),
+        "top_fraction": lambda: top_fraction(graph, 0.2),
+        "prune": lambda: prune_dead_edges(graph),
+    }[select]
+    circuit = call()
+    assert isinstance(circuit, Circuit)
+    assert graph == before and torch.equal(graph.in_graph, before.in_graph)
+    assert circuit.edges.shape == graph.real_edges.shape and circuit.nodes.shape == (graph.n_nodes,)
+    assert circuit.n_edges == int(circuit.edges.sum()) > 0
+    # putting it into a copy gives the same circuit back, and pruning it again changes nothing
+    applied_graph = graph.copy().set_circuit(circuit)
+    assert applied_graph.circuit == circuit
+    assert prune_dead_edges(applied_graph) == circuit  # every one of these prunes dead edges
+
+
+def test_top_k_makes_the_dead_edge_choice_explicit():
+    graph = scored(MHA, seed=8)
+    with pytest.raises(TypeError):
+        top_k(graph, 10)  # prune_dead has no default
+    kept = top_k(graph, 60, prune_dead=False)
+    assert kept.n_edges == 60 and kept == top_n(graph, 60, prune_dead=False)
+    pruned = top_k(graph, 60, prune_dead=True)
+    assert pruned == top_n(graph, 60) and pruned.n_edges <= 60
+    assert bool((pruned.edges <= kept.edges).all())
 
 
 # ----------------------------------------------------------------------------- top_n / threshold
@@ -187,7 +234,7 @@ def test_top_n_edges_match_sorted_brute_force(spec, absolute, ties):
     graph = scored(spec, seed=3, ties=ties)
     ranking = brute_ranking(graph, absolute)
     for n in [0, 1, 7, 50, graph.n_edges // 2, graph.n_edges]:
-        top_n(graph, n, absolute=absolute, prune_dead=False)
+        applied(top_n, graph, n, absolute=absolute, prune_dead=False)
         assert graph.count_included_edges() == n
         assert edge_names(graph) == flat_names(graph, ranking[:n])
         assert node_names(graph) == {
@@ -197,7 +244,7 @@ def test_top_n_edges_match_sorted_brute_force(spec, absolute, ties):
         }
     # the signed ranking really prefers large positive scores
     if not absolute and not ties:
-        top_n(graph, 5, absolute=False, prune_dead=False)
+        applied(top_n, graph, 5, absolute=False, prune_dead=False)
         kept = torch.tensor([e.score for e in graph.edges_in_graph().values()])
         rest = graph.scores[graph.real_edges & ~graph.in_graph]
         assert kept.min() >= rest.max()
@@ -207,10 +254,9 @@ def test_top_n_edges_match_sorted_brute_force(spec, absolute, ties):
 def test_top_n_prunes_dead_by_default(spec):
     graph = scored(spec, seed=5)
     for n in [10, 60, 150]:
-        raw = top_n(graph.copy(), n, prune_dead=False)
-        expected = prune_dead_edges(raw.copy())
-        pruned = top_n(graph, n)
-        assert pruned is graph
+        raw = applied(top_n, graph.copy(), n, prune_dead=False)
+        expected = applied(prune_dead_edges, raw.copy())
+        pruned = applied(top_n, graph, n)
         assert pruned == expected
         assert set(edge_names(pruned)) <= set(edge_names(raw))
         assert (edge_names(pruned), node_names(pruned)) == brute_alive(raw)
@@ -221,15 +267,15 @@ def test_threshold(absolute):
     graph = scored(GQA, seed=7)
     keys = graph.scores.abs() if absolute else graph.scores
     for value in [-0.5, 0.0, 0.5, 1.5, 10.0]:
-        threshold(graph, value, absolute=absolute, prune_dead=False)
+        applied(threshold, graph, value, absolute=absolute, prune_dead=False)
         assert torch.equal(graph.in_graph, graph.real_edges & (keys >= value))
-        threshold(graph, value, absolute=absolute)
+        applied(threshold, graph, value, absolute=absolute)
         raw = graph.copy()
         raw.set_in_graph(graph.real_edges & (keys >= value))
-        assert graph == prune_dead_edges(raw)
+        assert graph == applied(prune_dead_edges, raw)
     # the boundary is inclusive
     edge = next(iter(graph.edges.values()))
-    threshold(graph, abs(edge.score), prune_dead=False)
+    applied(threshold, graph, abs(edge.score), prune_dead=False)
     assert edge.in_graph
 
 
@@ -250,7 +296,7 @@ def test_top_n_node_level(spec, absolute):
     ranked = sorted(candidates, key=lambda n: (-key[n.name], n.index))
     for n in [0, 1, 3, len(candidates) // 2, len(candidates)]:
         kept = {node.name for node in ranked[:n]} | {"input", "logits"}
-        top_n(graph, n, absolute=absolute, level="node", prune_dead=False)
+        applied(top_n, graph, n, absolute=absolute, level="node", prune_dead=False)
         assert node_names(graph) == kept
         expected = {
             graph.layout.edge_name(up, port)
@@ -259,7 +305,7 @@ def test_top_n_node_level(spec, absolute):
         }
         assert edge_names(graph) == expected
 
-        top_n(graph, n, absolute=absolute, level="node")
+        applied(top_n, graph, n, absolute=absolute, level="node")
         pruned_edges, pruned_nodes = edge_names(graph), node_names(graph)
         assert pruned_edges <= expected and pruned_nodes <= kept
         raw = graph.copy()
@@ -275,18 +321,18 @@ def test_node_level_keeps_shared_kv_edge_if_any_reader_is_kept():
     scores[graph.layout.head_index(1, 1), graph.layout.logits_port] = 5.0
     scores[graph.layout.head_index(0, 2), graph.layout.logits_port] = -4.0
     graph.set_scores(scores)
-    top_n(graph, 2, level="node", prune_dead=False)
+    applied(top_n, graph, 2, level="node", prune_dead=False)
     assert node_names(graph) == {"input", "a0.h2", "a1.h1", "logits"}
     names = edge_names(graph)
     assert {"input->a1.kv0<k>", "a0.h2->a1.kv0<v>", "input->a1.h1<q>"} <= names
     assert "input->a1.h0<q>" not in names and "input->a1.kv1<k>" not in names
     assert "a1.h1->logits" in names and "a0.h2->logits" in names
     # with dead pruning everything above survives (input feeds both heads, both reach logits)
-    top_n(graph, 2, level="node")
+    applied(top_n, graph, 2, level="node")
     assert names == edge_names(graph)
     assert node_names(graph) == {"input", "a0.h2", "a1.h1", "logits"}
     # signed: a0.h2's -4 ranks last; the next best (all 0, ties by index) is a0.h0
-    top_n(graph, 2, level="node", absolute=False, prune_dead=False)
+    applied(top_n, graph, 2, level="node", absolute=False, prune_dead=False)
     assert node_names(graph) == {"input", "a0.h0", "a1.h1", "logits"}
 
 
@@ -294,14 +340,14 @@ def test_top_fraction_rounding():
     graph = scored(ModelSpec(n_layers=1, n_heads=1), seed=0)
     assert graph.n_edges == 8
     for fraction, n in [(1e-9, 1), (0.1, 1), (0.25, 2), (0.3125, 3), (0.5, 4), (0.99, 8), (1, 8)]:
-        top_fraction(graph, fraction, prune_dead=False)
+        applied(top_fraction, graph, fraction, prune_dead=False)
         assert graph.count_included_edges() == n, fraction
-        assert edge_names(graph) == edge_names(top_n(graph.copy(), n, prune_dead=False))
+        assert edge_names(graph) == edge_names(applied(top_n, graph.copy(), n, prune_dead=False))
     # node level counts heads and MLPs (2 here): 0.25 * 2 = 0.5 rounds up to 1
-    top_fraction(graph, 0.25, level="node", prune_dead=False)
+    applied(top_fraction, graph, 0.25, level="node", prune_dead=False)
     assert graph.count_included_nodes() == 1 + 2  # plus input and logits
     big = scored(GQA, seed=1)
-    top_fraction(big, 0.1, prune_dead=False)
+    applied(top_fraction, big, 0.1, prune_dead=False)
     assert big.count_included_edges() == math.floor(0.1 * big.n_edges + 0.5)
 
 
@@ -338,7 +384,7 @@ def brute_greedy(graph: Graph, n: int, absolute: bool) -> list[int]:
 def test_greedy_matches_reference(spec, absolute, ties):
     graph = scored(spec, seed=2, ties=ties)
     for n in [1, 5, 40]:
-        greedy(graph, n, absolute=absolute, prune_dead=False)
+        applied(greedy, graph, n, absolute=absolute, prune_dead=False)
         assert graph.count_included_edges() == n
         assert edge_names(graph) == flat_names(graph, brute_greedy(graph, n, absolute))
 
@@ -347,7 +393,7 @@ def test_greedy_matches_reference(spec, absolute, ties):
 def test_greedy_edges_all_reach_logits(spec):
     graph = scored(spec, seed=4)
     for n in [1, 20, 150, graph.n_edges]:
-        greedy(graph, n, prune_dead=False)
+        applied(greedy, graph, n, prune_dead=False)
         assert graph.count_included_edges() == n
         G = to_networkx(graph, only_in_graph=True)
         for _, v, d in G.edges(data=True):
@@ -361,16 +407,16 @@ def test_greedy_first_edge_is_best_edge_into_logits():
     for absolute in (True, False):
         column = graph.scores[:, logits].abs() if absolute else graph.scores[:, logits]
         best = int(torch.argmax(column))
-        greedy(graph, 1, absolute=absolute, prune_dead=False)
+        applied(greedy, graph, 1, absolute=absolute, prune_dead=False)
         assert edge_names(graph) == {graph.layout.edge_name(best, logits)}
 
 
 def test_greedy_is_deterministic_and_prunes_dead():
     graph = scored(GQA_PARALLEL, seed=6, ties=True)
-    first = greedy(graph.copy(), 60, prune_dead=False)
-    assert greedy(graph.copy(), 60, prune_dead=False) == first
-    pruned = greedy(graph, 60)
-    assert pruned == prune_dead_edges(first.copy())
+    first = applied(greedy, graph.copy(), 60, prune_dead=False)
+    assert applied(greedy, graph.copy(), 60, prune_dead=False) == first
+    pruned = applied(greedy, graph, 60)
+    assert pruned == applied(prune_dead_edges, first.copy())
     assert pruned.count_included_edges() <= 60
 
 
@@ -380,9 +426,9 @@ def test_top_n_and_prune_dead_fast_on_llama3_8b_shape():
     assert graph.n_edges == 805_681
     graph.set_scores(torch.randn(graph.n_forward, graph.n_backward, generator=torch.Generator()))
     start = time.perf_counter()
-    top_n(graph, 20_000)
-    threshold(graph, 2.0)
-    prune_dead_edges(graph)
+    applied(top_n, graph, 20_000)
+    applied(threshold, graph, 2.0)
+    applied(prune_dead_edges, graph)
     elapsed = time.perf_counter() - start
     assert 0 < graph.count_included_edges() <= 805_681
     assert elapsed < 10, f"top_n + threshold + prune_dead took {elapsed:.2f} s"
@@ -391,10 +437,10 @@ def test_top_n_and_prune_dead_fast_on_llama3_8b_shape():
 def test_greedy_fast_on_gpt2_small_shape():
     graph = scored(ModelSpec(n_layers=12, n_heads=12), seed=0)
     start = time.perf_counter()
-    greedy(graph, 2000, prune_dead=False)
+    applied(greedy, graph, 2000, prune_dead=False)
     elapsed = time.perf_counter() - start
     assert graph.count_included_edges() == 2000
-    assert elapsed < 10, f"greedy(n=2000) took {elapsed:.2f} s"
+    assert elapsed < 10, f"applied(greedy, n=2000) took {elapsed:.2f} s"
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -402,44 +448,44 @@ def test_bad_input_errors():
     graph = scored(GQA, seed=0)
     E = graph.n_edges
     with pytest.raises(ValueError, match="n must be >= 0"):
-        top_n(graph, -1)
+        applied(top_n, graph, -1)
     with pytest.raises(ValueError, match=f"exceeds the {E} edges"):
-        top_n(graph, E + 1)
+        applied(top_n, graph, E + 1)
     with pytest.raises(ValueError, match="exceeds the 15 heads and MLPs"):
-        top_n(graph, 16, level="node")
+        applied(top_n, graph, 16, level="node")
     with pytest.raises(TypeError, match="top_fraction"):
-        top_n(graph, 0.5)
+        applied(top_n, graph, 0.5)
     with pytest.raises(TypeError, match="n must be an int"):
-        top_n(graph, True)
+        applied(top_n, graph, True)
     with pytest.raises(ValueError, match="level must be 'edge' or 'node'"):
-        top_n(graph, 3, level="edges")
+        applied(top_n, graph, 3, level="edges")
     with pytest.raises(ValueError, match="level must be"):
-        top_fraction(graph, 0.5, level="head")
+        applied(top_fraction, graph, 0.5, level="head")
     for fraction in (0, -0.1, 1.5, float("nan")):
         with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\]"):
-            top_fraction(graph, fraction)
+            applied(top_fraction, graph, fraction)
     with pytest.raises(TypeError, match="fraction must be a number"):
-        top_fraction(graph, "0.5")
+        applied(top_fraction, graph, "0.5")
     with pytest.raises(ValueError, match="NaN"):
-        threshold(graph, float("nan"))
+        applied(threshold, graph, float("nan"))
     with pytest.raises(ValueError, match="n must be >= 0"):
-        greedy(graph, -3)
+        applied(greedy, graph, -3)
     with pytest.raises(ValueError, match="exceeds"):
-        greedy(graph, E + 1)
+        applied(greedy, graph, E + 1)
     with pytest.raises(TypeError, match="graphs.Graph"):
-        top_n(graph.scores, 3)
+        applied(top_n, graph.scores, 3)
     with pytest.raises(TypeError, match="graphs.Graph"):
-        prune_dead_edges(None)
+        applied(prune_dead_edges, None)
 
     before = graph.in_graph.clone()
     graph.scores[graph.layout.edge_index("input->logits")] = float("nan")
     graph.scores[graph.layout.edge_index("a0.h1->a2.kv1<v>")] = float("nan")
     for call in (
-        lambda: top_n(graph, 3),
-        lambda: top_n(graph, 3, level="node"),
-        lambda: top_fraction(graph, 0.5),
-        lambda: threshold(graph, 0.1),
-        lambda: greedy(graph, 3),
+        lambda: applied(top_n, graph, 3),
+        lambda: applied(top_n, graph, 3, level="node"),
+        lambda: applied(top_fraction, graph, 0.5),
+        lambda: applied(threshold, graph, 0.1),
+        lambda: applied(greedy, graph, 3),
         lambda: node_scores(graph),
     ):
         with pytest.raises(ValueError, match="has 2 NaN score"):

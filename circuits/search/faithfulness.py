@@ -324,8 +324,11 @@ def random_circuit(graph: Graph, n_edges: int, *, seed: int = 0) -> torch.Tensor
 
 
 def top_edges_mask(graph: Graph, n_edges: int, *, absolute: bool = True) -> torch.Tensor:
-    """Bool edge mask of the ``n_edges`` best-scoring edges."""
-    return edge_mask(graph, graph.ranked_edge_indices(absolute=absolute)[:n_edges])
+    """Bool edge mask of the ``n_edges`` best-scoring edges, dead ones included (the curve
+    evaluates exactly the top ``n_edges``; see :func:`circuits.search.select.top_k`)."""
+    from circuits.search.select import top_k
+
+    return top_k(graph, n_edges, absolute=absolute, prune_dead=False).edges
 
 
 def edge_mask(graph: Graph, flat_indices: torch.Tensor) -> torch.Tensor:

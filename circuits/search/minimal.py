@@ -28,6 +28,7 @@ from circuits.search.faithfulness import (
     edge_mask,
     faithfulness_from_metrics,
 )
+from circuits.search.select import ranked_prefix
 from graphs import Graph
 
 
@@ -41,8 +42,9 @@ class Evaluation:
 
 @dataclass
 class MinimalCircuit:
-    """Result of :func:`minimal_circuit`: the kept edges (``mask``, also written into
-    ``graph.in_graph``), their faithfulness ``f``, and every evaluation made."""
+    """Result of :func:`minimal_circuit`: the kept edges (``mask``; put them into a graph
+    with ``graph.set_in_graph(result.mask)``), their faithfulness ``f``, and every evaluation
+    made."""
 
     mask: torch.Tensor
     n_edges: int
@@ -99,8 +101,9 @@ def minimal_circuit(
     optionally ``refine`` it. Scores must already be in ``graph`` (see ``attribution``).
 
     When no prefix reaches the target (the full graph included, e.g. a band above 1), the
-    result has ``reached=False`` and is the full graph with its ``f``; ``graph.in_graph`` is
-    set to it as well."""
+    result has ``reached=False`` and is the full graph with its ``f``. ``graph`` is not
+    modified. Prefixes are :func:`circuits.search.select.top_k` circuits without dead-edge
+    pruning, so every evaluated size is exactly the number of edges kept."""
     lo, hi = parse_target(target)
     if not torch.isfinite(graph.scores[graph.real_edges]).all():
         raise ValueError("graph scores contain NaN or infinity; re-run attribution")
@@ -126,7 +129,7 @@ def minimal_circuit(
     k = 1
     while True:
         k = min(k, total)
-        f = f_of(edge_mask(graph, order[:k]), "exponential")
+        f = f_of(ranked_prefix(graph, order, k, prune_dead=False).edges, "exponential")
         progress.update(1)
         if lo <= f <= hi:
             passing[k] = f
@@ -138,13 +141,12 @@ def minimal_circuit(
     if not passing:
         progress.close()
         full_mask = graph.real_edges.clone()
-        graph.set_in_graph(full_mask)
         return MinimalCircuit(full_mask, total, f, (lo, hi), False, evaluations, m_full, m_empty)
     best = min(passing)
     low, high = failing, best  # low fails (0 = empty circuit), high passes
     while high - low > 1:
         mid = (low + high) // 2
-        f = f_of(edge_mask(graph, order[:mid]), "binary")
+        f = f_of(ranked_prefix(graph, order, mid, prune_dead=False).edges, "binary")
         progress.update(1)
         if lo <= f <= hi:
             high, passing[mid] = mid, f
@@ -168,7 +170,6 @@ def minimal_circuit(
                 break
     progress.close()
     mask = edge_mask(graph, kept)
-    graph.set_in_graph(mask)
     return MinimalCircuit(
         mask, int(mask.sum()), f_best, (lo, hi), True, evaluations, m_full, m_empty
     )

@@ -2,8 +2,11 @@
 
 Everything here is a pure graph operation on the dense tensors of a :class:`graphs.Graph`
 (``scores``, ``real_edges``, ``in_graph``, ``nodes_in_graph``); no model is involved. Each
-selection function writes its result with :meth:`Graph.set_in_graph` and returns the same graph
-(it is modified in place), so calls chain: ``top_n(graph, 200).count_included_edges()``.
+selection function returns a :class:`graphs.Circuit` (edge and node masks) and leaves the graph
+as it was, as networkx algorithms do: ``graph.set_circuit(top_n(graph, 200))`` puts the circuit
+into the graph, and ``top_n(graph, 200).n_edges`` counts it. :func:`top_k` is the one
+top-k rule that ``top_n``, the faithfulness curve and the minimal-circuit search all use, with
+an explicit choice about dead edges.
 
 Sign convention
 ---------------
@@ -49,17 +52,20 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from graphs.circuit import Circuit
 from graphs.graph import Graph
 from graphs.layout import Layout
 from graphs.spec import ModelSpec
 
 __all__ = [
+    "Circuit",
     "circuit_size",
     "greedy",
     "node_scores",
     "prune_dead_edges",
     "threshold",
     "top_fraction",
+    "top_k",
     "top_n",
 ]
 
@@ -192,7 +198,7 @@ def top_n(
     absolute: bool = True,
     level: str = "edge",
     prune_dead: bool = True,
-) -> Graph:
+) -> Circuit:
     """Keep the ``n`` best edges (``level="edge"``) or nodes (``level="node"``).
 
     Edge level: the ``n`` real edges with the largest ``|score|`` (``absolute=True``) or the
@@ -215,11 +221,7 @@ def top_n(
     level = _check_level(level)
     _check_scores(graph)
     if level == "edge":
-        n = _check_count(n, graph.n_edges, "edges")
-        chosen = graph.ranked_edge_indices(absolute=absolute)[:n]
-        edges = torch.zeros(graph.n_forward * graph.n_backward, dtype=torch.bool)
-        edges[chosen] = True
-        return _apply(graph, edges.view(graph.n_forward, graph.n_backward), None, prune_dead)
+        return top_k(graph, n, absolute=absolute, prune_dead=prune_dead)
 
     structure = _structure(graph.spec)
     n = _check_count(n, int(structure.rankable.sum()), "heads and MLPs")
@@ -234,6 +236,25 @@ def top_n(
     return _apply(graph, edges, kept, prune_dead)
 
 
+def top_k(graph: Graph, k: int, *, absolute: bool = True, prune_dead: bool) -> Circuit:
+    """The ``k`` real edges with the largest ``|score|`` (signed score with
+    ``absolute=False``), ties in index order (:meth:`Graph.ranked_edge_indices`), then dead
+    edges removed when ``prune_dead`` (which must be chosen: the curve and the minimal search
+    evaluate exactly ``k`` edges, ``top_n`` prunes by default)."""
+    _check_graph(graph)
+    _check_scores(graph)
+    k = _check_count(k, graph.n_edges, "edges")
+    return ranked_prefix(graph, graph.ranked_edge_indices(absolute=absolute), k, prune_dead)
+
+
+def ranked_prefix(graph: Graph, order: torch.Tensor, k: int, prune_dead: bool) -> Circuit:
+    """The circuit of the first ``k`` flat edge indices of ``order`` (a ranking computed once,
+    e.g. by a search that evaluates many prefixes)."""
+    edges = torch.zeros(graph.n_forward * graph.n_backward, dtype=torch.bool)
+    edges[order[:k]] = True
+    return _apply(graph, edges.view(graph.n_forward, graph.n_backward), None, prune_dead)
+
+
 def top_fraction(
     graph: Graph,
     fraction: float,
@@ -241,7 +262,7 @@ def top_fraction(
     absolute: bool = True,
     level: str = "edge",
     prune_dead: bool = True,
-) -> Graph:
+) -> Circuit:
     """:func:`top_n` with ``n = round(fraction * total)`` (halves round up, at least 1), where
     ``total`` is ``graph.n_edges`` (``level="edge"``) or the number of heads and MLPs
     (``level="node"``); ``0 < fraction <= 1``."""
@@ -259,7 +280,7 @@ def top_fraction(
 
 def threshold(
     graph: Graph, value: float, *, absolute: bool = True, prune_dead: bool = True
-) -> Graph:
+) -> Circuit:
     """Keep the real edges with ``|score| >= value`` (``absolute=True``) or ``score >= value``
     (``absolute=False``; scores estimate ``m(patched) - m(clean)``), then prune dead edges unless
     ``prune_dead=False``."""
@@ -273,7 +294,7 @@ def threshold(
     return _apply(graph, edges, None, prune_dead)
 
 
-def greedy(graph: Graph, n: int, *, absolute: bool = True, prune_dead: bool = True) -> Graph:
+def greedy(graph: Graph, n: int, *, absolute: bool = True, prune_dead: bool = True) -> Circuit:
     """Grow a circuit of ``n`` edges backwards from the logits.
 
     Start from the node set ``{logits}``. A real edge ``u -> port`` is a candidate once some node
@@ -344,8 +365,9 @@ def greedy(graph: Graph, n: int, *, absolute: bool = True, prune_dead: bool = Tr
     return _apply(graph, edges.view(graph.n_forward, n_backward), None, prune_dead)
 
 
-def prune_dead_edges(graph: Graph) -> Graph:
-    """Remove the circuit's edges and nodes that lie on no ``input -> ... -> logits`` path.
+def prune_dead_edges(graph: Graph, circuit: Circuit | None = None) -> Circuit:
+    """The circuit (``graph``'s own by default) without the edges and nodes that lie on no
+    ``input -> ... -> logits`` path.
 
     An edge ``u -> port`` survives iff ``u`` is reachable from ``input`` through circuit edges
     and some node reading ``port`` reaches ``logits`` through circuit edges. A node is reachable
@@ -356,13 +378,13 @@ def prune_dead_edges(graph: Graph) -> Graph:
 
     ``nodes_in_graph`` becomes the alive nodes (reachable and reaching ``logits``); see the
     module docstring. Implemented as one forward and one backward sweep over the layers on the
-    dense edge mask (a few milliseconds for Llama-3-8B's 805,681 edges). Modifies and returns
-    ``graph``.
+    dense edge mask (a few milliseconds for Llama-3-8B's 805,681 edges). ``graph`` is not
+    modified.
     """
     _check_graph(graph)
-    edges, nodes = _alive(graph, graph.in_graph & graph.real_edges)
-    graph.set_in_graph(edges, nodes)
-    return graph
+    edges = graph.in_graph if circuit is None else circuit.edges
+    alive_edges, alive_nodes = _alive(graph, edges.to(torch.bool) & graph.real_edges)
+    return Circuit(alive_edges, alive_nodes)
 
 
 def circuit_size(graph: Graph) -> dict[str, int]:
@@ -374,13 +396,14 @@ def circuit_size(graph: Graph) -> dict[str, int]:
 # ------------------------------------------------------------------------------------- internals
 def _apply(
     graph: Graph, edges: torch.Tensor, nodes: torch.Tensor | None, prune_dead: bool
-) -> Graph:
+) -> Circuit:
     edges = edges & graph.real_edges
     if prune_dead:
         edges, alive = _alive(graph, edges)
         nodes = alive if nodes is None else alive & nodes
-    graph.set_in_graph(edges, nodes)
-    return graph
+    if nodes is None:
+        nodes = graph._nodes_touched(edges)
+    return Circuit(edges.clone(), nodes.to(torch.bool).clone())
 
 
 def _alive(graph: Graph, edges: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
