@@ -7,8 +7,10 @@ from dataclasses import dataclass, fields
 
 import torch
 
+from graphs.errors import CircuitDiscoveryError
 
-class DataError(ValueError):
+
+class DataError(CircuitDiscoveryError, ValueError):
     """Attribution data that cannot be used; the message names the example and the fix."""
 
 

@@ -12,6 +12,7 @@ from attribution.data import PromptPairs
 from attribution.metrics import Metric
 from attribution.sites import INPUT_HOOK, reader_sites, writer_hooks
 from graphs import Graph
+from graphs.errors import CircuitDiscoveryError
 
 
 @contextlib.contextmanager
@@ -28,7 +29,7 @@ def frozen_parameters(model: torch.nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
-class NonFiniteMetricError(FloatingPointError):
+class NonFiniteMetricError(CircuitDiscoveryError, FloatingPointError):
     """The metric is NaN or infinite for one example (``example``: its index in the data passed
     to the function that raised)."""
 

@@ -1,7 +1,18 @@
-"""Errors raised by graph construction, lookup and file input/output."""
+"""Errors raised by graph construction, lookup and file input/output, and the root of every
+error this project raises.
+
+:class:`CircuitDiscoveryError` lives here because ``graphs`` is the package the other two may
+import; ``attribution`` and ``circuits`` re-export it. Each project error also keeps its
+built-in base (ValueError, KeyError, ...), so existing ``except ValueError`` code still works.
+"""
 
 
-class GraphError(Exception):
+class CircuitDiscoveryError(Exception):
+    """The root of every error circuit-discovery raises on purpose (bad input, a model it
+    cannot use, a file it cannot read): ``except CircuitDiscoveryError`` catches them all."""
+
+
+class GraphError(CircuitDiscoveryError):
     """Base class for graph errors."""
 
 

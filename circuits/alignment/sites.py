@@ -28,6 +28,8 @@ from typing import Any
 
 import torch
 
+from graphs.errors import CircuitDiscoveryError
+
 __all__ = [
     "AlignmentError",
     "Site",
@@ -39,7 +41,7 @@ __all__ = [
 ]
 
 
-class AlignmentError(ValueError):
+class AlignmentError(CircuitDiscoveryError, ValueError):
     """Bad alignment input (unknown hook, subspace larger than the hidden size, mismatched
     base/source batches, a saved intervention for another model); the message names the fix."""
 

@@ -14,12 +14,14 @@ import shlex
 import sys
 from pathlib import Path
 
+from graphs.errors import CircuitDiscoveryError
+
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
-class UsageError(Exception):
+class UsageError(CircuitDiscoveryError):
     """Bad input found by the command itself (exit code 2)."""
 
 
@@ -49,27 +51,32 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def model_and_task(p: argparse.ArgumentParser) -> None:
+    def model_and_task(p: argparse.ArgumentParser, from_run: bool = False) -> None:
+        # evaluate takes what it is not told from the run record beside the graph file
+        run = "the run's (metrics.json beside GRAPH), else " if from_run else ""
+
+        def default(value):
+            return None if from_run else value
+
         p.add_argument(
-            "--model", default=DEFAULT_MODEL,
-            help=f"bundled model name, local model folder or Hugging Face Hub name (default: {DEFAULT_MODEL}, bundled, offline)",
+            "--model", default=default(DEFAULT_MODEL),
+            help=f"bundled model name, local model folder or Hugging Face Hub name (default: {run}{DEFAULT_MODEL}, bundled, offline)",
         )  # fmt: skip
         p.add_argument(
-            "--task", default="ioi", help=f"task: {', '.join(TASK_NAMES)} (default: ioi)"
-        )
-        p.add_argument("--metric", choices=sorted(METRICS), help="metric (default: the task's own)")
+            "--task", default=default("ioi"),
+            help=f"task: {', '.join(TASK_NAMES)} (default: {run}ioi)",
+        )  # fmt: skip
         p.add_argument(
-            "--ablation",
-            default="patching",
-            choices=ABLATIONS,
-            help="how edges outside the circuit are removed (default: patching with the corrupted prompt)",
+            "--metric", choices=sorted(METRICS), help=f"metric (default: {run}the task's own)"
         )
         p.add_argument(
-            "--seed",
-            type=int,
-            default=0,
-            help="seed of the prompts and the random baseline (default: 0)",
-        )
+            "--ablation", default=default("patching"), choices=ABLATIONS,
+            help=f"how edges outside the circuit are removed (default: {run}patching with the corrupted prompt)",
+        )  # fmt: skip
+        p.add_argument(
+            "--seed", type=int, default=default(0),
+            help=f"seed of the prompts and the random baseline (default: {run}0)",
+        )  # fmt: skip
         p.add_argument(
             "--batch-size", type=int, default=16, help="examples per forward pass (default: 16)"
         )
@@ -142,7 +149,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Measure the faithfulness of the circuit stored in GRAPH (its in-circuit edges) on a task.",
     )  # fmt: skip
     e.add_argument("graph", type=Path, help="graph file (.graphml, .json or .safetensors)")
-    model_and_task(e)
+    model_and_task(e, from_run=True)
     e.add_argument(
         "--n-examples", type=int, default=100, help="prompts to evaluate on (default: 100)"
     )
@@ -217,6 +224,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     if not args.graph.is_file():
         raise UsageError(f"graph file {args.graph} does not exist")
+    _defaults_from_run(args)
     settings = DiscoverySettings(
         model=args.model,
         task=args.task,
@@ -261,6 +269,34 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"m(M) {faith.m_full:.4g}, m(C) {faith.m_circuit:.4g}, m(empty) {faith.m_empty:.4g}, random circuit f {faith.random_f:.4f}"
         )
     return EXIT_OK
+
+
+def _defaults_from_run(args: argparse.Namespace) -> None:
+    """Fill the options the user did not give (model, task, metric, ablation, seed) from the
+    run record beside a graph file written by ``circuits discover``, else the usual defaults."""
+    from circuits.app.run import METRICS_FILE, RunFileError, RunRecord
+    from circuits.models.zoo import DEFAULT_MODEL
+
+    record = None
+    if (args.graph.parent / METRICS_FILE).is_file():
+        try:
+            record = RunRecord.load(args.graph.parent)
+        except RunFileError:
+            record = None  # a folder with some other metrics.json: not a run of ours
+    recorded = {}
+    if record is not None:
+        recorded = {
+            "model": record.model.get("name"),
+            "task": record.task.get("name"),
+            "metric": record.settings.get("metric"),
+            "ablation": record.settings.get("ablation"),
+            "seed": record.task.get("seed"),
+        }
+    fallback = {"model": DEFAULT_MODEL, "task": "ioi", "ablation": "patching", "seed": 0}
+    for name in ("model", "task", "metric", "ablation", "seed"):
+        if getattr(args, name) is None:
+            value = recorded.get(name)
+            setattr(args, name, value if value is not None else fallback.get(name))
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -321,25 +357,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
-    from attribution.data import DataError
-    from circuits.app.discovery import RunError
-    from circuits.app.report import ReportError
-    from circuits.models import ModelLoadError
-    from circuits.models.zoo import ZooError
-    from circuits.tasks import TaskError
-    from graphs.errors import GraphFormatError, GraphMismatchError
-
-    bad_input = (
-        UsageError,
-        RunError,
-        TaskError,
-        ZooError,
-        ModelLoadError,
-        DataError,
-        GraphMismatchError,
-        GraphFormatError,
-        ReportError,
-    )
+    # every error the project raises on purpose is bad input or a model it cannot use: exit 2
     try:
         if args.command == "discover":
             return _discover(args, argv)
@@ -348,7 +366,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         if args.command == "export":
             return _export(args)
         return _report(args)
-    except bad_input as err:
+    except CircuitDiscoveryError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -17,28 +17,32 @@ interrupted run leaves nothing half-written): ``graph.graphml``, ``graph.json``,
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from attribution import ABLATIONS, METHODS, METRICS, RULES, attribute
+from attribution import ABLATIONS, METHODS, METRICS, RULES, RunSetup, attribute, get_method
+from attribution.ablation import as_ablation
 from attribution.distributed import is_main_process
+from circuits.app.run import RUN_FORMAT, RunRecord, strict_json
 from circuits.search.faithfulness import (
     DEFAULT_FRACTIONS,
+    CircuitEvaluator,
     FaithfulnessCurve,
     evaluate,
     faithfulness_curve,
 )
 from circuits.search.minimal import MinimalCircuit, minimal_circuit, parse_target
 from circuits.tasks import encode_examples, get_task
-from graphs import Graph
+from graphs import Graph, ModelSpec
+from graphs.errors import CircuitDiscoveryError
 
 __all__ = [
     "RUN_FORMAT",
@@ -51,7 +55,6 @@ __all__ = [
     "version",
 ]
 
-RUN_FORMAT = "circuit-discovery-run"
 # --dtype choices: the dtypes the bridges and attribution support.
 DTYPES = {
     "float32": torch.float32,
@@ -61,11 +64,10 @@ DTYPES = {
 }
 # device_map values that are placement strategies rather than one device (Hugging Face's).
 DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
-RUN_SCHEMA_VERSION = 1
 TOP_EDGES = 25
 
 
-class RunError(ValueError):
+class RunError(CircuitDiscoveryError, ValueError):
     """Bad settings or output folder, found before any model work; the message says the fix."""
 
 
@@ -102,7 +104,6 @@ class DiscoverySettings:
     dtype: str | None = None  # a DTYPES name; None: the dtype the checkpoint is stored in
     device_map: str | None = None  # Hugging Face device_map ("auto", "balanced", "cuda:1", ...)
     memory_budget_gb: float = 4.0  # attribution's budget besides the weights
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
         """Raise RunError for any bad setting (cheap; runs before loading the model)."""
@@ -250,12 +251,18 @@ def _round(x: Any, digits: int = 6) -> Any:
 @dataclass
 class Discovery:
     """What :func:`find_circuit` computed: the graph (scores, and the minimal circuit as
-    ``in_graph``), the search, the faithfulness curve and every number of ``metrics.json``."""
+    ``in_graph``), the search, the faithfulness curve and the run record (every number of
+    ``metrics.json``)."""
 
     graph: Graph
     minimal: MinimalCircuit
     curve: FaithfulnessCurve
-    metrics: dict[str, Any]
+    record: RunRecord
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The record as the ``metrics.json`` object (strict JSON values, rounded)."""
+        return _round(strict_json(self.record.to_dict()))
 
 
 def find_circuit(
@@ -289,63 +296,49 @@ def find_circuit(
     test = encode_examples(
         task.examples(settings.n_eval, seed=settings.seed, split="test"), tokenizer
     )
-    mean_data = train if settings.ablation == "mean" else None
-    graph = Graph.from_model(bridge)
-    common = {
-        "ablation": settings.ablation,
-        "mean_data": mean_data,
-        "batch_size": settings.batch_size,
-    }
+    # the graph files record the model as the user named it, not the folder it loaded from
+    graph = Graph(dataclasses.replace(ModelSpec.from_model(bridge), model_name=settings.model))
+    method = get_method(
+        settings.method, steps=settings.steps, quadrature_rule=settings.quadrature_rule
+    )
+    ablation = as_ablation(settings.ablation, train if settings.ablation == "mean" else None)
+    setup = RunSetup(metric, ablation, settings.batch_size, quiet=quiet)
     t = lap("data_s", t)
 
     result = attribute(
-        bridge, graph, train, metric, method=settings.method, steps=settings.steps,
-        quadrature_rule=settings.quadrature_rule, memory_budget_gb=settings.memory_budget_gb,
-        quiet=quiet, **common,
+        bridge, graph, train, method=method, memory_budget_gb=settings.memory_budget_gb,
+        setup=setup,
     )  # fmt: skip
     t = lap("attribution_s", t)
 
     lo, hi = settings.target
     minimal = minimal_circuit(
-        bridge,
-        graph,
-        train,
-        metric,
-        target=lo if hi is None else (lo, hi),
-        absolute=settings.absolute,
-        quiet=quiet,
-        **common,
-    )
+        bridge, graph, train, target=lo if hi is None else (lo, hi), absolute=settings.absolute,
+        quiet=quiet, setup=dataclasses.replace(setup, quiet=True),
+    )  # fmt: skip
     graph.set_in_graph(minimal.mask)
     t = lap("search_s", t)
 
+    # one evaluator for the held-out split: its clean and ablated runs serve both calls
+    held_out = CircuitEvaluator(bridge, graph, test, setup=setup)
     faith = evaluate(
-        bridge,
-        graph,
-        test,
-        metric,
-        bootstrap=settings.bootstrap,
-        random_baseline=True,
-        seed=settings.seed,
-        quiet=quiet,
-        **common,
-    )
+        bridge, graph, test, bootstrap=settings.bootstrap, random_baseline=True,
+        seed=settings.seed, evaluator=held_out,
+    )  # fmt: skip
     t = lap("evaluate_s", t)
     curve = faithfulness_curve(
-        bridge, graph, test, metric, fractions=tuple(settings.fractions), absolute=settings.absolute,
-        log_x=True, random_baseline=True, seed=settings.seed, quiet=quiet, **common,
+        bridge, graph, test, fractions=tuple(settings.fractions), absolute=settings.absolute,
+        log_x=True, random_baseline=True, seed=settings.seed, evaluator=held_out,
     )  # fmt: skip
     t = lap("curve_s", t)
 
     n_edges_total = int(graph.real_edges.sum())
     top = graph.top_edges(TOP_EDGES)
-    metrics: dict[str, Any] = {
-        "format": RUN_FORMAT,
-        "schema_version": RUN_SCHEMA_VERSION,
-        "package_version": version(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": command,
-        "model": {
+    record = RunRecord(
+        package_version=version(),
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        command=command,
+        model={
             "name": settings.model,
             "source": source,
             "architecture": graph.spec.architecture,
@@ -359,7 +352,7 @@ def find_circuit(
             "devices": sorted({str(p.device) for p in bridge.parameters()}),
             "processing": dict(getattr(bridge, "circuit_discovery_processing", {})),
         },
-        "task": {
+        task={
             "name": task.name,
             "description": task.description,
             "metric": metric,
@@ -370,12 +363,10 @@ def find_circuit(
             "n_positions": train.n_pos,
             "seed": settings.seed,
         },
-        "settings": {
+        settings={
             "method": settings.method,
-            "steps": settings.steps if settings.method.startswith("eap-ig") else None,
-            "quadrature_rule": settings.quadrature_rule
-            if settings.method.startswith("eap-ig")
-            else None,
+            "steps": settings.steps if method.integrates else None,
+            "quadrature_rule": settings.quadrature_rule if method.integrates else None,
             "ablation": settings.ablation,
             "metric": metric,
             "target": list(minimal.target),
@@ -389,15 +380,15 @@ def find_circuit(
             "torch": torch.__version__,
             "python": platform.python_version(),
         },
-        "graph": {"n_nodes": graph.n_nodes, "n_edges": n_edges_total},
-        "circuit": {
+        graph={"n_nodes": graph.n_nodes, "n_edges": n_edges_total},
+        circuit={
             "n_edges": graph.count_included_edges(),
             "n_nodes": graph.count_included_nodes(),
             "edge_fraction": graph.count_included_edges() / n_edges_total,
             "reached_target": minimal.reached,
             "f_search": minimal.f,
         },
-        "faithfulness": {
+        faithfulness={
             "f": faith.f,
             "ci": list(faith.ci) if faith.ci else None,
             "ci_level": faith.ci_level,
@@ -407,7 +398,7 @@ def find_circuit(
             "random_f": faith.random_f,
             "n_examples": faith.n_examples,
         },
-        "curve": {
+        curve={
             "fractions": curve.fractions,
             "n_edges": curve.n_edges,
             "f": curve.f,
@@ -417,22 +408,22 @@ def find_circuit(
             "cmd": curve.cmd,
             "log_x": curve.log_x,
         },
-        "search": {
+        search={
             "target": list(minimal.target),
             "n_evaluations": len(minimal.evaluations),
             "evaluations": [asdict(e) for e in minimal.evaluations],
         },
-        "attribution": {k: float(v) for k, v in result.diagnostics.items()},
-        "timings": timings,
-        "top_edges": [{"edge": e.name, "score": e.score, "in_circuit": e.in_graph} for e in top],
-        "figures": {
+        attribution={k: float(v) for k, v in result.diagnostics.items()},
+        timings=timings,
+        top_edges=[{"edge": e.name, "score": e.score, "in_circuit": e.in_graph} for e in top],
+        figures={
             "circuit": "circuit.png",
             "faithfulness_curve": "faithfulness_curve.png",
             "score_histogram": "score_histogram.png",
         },
-    }
+    )
 
-    return Discovery(graph, minimal, curve, metrics)
+    return Discovery(graph, minimal, curve, record)
 
 
 def discover(
@@ -459,24 +450,24 @@ def discover(
     check_output_folder(out, overwrite)
     t_start = time.perf_counter()
     run = find_circuit(settings, quiet=quiet, command=command)
-    graph, metrics = run.graph, run.metrics
+    graph, record = run.graph, run.record
     if not is_main_process():  # under torchrun: every rank computed the same numbers
-        metrics["timings"]["total_s"] = round(time.perf_counter() - t_start, 3)
-        return _round(metrics)
+        record.timings["total_s"] = round(time.perf_counter() - t_start, 3)
+        return run.metrics
     with atomic_directory(out, overwrite=overwrite) as tmp:
         t = time.perf_counter()
         graph.save(tmp / "graph.graphml")
         graph.save(tmp / "graph.json")
         graph.save(tmp / "scores.safetensors")
-        title = f"{metrics['task']['name']} on {settings.model}"
+        title = f"{record.task['name']} on {settings.model}"
         draw_circuit(graph, tmp / "circuit", title=f"{title}: {graph.count_included_edges()} edges")
         plot_faithfulness_curve(
             run.curve, tmp / "faithfulness_curve", minimal=run.minimal, title=title
         )
         plot_score_histogram(graph, tmp / "score_histogram", title=title)
-        metrics["timings"]["figures_s"] = round(time.perf_counter() - t, 3)
-        metrics["timings"]["total_s"] = round(time.perf_counter() - t_start, 3)
-        metrics = _round(metrics)
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+        record.timings["figures_s"] = round(time.perf_counter() - t, 3)
+        record.timings["total_s"] = round(time.perf_counter() - t_start, 3)
+        metrics = run.metrics
+        RunRecord.from_dict(metrics).write(tmp)
         write_report(tmp)
     return metrics

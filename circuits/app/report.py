@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from circuits.app.run import METRICS_FILE, RUN_FORMAT, RUN_SCHEMA_VERSION, RunFileError, RunRecord
 from graphs.atomic_files import atomic_write
 
 __all__ = [
@@ -45,9 +45,7 @@ __all__ = [
     "write_report",
 ]
 
-FORMAT = "circuit-discovery-run"
-SCHEMA_VERSION = 1
-METRICS_FILE = "metrics.json"
+FORMAT, SCHEMA_VERSION = RUN_FORMAT, RUN_SCHEMA_VERSION
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 # The figures every run folder should have, in report order.
@@ -57,8 +55,8 @@ NA = "—"  # how a null (not applicable) value is shown
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-class ReportError(ValueError):
-    """``metrics.json`` is missing or invalid, so no report can be rendered."""
+#: ``metrics.json`` is missing or invalid, so no report can be rendered.
+ReportError = RunFileError
 
 
 # --------------------------------------------------------------------------------------------
@@ -66,34 +64,9 @@ class ReportError(ValueError):
 
 
 def load_metrics(run_dir: str | os.PathLike[str]) -> dict:
-    """Read and check ``run_dir/metrics.json``; raise :class:`ReportError` if it is unusable."""
-    path = Path(run_dir) / METRICS_FILE
-    fix = "run `circuits discover` first to create a run folder"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ReportError(f"{path}: no such file; {fix}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ReportError(f"{path}: cannot be read ({exc}); {fix}") from None
-    try:
-        metrics = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ReportError(
-            f"{path}: not valid JSON ({exc}); the file is damaged, {fix} again"
-        ) from None
-    if not isinstance(metrics, dict) or metrics.get("format") != FORMAT:
-        raise ReportError(
-            f'{path}: not a circuit-discovery run file (expected "format": "{FORMAT}"); {fix}'
-        )
-    version = metrics.get("schema_version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ReportError(f"{path}: invalid schema_version {version!r}; {fix} again")
-    if version > SCHEMA_VERSION:
-        raise ReportError(
-            f"{path}: schema_version {version} is newer than this circuit-discovery supports "
-            f"({SCHEMA_VERSION}); upgrade circuit-discovery to render it"
-        )
-    return metrics
+    """Read and check ``run_dir/metrics.json`` (a :class:`~circuits.app.run.RunRecord`);
+    raise :class:`ReportError` if it is unusable."""
+    return RunRecord.load(run_dir).to_dict()
 
 
 def _figure_names(metrics: Mapping[str, Any]) -> dict[str, str | None]:

@@ -45,6 +45,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from graphs.errors import CircuitDiscoveryError
+
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
 
@@ -86,7 +88,7 @@ _LOCAL_ADVICE = (
 )
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(CircuitDiscoveryError, RuntimeError):
     """A model could not be loaded or cannot be used for edge-level circuit discovery."""
 
 

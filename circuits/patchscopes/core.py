@@ -34,6 +34,8 @@ from typing import Any
 
 import torch
 
+from graphs.errors import CircuitDiscoveryError
+
 __all__ = [
     "PatchscopeError",
     "PatchscopeResult",
@@ -49,7 +51,7 @@ __all__ = [
 ]
 
 
-class PatchscopeError(ValueError):
+class PatchscopeError(CircuitDiscoveryError, ValueError):
     """Bad Patchscope input (layer or position out of range, hidden sizes that do not match,
     an unknown node); raised before any forward pass, the message names what is valid."""
 

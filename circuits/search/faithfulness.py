@@ -29,6 +29,7 @@ from attribution.metrics import Metric
 from attribution.passes import at_positions, collect_writes
 from attribution.run_setup import RunSetup
 from graphs import Graph
+from graphs.errors import CircuitDiscoveryError
 
 DEFAULT_FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
@@ -56,7 +57,7 @@ def _evaluator(model, graph, data, evaluator, setup, **given) -> CircuitEvaluato
     return evaluator
 
 
-class FaithfulnessError(ValueError):
+class FaithfulnessError(CircuitDiscoveryError, ValueError):
     """Faithfulness cannot be computed as asked (e.g. m(M) equals m(∅))."""
 
 

@@ -16,6 +16,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
+from graphs.errors import CircuitDiscoveryError
+
 __all__ = [
     "SPLITS",
     "TEST_FRACTION",
@@ -44,7 +46,7 @@ def words_of(text: str) -> list[str]:
     return re.findall(WORD_PATTERN, text)
 
 
-class TaskError(ValueError):
+class TaskError(CircuitDiscoveryError, ValueError):
     """Bad task input (unknown task or split, impossible request); the message names the fix."""
 
 

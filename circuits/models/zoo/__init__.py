@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from graphs.errors import CircuitDiscoveryError
+
 __all__ = ["DEFAULT_MODEL", "MODELS_DIR", "ZooError", "available", "load", "model_dir"]
 
 #: Where the shipped model folders live.
@@ -23,7 +25,7 @@ MODELS_DIR: Path = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = "toy-gpt2"
 
 
-class ZooError(LookupError):
+class ZooError(CircuitDiscoveryError, LookupError):
     """An unknown or incomplete bundled model; the message lists the available ones."""
 
 
