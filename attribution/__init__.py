@@ -10,6 +10,7 @@ from attribution.methods import AttributionMethod, GradientMethod, get_method, r
 from attribution.metrics import METRICS, get_metric, kl, log_prob, logit_diff, prob_diff
 from attribution.quadrature import RULES, quadrature
 from attribution.run_setup import RunSetup
+from graphs.errors import CircuitDiscoveryError
 
 __all__ = [
     "ABLATIONS",
@@ -19,6 +20,7 @@ __all__ = [
     "Ablation",
     "AttributionMethod",
     "AttributionResult",
+    "CircuitDiscoveryError",
     "DataError",
     "GradientMethod",
     "MeanAblation",

@@ -34,16 +34,27 @@ def quadrature(
         nodes, weights = np.polynomial.legendre.leggauss(steps)
         return (0.5 * weights).tolist(), (0.5 * (1 + nodes)).tolist()
     m = steps
+    if m == 1 and rule != "riemann_trapezoid":
+        return [1.0], [{"riemann_left": 0.0, "riemann_right": 1.0, "riemann_middle": 0.5}[rule]]
+    weights = [1 / m] * m
     if rule == "riemann_trapezoid":  # points 1/(m-1) apart, ends halved
         weights = [1 / (m - 1)] * m
         weights[0] /= 2
         weights[-1] /= 2
-        return weights, torch.linspace(0, 1, m, dtype=dtype).tolist()
-    if m == 1:
-        return [1.0], [{"riemann_left": 0.0, "riemann_right": 1.0, "riemann_middle": 0.5}[rule]]
+    # (numerator offset, numerator step, denominator) of point k: (a + b·k) / c
+    a, b, c = {
+        "riemann_left": (0, 1, m),
+        "riemann_right": (1, 1, m),
+        "riemann_middle": (1, 2, 2 * m),
+        "riemann_trapezoid": (0, 1, m - 1),
+    }[rule]
+    if dtype == torch.float64:  # correctly rounded k/m (linspace is off by an ulp at places)
+        return weights, [(a + b * k) / c for k in range(m)]
+    # lower precisions: the very linspace captum uses, so float32 runs are unchanged
     start, end = {
         "riemann_left": (0.0, 1 - 1 / m),
         "riemann_right": (1 / m, 1.0),
         "riemann_middle": (1 / (2 * m), 1 - 1 / (2 * m)),
+        "riemann_trapezoid": (0.0, 1.0),
     }[rule]
-    return [1 / m] * m, torch.linspace(start, end, m, dtype=dtype).tolist()
+    return weights, torch.linspace(start, end, m, dtype=dtype).tolist()

@@ -33,6 +33,7 @@ from circuits.search.select import (
     top_n,
 )
 from circuits.tasks import TASK_NAMES, get_task
+from graphs.errors import CircuitDiscoveryError
 
 __all__ = [
     "DEFAULT_FRACTIONS",
@@ -43,6 +44,7 @@ __all__ = [
     "zoo",
     "PROCESSING",
     "SUPPORTED_ARCHITECTURES",
+    "CircuitDiscoveryError",
     "CircuitEvaluator",
     "Faithfulness",
     "FaithfulnessCurve",

@@ -1,6 +1,13 @@
 """Computational graphs over TransformerLens models: nodes, ports, edges, scores."""
 
-from graphs.errors import GraphError, GraphFormatError, GraphMismatchError, UnknownEdgeError
+from graphs.circuit import Circuit
+from graphs.errors import (
+    CircuitDiscoveryError,
+    GraphError,
+    GraphFormatError,
+    GraphMismatchError,
+    UnknownEdgeError,
+)
 from graphs.graph import Edge, EdgeView, Graph
 from graphs.graphml_io import load_graphml, save_graphml
 from graphs.json_io import load_json, save_json
@@ -12,6 +19,8 @@ from graphs.tensor_io import load_safetensors, save_safetensors
 __all__ = [
     "INPUT",
     "LOGITS",
+    "Circuit",
+    "CircuitDiscoveryError",
     "Edge",
     "EdgeView",
     "Graph",
