@@ -39,7 +39,8 @@ def _target(text: str) -> tuple[float, float | None]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from attribution import ABLATIONS, METHODS, METRICS, RULES
+    from attribution import ABLATIONS, METRICS, RULES
+    from attribution.methods import method_names
     from circuits.app.discovery import DTYPES
     from circuits.models.zoo import DEFAULT_MODEL
     from circuits.tasks import TASK_NAMES
@@ -101,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--method",
         default="eap-ig-inputs",
-        choices=METHODS,
+        choices=method_names(),  # read now: methods registered after import count too
         help="edge scoring method (default: eap-ig-inputs)",
     )
     d.add_argument("--steps", type=int, default=5, help="integrated-gradients steps (default: 5)")

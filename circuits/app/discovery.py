@@ -28,9 +28,10 @@ from typing import Any
 
 import torch
 
-from attribution import ABLATIONS, METHODS, METRICS, RULES, RunSetup, attribute, get_method
+from attribution import ABLATIONS, METRICS, RULES, RunSetup, attribute, get_method
 from attribution.ablation import as_ablation
 from attribution.distributed import is_main_process
+from attribution.methods import method_names
 from circuits.app.run import RUN_FORMAT, RunRecord, strict_json
 from circuits.search.faithfulness import (
     DEFAULT_FRACTIONS,
@@ -113,8 +114,10 @@ class DiscoverySettings:
             task = get_task(self.task)
         except TaskError as err:
             raise RunError(str(err)) from None
-        if self.method not in METHODS:
-            raise RunError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.method not in method_names():
+            raise RunError(
+                f"unknown method {self.method!r}; choose one of {', '.join(method_names())}"
+            )
         if self.ablation not in ABLATIONS:
             raise RunError(
                 f"unknown ablation {self.ablation!r}; choose one of {', '.join(ABLATIONS)}"
