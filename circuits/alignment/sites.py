@@ -35,7 +35,6 @@ __all__ = [
     "Site",
     "hidden_size",
     "resolve_positions",
-    "residual_site",
     "site_from_node",
     "validate_site",
 ]
@@ -122,14 +121,6 @@ class Site:
             positions=tuple(pos) if isinstance(pos, list) else pos,
             head=data.get("head"),
         )
-
-
-def residual_site(layer: int, positions: Positions = "last", *, where: str = "pre") -> Site:
-    """The residual stream before (``where="pre"``) or after (``"post"``, ``"mid"``) block
-    ``layer``."""
-    if where not in ("pre", "mid", "post"):
-        raise AlignmentError(f"where must be 'pre', 'mid' or 'post', got {where!r}")
-    return Site(f"blocks.{layer}.hook_resid_{where}", positions)
 
 
 def site_from_node(graph_or_model: Any, node: str, positions: Positions = "last") -> Site:
