@@ -13,7 +13,7 @@ import threading
 
 import pytest
 import torch
-from conftest import ARCH_IDS, ARCHITECTURES
+from conftest import ARCH_IDS, ARCHITECTURES, randomize_weights
 
 from circuits.models import (
     PROCESSING,
@@ -37,17 +37,9 @@ def _tokens(batch: int = 2, pos: int = 7, seed: int = 1) -> torch.Tensor:
 
 
 def _perturb(model, seed: int = 0):
-    """Give biases and norm weights random values (HF initialises them to 0 and 1 / 0).
-
-    Zero biases and unit norms would let a missing bias or a mishandled norm go unnoticed.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name.endswith("bias") or "norm" in name or ".ln_" in name:
-                noise = torch.randn(param.shape, generator=generator, dtype=param.dtype)
-                param.add_(0.2 * noise)
-    return model
+    """Random biases and norm gains (HF initialises them to 0 and 1), so a missing bias or a
+    mishandled norm cannot go unnoticed."""
+    return randomize_weights(model, seed, std=0.2, gemma_offset=True)
 
 
 def _hf_logits(model, tokens: torch.Tensor) -> torch.Tensor:
