@@ -205,6 +205,7 @@ def gpt2_files(tmp_path_factory):
     return graph, paths, loaded
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_gpt2_small_round_trip(gpt2_files, fmt):
     graph, _, loaded = gpt2_files
@@ -212,6 +213,7 @@ def test_gpt2_small_round_trip(gpt2_files, fmt):
     assert_same(graph, loaded[fmt])
 
 
+@pytest.mark.slow
 def test_gpt2_small_graphml_as_plain_xml(gpt2_files):
     """Other tools see the GraphML as XML: count nodes and edges without networkx."""
     graph, paths, _ = gpt2_files
