@@ -33,5 +33,6 @@ bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.bench_attribution $(BENCH_ARGS)
 	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.bench_faithfulness
 	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.bench_memory
+	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.bench_graph_ops
 
 .PHONY: install demo test lint bench

@@ -39,28 +39,52 @@ def tiny_bridge(architecture: str, seed: int = 0, **overrides):
     return load_model(random_hf_model(architecture, seed=seed, **overrides))
 
 
+def randomize_weights(
+    hf_model,
+    seed: int,
+    *,
+    std: float = 0.3,
+    scale: float = 1.0,
+    scale_embeddings: bool = False,
+    gemma_offset: bool = False,
+):
+    """Give ``hf_model`` random biases (N(0, std²)) and norm gains (1 + N(0, std²)), since HF
+    initialises them to 0 and 1 and a mishandled bias or norm would go unnoticed; multiply the
+    other weight matrices by ``scale`` (sharper attention, so the corrupted prompt matters),
+    embeddings too with ``scale_embeddings``. Gemma-2 stores a norm's gain as an offset from 1:
+    ``gemma_offset`` draws that offset, otherwise the stored value is set to 1 + N(0, std²)
+    (gain about 2). Returns ``hf_model``, changed in place.
+
+    One noise draw per (module, parameter) in module order, whatever the parameter's role, so
+    a parameter's numbers do not depend on the options; tied weights are scaled once.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    offset = gemma_offset and type(hf_model).__name__ == "Gemma2ForCausalLM"
+    scaled: set[int] = set()
+    with torch.no_grad():
+        for module_name, module in hf_model.named_modules():
+            is_norm = "norm" in type(module).__name__.lower()
+            is_embedding = any(e in module_name for e in ("emb", "wte", "wpe"))
+            for name, p in module.named_parameters(recurse=False):
+                noise = (std * torch.randn(p.shape, generator=gen, dtype=torch.float64)).to(p.dtype)
+                if name == "bias":
+                    p.copy_(noise)
+                elif is_norm:
+                    p.copy_(noise if offset else 1 + noise)
+                elif (scale_embeddings or not is_embedding) and id(p) not in scaled:
+                    scaled.add(id(p))
+                    p.mul_(scale)
+    return hf_model
+
+
 def randomized_bridge(architecture: str, seed: int = 0, *, scale: float = 1.0, **overrides):
-    """A float64 bridge with random biases (N(0, 0.3)) and norm weights (1 + 0.3 N), since HF
-    initialises them to 0 and 1 and a mishandled bias or norm would go unnoticed; with
-    ``scale`` the non-embedding weight matrices are multiplied by it (sharper attention, so
-    that the corrupted prompt matters and faithfulness curves are not flat)."""
+    """A float64 bridge over a random tiny HF model with random biases and norms and 2-D
+    non-embedding weights multiplied by ``scale`` (:func:`randomize_weights`)."""
     from circuits.models import load_model
     from circuits.models.random import random_hf_model
 
     hf = random_hf_model(architecture, seed=seed, dtype=torch.float64, **overrides)
-    gen = torch.Generator().manual_seed(1000 + seed)
-    with torch.no_grad():
-        for module_name, module in hf.named_modules():
-            is_norm = "norm" in type(module).__name__.lower()
-            for name, p in module.named_parameters(recurse=False):
-                noise = torch.randn(p.shape, generator=gen, dtype=p.dtype)
-                if is_norm and name == "weight":
-                    p.copy_(1 + 0.3 * noise)
-                elif name == "bias":
-                    p.copy_(0.3 * noise)
-                elif p.dim() == 2 and not any(e in module_name for e in ("emb", "wte", "wpe")):
-                    p.mul_(scale)
-    return load_model(hf)
+    return load_model(randomize_weights(hf, 1000 + seed, scale=scale))
 
 
 def random_pairs(n: int, pos: int, seed: int, *, padded: bool = False, vocab: int = 128):

@@ -428,6 +428,7 @@ def test_scan_table_and_heatmap(tmp_path, planted):
 PRICE_SITE = Site("blocks.2.hook_resid_pre", -1)
 
 
+@pytest.mark.slow
 def test_price_tagging_boundless_das_beats_controls():
     """Claim 2 (small version of the docs' experiment): Boundless DAS at the site the
     layers × positions scan picks (docs/alignment.md) aligns ``above_lower`` with held-out IIA
@@ -446,6 +447,7 @@ def test_price_tagging_boundless_das_beats_controls():
     assert control["iia"] <= 0.6 and control["iia_informative"] <= 0.2
 
 
+@pytest.mark.slow
 def test_mdas_disentangles_better_than_cause_only_das():
     """Claim 3: at the same site and dimension, MDAS (cause + isolate objectives) reaches a
     higher RAVEL Disentangle score than DAS trained on the cause objective alone."""

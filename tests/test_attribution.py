@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-from conftest import ARCH_IDS, ARCHITECTURES
+from conftest import ARCH_IDS, ARCHITECTURES, randomize_weights
 
 from attribution import (
     METHODS,
@@ -59,25 +59,10 @@ class Case:
     eps: float
 
 
-def _randomise(hf_model, seed: int, weight_scale: float = 1.0) -> None:
-    """Biases ~ N(0, 0.3²); norm gains 1 + N(0, 0.3²) (Gemma-2 stores the offset, so N(0, 0.3²));
-    every other weight multiplied by ``weight_scale``."""
-    gen = torch.Generator().manual_seed(seed)
-    gemma = type(hf_model).__name__ == GEMMA
-    with torch.no_grad():
-        for name, p in hf_model.named_parameters():
-            noise = (0.3 * torch.randn(p.shape, generator=gen, dtype=F64)).to(p.dtype)
-            if name.endswith("bias"):
-                p.copy_(noise)
-            elif "norm" in name or ".ln_" in name:
-                p.copy_(noise if gemma else 1 + noise)
-            else:
-                p.mul_(weight_scale)
-
-
 def _build(arch, seed=0, dtype=F64, scale=1.0, **overrides) -> Case:
     hf = random_hf_model(arch, seed=seed, dtype=dtype, **overrides)
-    _randomise(hf, seed + 1000, scale)
+    # every other weight ×scale, embeddings too; Gemma-2 norm offsets drawn around 0
+    randomize_weights(hf, seed + 1000, scale=scale, scale_embeddings=True, gemma_offset=True)
     gains, eps = [], 0.0
     if arch == GEMMA:
         gains = [

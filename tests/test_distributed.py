@@ -21,6 +21,7 @@ def test_without_a_process_group_everything_is_local():
     assert distributed.all_reduce_sum(x) is x and distributed.all_gather_rows(x) is x
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_match_one_process(tmp_path):
     sys.path.insert(0, str(Path(__file__).parent))
     try:
@@ -74,6 +75,7 @@ def test_backend_choice_under_torchrun(monkeypatch, cuda):
     assert where == (torch.device("cuda", 1) if cuda else torch.device("cpu"))
 
 
+@pytest.mark.slow
 def test_circuits_discover_under_torchrun_writes_once_and_matches_one_process(tmp_path):
     """`torchrun -m circuits discover` with 2 gloo processes: one run folder (rank 0), one
     summary line, and the same scores, circuit and held-out faithfulness as one process

@@ -31,6 +31,7 @@ from circuits.app.figures import (  # noqa: E402
     score_histogram_figure,
     svg_id,
 )
+from circuits.patchscopes import heatmap_figure  # noqa: E402
 from circuits.search.faithfulness import FaithfulnessCurve  # noqa: E402
 from circuits.search.minimal import Evaluation, MinimalCircuit  # noqa: E402
 from graphs import Graph  # noqa: E402
@@ -249,6 +250,21 @@ def test_svg_output_is_deterministic_and_no_pyplot_figures_leak(mha_graph, tmp_p
     assert plt.get_fignums() == before
     fig = circuit_figure(mha_graph)
     assert fig.get_axes()[0].get_title().startswith("Circuit of tiny: 7 edges")
+
+
+def test_patchscope_heatmap_uses_the_shared_plotting_helpers(tmp_path):
+    from circuits.patchscopes import Heatmap
+
+    heat = Heatmap(torch.tensor([[0.1, 0.9], [0.5, 0.7], [1.0, 0.0]]), [0, 1, 2], [0, 1], n=4)
+    before = plt.get_fignums()
+    png, svg = heat.save(tmp_path / "a")
+    _, svg2 = heat.save(tmp_path / "b")
+    assert svg.read_bytes() == svg2.read_bytes() and b"<text" not in svg.read_bytes()
+    assert plt.get_fignums() == before
+    height, width = mpimg.imread(png).shape[:2]
+    assert (width, height) == (round((1.2 + 0.7 * 2) * DPI), round((1.0 + 0.6 * 3) * DPI))
+    cells = [t.get_text() for t in heatmap_figure(heat).get_axes()[0].texts]
+    assert cells == ["0.10", "0.90", "0.50", "0.70", "1.00", "0.00"]
 
 
 # --------------------------------------------------------------------------- faithfulness

@@ -72,6 +72,7 @@ def test_budget_chooses_a_chunk_that_fits_and_the_prediction_is_printed(capsys):
         attribute(model, graph, random_pairs(4, 6, seed=0), method="eap", node_chunk=0, quiet=True)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="measures RSS through /proc")
 def test_measured_peak_falls_with_the_chunk_and_matches_the_prediction():
     from benchmarks.bench_memory import run_isolated

@@ -10,11 +10,10 @@ import copy
 import json
 import socket
 import threading
-import time
 
 import pytest
 import torch
-from conftest import ARCH_IDS, ARCHITECTURES
+from conftest import ARCH_IDS, ARCHITECTURES, randomize_weights
 
 from circuits.models import (
     PROCESSING,
@@ -38,17 +37,9 @@ def _tokens(batch: int = 2, pos: int = 7, seed: int = 1) -> torch.Tensor:
 
 
 def _perturb(model, seed: int = 0):
-    """Give biases and norm weights random values (HF initialises them to 0 and 1 / 0).
-
-    Zero biases and unit norms would let a missing bias or a mishandled norm go unnoticed.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name.endswith("bias") or "norm" in name or ".ln_" in name:
-                noise = torch.randn(param.shape, generator=generator, dtype=param.dtype)
-                param.add_(0.2 * noise)
-    return model
+    """Random biases and norm gains (HF initialises them to 0 and 1), so a missing bias or a
+    mishandled norm cannot go unnoticed."""
+    return randomize_weights(model, seed, std=0.2, gemma_offset=True)
 
 
 def _hf_logits(model, tokens: torch.Tensor) -> torch.Tensor:
@@ -279,14 +270,13 @@ def test_empty_directory_names_config_json(tmp_path):
     assert str(tmp_path) in str(info.value)
 
 
-def test_missing_local_path_is_not_sent_to_the_hub(tmp_path):
+def test_missing_local_path_is_not_sent_to_the_hub(tmp_path, monkeypatch):
+    monkeypatch.setattr(models, "_load_hub", _fail_if_called("the Hub was asked"))
     missing = tmp_path / "nope"
-    start = time.perf_counter()
     with pytest.raises(ModelLoadError, match="does not exist"):
         load_model(missing)
     with pytest.raises(ModelLoadError, match="does not exist"):
         load_model(str(missing))
-    assert time.perf_counter() - start < 2
 
 
 def test_directory_without_weights(tmp_path):
@@ -347,17 +337,22 @@ def test_non_model_source_is_a_type_error():
 # --------------------------------------------------------------------------- Hub names
 
 
+def _fail_if_called(what: str):
+    def fail(*args, **kwargs):
+        raise AssertionError(f"{what}: {args} {kwargs}")
+
+    return fail
+
+
 def test_hub_name_offline_fails_fast(monkeypatch):
+    """Offline, a Hub name not in the cache fails without touching the network."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    start = time.perf_counter()
+    monkeypatch.setattr(models, "_hub_reachable", _fail_if_called("the Hub was probed"))
     with pytest.raises(ModelLoadError) as info:
         load_model("gpt2")
-    elapsed = time.perf_counter() - start
-    print(f"offline hub-name error after {elapsed:.2f} s")
     message = str(info.value)
     assert "offline" in message
     assert "local" in message and "save_pretrained" in message
-    assert elapsed < 5
 
 
 def test_hub_name_offline_is_read_at_call_time(monkeypatch, online_env):
@@ -367,19 +362,27 @@ def test_hub_name_offline_is_read_at_call_time(monkeypatch, online_env):
         load_model("gpt2")
 
 
-def test_hub_name_without_network_fails_fast(online_env):
-    """No offline flag: the probe (or, with a network, the Hub's 404) ends it quickly."""
-    start = time.perf_counter()
+def test_hub_name_without_network_fails_fast(monkeypatch, online_env):
+    """No offline flag: one probe of the Hub, bounded by HUB_PROBE_TIMEOUT_S, ends it (or,
+    with a network, the Hub's 404 does)."""
+    probes = []
+    reachable = models._hub_reachable
+
+    def probe(endpoint, timeout):
+        probes.append((endpoint, timeout))
+        return reachable(endpoint, timeout)
+
+    monkeypatch.setattr(models, "_hub_reachable", probe)
     with pytest.raises(ModelLoadError) as info:
         load_model("circuit-discovery-tests/no-such-model")
-    elapsed = time.perf_counter() - start
-    print(f"hub-name error without offline flag after {elapsed:.2f} s: {info.value}")
     assert "local" in str(info.value)
-    assert elapsed < 10
+    assert probes == [(online_env.ENDPOINT, models.HUB_PROBE_TIMEOUT_S)]
+    assert models.HUB_PROBE_TIMEOUT_S <= 5
 
 
 def test_hub_probe_is_bounded_by_its_timeout(monkeypatch, online_env):
-    """An endpoint that accepts connections but never answers is given up on in time."""
+    """An endpoint that accepts connections but never answers is given up on: without the
+    probe's timeout this call would never return."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(4)
@@ -399,10 +402,8 @@ def test_hub_probe_is_bounded_by_its_timeout(monkeypatch, online_env):
     monkeypatch.setattr(online_env, "ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
     monkeypatch.setattr(models, "HUB_PROBE_TIMEOUT_S", 0.5)
     try:
-        start = time.perf_counter()
         with pytest.raises(ModelLoadError, match="cannot reach the Hugging Face Hub") as info:
             load_model("gpt2")
-        elapsed = time.perf_counter() - start
     finally:
         stop.set()
         thread.join(2)
@@ -410,7 +411,6 @@ def test_hub_probe_is_bounded_by_its_timeout(monkeypatch, online_env):
             conn.close()
         server.close()
     assert "load_model('/path/to/dir')" in str(info.value)
-    assert elapsed < 3
 
 
 def _fake_hub_cache(tmp_path, monkeypatch, repo: str, model, tokenizer=None):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import networkx as nx
 import pytest
@@ -420,27 +419,27 @@ def test_greedy_is_deterministic_and_prunes_dead():
     assert pruned.count_included_edges() <= 60
 
 
-# ----------------------------------------------------------------------------- speed
-def test_top_n_and_prune_dead_fast_on_llama3_8b_shape():
+# ----------------------------------------------------------------------------- large shapes
+# Their speed is measured by benchmarks/bench_graph_ops.py; here only the results.
+def test_top_n_and_prune_dead_on_llama3_8b_shape():
     graph = Graph(ModelSpec(n_layers=32, n_heads=32, n_kv_heads=8))
     assert graph.n_edges == 805_681
     graph.set_scores(torch.randn(graph.n_forward, graph.n_backward, generator=torch.Generator()))
-    start = time.perf_counter()
-    applied(top_n, graph, 20_000)
-    applied(threshold, graph, 2.0)
+    applied(top_n, graph, 20_000, prune_dead=False)
+    assert graph.count_included_edges() == 20_000
+    applied(threshold, graph, 2.0, prune_dead=False)
+    above = graph.real_edges & (graph.scores.abs() >= 2.0)
+    assert torch.equal(graph.in_graph, above) and 0 < int(above.sum()) < 805_681
     applied(prune_dead_edges, graph)
-    elapsed = time.perf_counter() - start
-    assert 0 < graph.count_included_edges() <= 805_681
-    assert elapsed < 10, f"top_n + threshold + prune_dead took {elapsed:.2f} s"
+    alive = graph.in_graph.clone()
+    assert 0 < int(alive.sum()) <= int(above.sum()) and not bool((alive & ~above).any())
+    assert torch.equal(prune_dead_edges(graph).edges, alive)  # pruning is idempotent
 
 
-def test_greedy_fast_on_gpt2_small_shape():
+def test_greedy_on_gpt2_small_shape():
     graph = scored(ModelSpec(n_layers=12, n_heads=12), seed=0)
-    start = time.perf_counter()
     applied(greedy, graph, 2000, prune_dead=False)
-    elapsed = time.perf_counter() - start
     assert graph.count_included_edges() == 2000
-    assert elapsed < 10, f"applied(greedy, n=2000) took {elapsed:.2f} s"
 
 
 # ----------------------------------------------------------------------------- bad input

@@ -32,7 +32,6 @@ from circuits.alignment.interventions import (
     Subspace,
     cosine,
     random_orthogonal,
-    subspace_overlap,
 )
 from circuits.alignment.io import load_intervention, save_intervention
 from circuits.alignment.metrics import (
@@ -47,7 +46,6 @@ from circuits.alignment.sites import (
     AlignmentError,
     Site,
     hidden_size,
-    residual_site,
     resolve_positions,
     site_from_node,
     validate_site,
@@ -91,14 +89,12 @@ __all__ = [
     "predict",
     "random_orthogonal",
     "ravel_scores",
-    "residual_site",
     "resolve_positions",
     "save_intervention",
     "scan",
     "shuffled_variable",
     "site_from_node",
     "source_vectors",
-    "subspace_overlap",
     "task_accuracy",
     "train_intervention",
     "validate_site",

@@ -37,7 +37,6 @@ __all__ = [
     "Subspace",
     "cosine",
     "random_orthogonal",
-    "subspace_overlap",
 ]
 
 
@@ -263,14 +262,6 @@ class LowRankDAS(Intervention):
         self._check(base, source)
         r = self.basis().to(base.dtype)
         return base + (source @ r.T - base @ r.T) @ r
-
-
-def subspace_overlap(a: torch.Tensor, b: torch.Tensor) -> float:
-    """How much two subspaces (rows = orthonormal bases) coincide: the mean squared cosine of
-    the principal angles, 1 for the same subspace, ``k/d`` on average for random ones."""
-    a, b = a.detach().double(), b.detach().double()
-    s = torch.linalg.svdvals(a @ b.T)
-    return float((s**2).sum() / max(1, min(a.shape[0], b.shape[0])))
 
 
 def cosine(u: torch.Tensor, v: torch.Tensor) -> float:

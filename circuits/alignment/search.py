@@ -57,29 +57,22 @@ class SearchResult:
 
     def heatmap(self, path: str | os.PathLike[str], *, title: str | None = None) -> list[Path]:
         """Write the table as a heatmap (``path`` ``.png`` and ``.svg``)."""
-        from matplotlib.figure import Figure
+        from circuits.plotting import draw_heatmap, figure_style, new_figure, save_and_close
 
-        from circuits.app.figures import save_figure
+        def build():
+            with figure_style():
+                fig = new_figure((1.2 + 0.9 * len(self.positions), 1.0 + 0.55 * len(self.layers)))
+                ax = fig.add_subplot(1, 1, 1)
+                image = draw_heatmap(ax, self.table.numpy())
+                ax.set_xticks(range(len(self.positions)), [str(p) for p in self.positions])
+                ax.set_yticks(range(len(self.layers)), [str(layer) for layer in self.layers])
+                ax.set_xlabel("position")
+                ax.set_ylabel(self.hook.replace("{layer}", "ℓ"))
+                ax.set_title(title or f"{self.metric} for {self.variable}")
+                fig.colorbar(image, ax=ax, fraction=0.05)
+            return fig
 
-        fig = Figure(figsize=(1.2 + 0.9 * len(self.positions), 1.0 + 0.55 * len(self.layers)))
-        ax = fig.add_subplot(1, 1, 1)
-        image = ax.imshow(self.table.numpy(), vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
-        ax.set_xticks(range(len(self.positions)), [str(p) for p in self.positions])
-        ax.set_yticks(range(len(self.layers)), [str(layer) for layer in self.layers])
-        ax.set_xlabel("position")
-        ax.set_ylabel(self.hook.replace("{layer}", "ℓ"))
-        for i in range(len(self.layers)):
-            for j in range(len(self.positions)):
-                v = float(self.table[i, j])
-                ax.text(j, i, f"{v:.2f}", ha="center", va="center",
-                        color="black" if v > 0.6 else "white", fontsize=8)  # fmt: skip
-        ax.set_title(title or f"{self.metric} for {self.variable}")
-        fig.colorbar(image, ax=ax, fraction=0.05)
-        fig.tight_layout()
-        try:
-            return save_figure(fig, path)
-        finally:
-            fig.clear()
+        return save_and_close(build, path)
 
 
 def scan(

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from circuits.hook_names import writer_hook, writer_node
 from graphs.errors import CircuitDiscoveryError
 
 __all__ = [
@@ -35,7 +36,6 @@ __all__ = [
     "Site",
     "hidden_size",
     "resolve_positions",
-    "residual_site",
     "site_from_node",
     "validate_site",
 ]
@@ -124,14 +124,6 @@ class Site:
         )
 
 
-def residual_site(layer: int, positions: Positions = "last", *, where: str = "pre") -> Site:
-    """The residual stream before (``where="pre"``) or after (``"post"``, ``"mid"``) block
-    ``layer``."""
-    if where not in ("pre", "mid", "post"):
-        raise AlignmentError(f"where must be 'pre', 'mid' or 'post', got {where!r}")
-    return Site(f"blocks.{layer}.hook_resid_{where}", positions)
-
-
 def site_from_node(graph_or_model: Any, node: str, positions: Positions = "last") -> Site:
     """The site of a circuit-graph node's write into the residual stream.
 
@@ -145,21 +137,8 @@ def site_from_node(graph_or_model: Any, node: str, positions: Positions = "last"
     graph = (
         graph_or_model if isinstance(graph_or_model, Graph) else Graph.from_model(graph_or_model)
     )
-    found = graph.layout.node_by_name.get(node) if isinstance(node, str) else None
-    if found is None or found.forward_index < 0:
-        spec = graph.spec
-        close = difflib.get_close_matches(str(node), list(graph.layout.node_by_name), n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise AlignmentError(
-            f"unknown node {node!r}{hint}: a node that writes to the residual stream is "
-            f"'input', 'a{{l}}.h{{h}}' or 'm{{l}}' with l in 0..{spec.n_layers - 1} and h in "
-            f"0..{spec.n_heads - 1} ('logits' writes nothing)"
-        )
-    if found.kind == "input":
-        return Site("blocks.0.hook_resid_pre", positions)
-    if found.kind == "attention":
-        return Site(f"blocks.{found.layer}.attn.hook_result", positions, head=found.head)
-    return Site(f"blocks.{found.layer}.hook_mlp_out", positions)
+    hook, head = writer_hook(writer_node(graph, node, AlignmentError))
+    return Site(hook, positions, head=head)
 
 
 def _probe_shape(model: Any, hook: str) -> tuple[int, ...]:

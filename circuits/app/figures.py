@@ -6,12 +6,9 @@ both paths. Files are written atomically (:func:`graphs.atomic_files.atomic_writ
 never sees half a file.
 
 No graphviz (or any other system program) is needed: the circuit's layout is computed here from
-the model's layer grid and drawn with matplotlib. Figures are plain
-:class:`matplotlib.figure.Figure` objects with an Agg canvas, never registered with pyplot, so
-no GUI backend is touched and nothing is left open. Text uses matplotlib's bundled DejaVu Sans
-and SVG files store glyphs as paths (``svg.fonttype = "path"``, set locally), so they render the
-same on machines without any fonts; the SVG carries no date and fixed ids, so the same input
-gives the same file.
+the model's layer grid and drawn with matplotlib. Figure creation, style and saving (Agg canvas,
+no pyplot, font-independent and reproducible SVG) are :mod:`circuits.plotting`'s;
+``DPI`` and ``save_figure`` are re-exported here for older callers.
 
 Every drawn element that a test or a script may want to find carries a ``gid`` (the ``id`` of
 its ``<g>`` in the SVG), see :func:`svg_id`: ``edge-<edge>``, ``node-<node>``, ``port-<port>``
@@ -27,26 +24,23 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import matplotlib
 import numpy as np
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import PathPatch
 from matplotlib.path import Path as MplPath
 
-from graphs.atomic_files import atomic_write
+from circuits.plotting import DPI, figure_style, new_figure, save_and_close, save_figure
 from graphs.graph import Graph
 from graphs.layout import INPUT, LOGITS
 
 __all__ = [
+    "DPI",
     "PORT_STYLES",
     "CircuitDrawing",
     "DrawnEdge",
@@ -67,7 +61,6 @@ __all__ = [
     "svg_id",
 ]
 
-DPI = 150
 EMPTY_NOTE = "empty circuit: no edges to draw"
 
 # Line style of an edge by the kind of port it enters (matplotlib dash specifications).
@@ -100,13 +93,6 @@ _NODE_STYLE = {  # marker, face colour, label
 }
 _PORT_MARKER = ("d", "#ffffff", "shared k/v port (grouped-query)")
 
-_RC = {
-    "svg.fonttype": "path",
-    "svg.hashsalt": "circuit-discovery",
-    "font.family": "DejaVu Sans",
-    "axes.unicode_minus": True,
-}
-
 
 # --------------------------------------------------------------------------- helpers
 def svg_id(prefix: str, name: str) -> str:
@@ -118,51 +104,6 @@ def svg_id(prefix: str, name: str) -> str:
     """
     safe = name.replace("->", "__").replace("<", "_").replace(">", "")
     return f"{prefix}-{safe}"
-
-
-@contextmanager
-def _style() -> Iterator[None]:
-    with matplotlib.rc_context(_RC):
-        yield
-
-
-def _new_figure(figsize: tuple[float, float]) -> Figure:
-    fig = Figure(figsize=figsize, dpi=DPI, layout="constrained")
-    fig.get_layout_engine().set(w_pad=6 / 72, h_pad=6 / 72)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _output_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
-    path = Path(path)
-    return path.with_suffix(".png"), path.with_suffix(".svg")
-
-
-def save_figure(fig: Figure, path: str | os.PathLike[str]) -> list[Path]:
-    """Write ``fig`` to ``path.with_suffix('.png')`` and ``.svg`` atomically (parent folders are
-    created) and return both paths. The figure keeps its size: PNG pixels are
-    ``figsize * 150`` dpi."""
-    paths = _output_paths(path)
-    paths[0].parent.mkdir(parents=True, exist_ok=True)
-    with _style():
-        for out in paths:
-            fmt = out.suffix[1:]
-            with atomic_write(out) as handle:
-                fig.savefig(
-                    handle,
-                    format=fmt,
-                    dpi=DPI,
-                    metadata={"Date": None} if fmt == "svg" else None,
-                )
-    return list(paths)
-
-
-def _save_and_close(build, path: str | os.PathLike[str]) -> list[Path]:
-    fig = build()
-    try:
-        return save_figure(fig, path)
-    finally:
-        fig.clear()  # a bare Figure is not held by pyplot; clearing frees its artists now
 
 
 def _model_name(graph: Graph) -> str:
@@ -376,7 +317,7 @@ def _edge_path(edge: DrawnEdge) -> MplPath:
 
 def _render_circuit(drawing: CircuitDrawing) -> Figure:
     L, H = drawing.n_layers, drawing.n_heads
-    fig = _new_figure(drawing.figsize)
+    fig = new_figure(drawing.figsize)
     ax = fig.add_subplot()
     ax.set_title(drawing.title, fontsize=11)
     marker_size = 10.0 if H <= 16 else 7.0
@@ -508,7 +449,7 @@ def circuit_figure(
     graph: Graph, *, title: str | None = None, max_edges: int | None = None
 ) -> Figure:
     """The circuit drawn by :func:`draw_circuit`, as a figure (not saved)."""
-    with _style():
+    with figure_style():
         return _render_circuit(circuit_drawing(graph, title=title, max_edges=max_edges))
 
 
@@ -531,7 +472,7 @@ def draw_circuit(
     cut to its top ``max_edges`` edges by ``|score|`` and the title says so. An empty circuit
     gives a figure with an "empty circuit" note. Returns ``[png_path, svg_path]``.
     """
-    return _save_and_close(lambda: circuit_figure(graph, title=title, max_edges=max_edges), path)
+    return save_and_close(lambda: circuit_figure(graph, title=title, max_edges=max_edges), path)
 
 
 # --------------------------------------------------------------------------- faithfulness
@@ -601,8 +542,8 @@ def faithfulness_figure(
 ) -> Figure:
     """The plot of :func:`plot_faithfulness_curve`, as a figure (not saved)."""
     data = faithfulness_plot_data(curve, minimal)
-    with _style():
-        fig = _new_figure((7.5, 4.8))
+    with figure_style():
+        fig = new_figure((7.5, 4.8))
         ax = fig.add_subplot()
         ax.set_xscale("log")
         if data.evaluations:
@@ -712,7 +653,7 @@ def plot_faithfulness_curve(
     and the minimal circuit itself as a star. CPR and CMD are in the title and legend.
     Returns ``[png_path, svg_path]``.
     """
-    return _save_and_close(lambda: faithfulness_figure(curve, minimal=minimal, title=title), path)
+    return save_and_close(lambda: faithfulness_figure(curve, minimal=minimal, title=title), path)
 
 
 # --------------------------------------------------------------------------- scores
@@ -757,8 +698,8 @@ def score_histogram_data(graph: Graph, *, bins: int = 60) -> ScoreHistogram:
 def score_histogram_figure(graph: Graph, *, title: str | None = None, bins: int = 60) -> Figure:
     """The histogram of :func:`plot_score_histogram`, as a figure (not saved)."""
     data = score_histogram_data(graph, bins=bins)
-    with _style():
-        fig = _new_figure((7.5, 4.5))
+    with figure_style():
+        fig = new_figure((7.5, 4.5))
         ax = fig.add_subplot()
         left = data.bin_edges[:-1]
         ax.hist(
@@ -815,4 +756,4 @@ def plot_score_histogram(
     another colour (over the same bins), on a log-scaled count axis, written to ``path`` as
     PNG and SVG. Scores follow the graph's sign convention, score = m(patched) − m(clean).
     Returns ``[png_path, svg_path]``."""
-    return _save_and_close(lambda: score_histogram_figure(graph, title=title, bins=bins), path)
+    return save_and_close(lambda: score_histogram_figure(graph, title=title, bins=bins), path)

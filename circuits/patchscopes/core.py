@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from circuits.hook_names import residual_hook, writer_node
 from graphs.errors import CircuitDiscoveryError
 
 __all__ = [
@@ -139,9 +140,8 @@ def hook_name(model: Any, layer: int) -> str:
     """The bridge hook whose output is the hidden state at ``layer`` (see the module
     docstring): ``blocks.{layer}.hook_resid_pre``, or the last block's ``hook_resid_post`` for
     ``layer == n_layers``."""
-    n = n_layers_of(model)
     check_layer(model, layer)
-    return f"blocks.{layer}.hook_resid_pre" if layer < n else f"blocks.{n - 1}.hook_resid_post"
+    return residual_hook(layer, n_layers_of(model))
 
 
 def check_layer(model: Any, layer: Any, what: str = "layer") -> int:
@@ -613,21 +613,10 @@ def node_output(
         graph = Graph.from_model(model)
     else:
         graph.check_compatible(model)
-    layout = graph.layout
     names = [node] if isinstance(node, str) else list(node)
     if not names:
         raise PatchscopeError("no node names given")
-    rows = []
-    for name in names:
-        found = layout.node_by_name.get(name) if isinstance(name, str) else None
-        if found is None or found.forward_index < 0:
-            spec = graph.spec
-            raise PatchscopeError(
-                f"unknown node {name!r}: a node that writes to the residual stream is 'input', "
-                f"'a{{l}}.h{{h}}' or 'm{{l}}' with l in 0..{spec.n_layers - 1} and h in "
-                f"0..{spec.n_heads - 1} ('logits' writes nothing)"
-            )
-        rows.append(found.forward_index)
+    rows = [writer_node(graph, name, PatchscopeError).forward_index for name in names]
     ids = encode_prompt(model, prompt, tokenizer)
     pos = check_position(position, len(ids))
     tokens, mask = _pad([ids], _pad_id(model, tokenizer), _device(model))

@@ -15,7 +15,7 @@ stream before block ``ℓ``, ``n_layers`` the final residual before the last nor
 - :func:`layer_heatmap`: share of sources decoded to an expected token, for every (source
   layer, target layer) pair; :func:`identity_heatmap` and :func:`attribute_heatmap` fill in
   the sources, the expected tokens and the target prompt.
-- :meth:`Heatmap.save` writes the grid as PNG and SVG (:func:`circuits.app.figures.save_figure`).
+- :meth:`Heatmap.save` writes the grid as PNG and SVG (:func:`circuits.plotting.save_figure`).
 """
 
 from __future__ import annotations
@@ -250,39 +250,26 @@ class Heatmap:
 
     def save(self, path: str | os.PathLike[str]) -> list[Path]:
         """Write the heatmap to ``path`` as ``.png`` and ``.svg``; returns both paths."""
-        from circuits.app.figures import save_figure
+        from circuits.plotting import save_and_close
 
-        fig = heatmap_figure(self)
-        try:
-            return save_figure(fig, path)
-        finally:
-            fig.clear()
+        return save_and_close(lambda: heatmap_figure(self), path)
 
 
 def heatmap_figure(heatmap: Heatmap) -> Any:
     """A matplotlib ``Figure`` (Agg canvas, no pyplot) of ``heatmap``, values written in cells."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from circuits.plotting import draw_heatmap, figure_style, new_figure
 
     n_s, n_t = len(heatmap.source_layers), len(heatmap.target_layers)
-    fig = Figure(figsize=(1.2 + 0.7 * n_t, 1.0 + 0.6 * n_s), dpi=150, layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    values = heatmap.values.double().numpy()
-    image = ax.imshow(values, vmin=0.0, vmax=1.0, cmap="viridis", origin="lower", aspect="auto")
-    ax.set_xticks(range(n_t), [str(t) for t in heatmap.target_layers])
-    ax.set_yticks(range(n_s), [str(s) for s in heatmap.source_layers])
-    ax.set_xlabel("target layer")
-    ax.set_ylabel("source layer")
-    ax.set_title(f"{heatmap.title} (n={heatmap.n})", fontsize=9)
-    for i in range(n_s):
-        for j in range(n_t):
-            v = values[i, j]
-            ax.text(
-                j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
-                color="black" if v > 0.6 else "white",
-            )  # fmt: skip
-    fig.colorbar(image, ax=ax, label=heatmap.metric)
+    with figure_style():
+        fig = new_figure((1.2 + 0.7 * n_t, 1.0 + 0.6 * n_s))
+        ax = fig.add_subplot()
+        image = draw_heatmap(ax, heatmap.values.double().numpy(), origin="lower", fontsize=7)
+        ax.set_xticks(range(n_t), [str(t) for t in heatmap.target_layers])
+        ax.set_yticks(range(n_s), [str(s) for s in heatmap.source_layers])
+        ax.set_xlabel("target layer")
+        ax.set_ylabel("source layer")
+        ax.set_title(f"{heatmap.title} (n={heatmap.n})", fontsize=9)
+        fig.colorbar(image, ax=ax, label=heatmap.metric)
     return fig
 
 
