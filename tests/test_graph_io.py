@@ -141,7 +141,7 @@ def test_only_in_graph_networkx_and_graphml(tmp_path):
     G = to_networkx(graph, only_in_graph=True)
     assert G.graph["only_in_graph"] is True
     kept = {d["name"] for _, _, d in G.edges(data=True) if d["kind"] == "edge"}
-    assert kept == set(graph.edges_in_graph())
+    assert kept == set(graph.edges_in_graph)
     assert all(d["in_graph"] for _, _, d in G.edges(data=True) if d["kind"] == "edge")
     for name in graph.nodes:  # nodes: flagged ones plus those the kept edges touch
         assert (name in G) == graph.node_in_graph(name)
