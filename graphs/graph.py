@@ -11,6 +11,7 @@ marks an edge the behaviour depends on. Pruning by default ranks by ``|score|``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -93,6 +94,19 @@ class EdgeView(Mapping[str, Edge]):
             yield self._graph._edge(up, port)
 
 
+class _CallableEdgeView(EdgeView):
+    """What ``edges_in_graph`` returns since it became a property: callable, returning itself,
+    so that code written for the old method (``graph.edges_in_graph()``) keeps working."""
+
+    def __call__(self) -> EdgeView:
+        warnings.warn(
+            "graph.edges_in_graph is a property now, like graph.edges: drop the parentheses",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self
+
+
 class Graph:
     """Edges of a model with scores and circuit membership.
 
@@ -158,8 +172,11 @@ class Graph:
     def edges(self) -> EdgeView:
         return EdgeView(self)
 
+    @property
     def edges_in_graph(self) -> EdgeView:
-        return EdgeView(self, self.real_edges & self.in_graph)
+        """The circuit's edges, a view like :attr:`edges` (calling it, the old method form,
+        still works with a DeprecationWarning)."""
+        return _CallableEdgeView(self, self.real_edges & self.in_graph)
 
     def edge(self, name: str) -> Edge:
         """The edge named ``"u->port"`` (e.g. ``"input->a0.h1<q>"``, ``"a3.h2->m5"``)."""

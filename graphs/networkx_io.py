@@ -10,6 +10,13 @@ Layout of the DiGraph:
   a DiGraph cannot hold parallel q/k/v edges from one upstream node to one head. Each has
   ``kind="port"`` edges to the heads that read it. MLP and logits ports are the component
   nodes themselves.
+- port edges ``port node -> head`` (derived, not stored: readers ignore their flags and
+  scores): ``kind="port"``; ``in_graph`` True when any circuit edge enters the port, so a
+  tool that keeps only ``in_graph`` edges keeps the circuit's paths through attention heads;
+  ``score`` the sum of the scores of the circuit edges entering the port (0.0 when none).
+  The sum, not the largest ``|score|``: scores are first-order estimates of patching an edge,
+  and first-order effects add, so the sum estimates patching all of the circuit's inputs to
+  that port at once, sign included. The port node carries the same ``in_graph``.
 - real edges ``upstream -> port node``: ``kind="edge"``, ``name``, ``port``, ``layer`` and
   ``head`` of the port, ``score`` (Python float), ``in_graph``.
 """
@@ -19,6 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 import networkx as nx
+import torch
 
 from graphs.edge_table import EdgeCollector, parse_flag
 from graphs.errors import GraphFormatError
@@ -43,6 +51,8 @@ def to_networkx(graph: Graph, *, only_in_graph: bool = False) -> nx.DiGraph:
     flags = graph.in_graph[mask].tolist()
     node_flags = graph.nodes_in_graph.tolist()
     port_in_graph = included.any(dim=0).tolist()
+    # where(), not a product: a NaN score outside the circuit must not reach the sum
+    port_scores = torch.where(included, graph.scores, 0.0).double().sum(dim=0).tolist()
 
     if only_in_graph:
         kept_ports = set(ports)
@@ -79,7 +89,12 @@ def to_networkx(graph: Graph, *, only_in_graph: bool = False) -> nx.DiGraph:
                 head=port.head,
                 in_graph=bool(port_in_graph[port.index]),
             )
-            G.add_edges_from((port.name, reader, {"kind": "port"}) for reader in port.nodes)
+            port_edge = {
+                "kind": "port",
+                "score": port_scores[port.index],
+                "in_graph": bool(port_in_graph[port.index]),
+            }
+            G.add_edges_from((port.name, reader, dict(port_edge)) for reader in port.nodes)
     G.add_edges_from(
         (
             layout.upstream[u].name,
@@ -103,7 +118,9 @@ def from_networkx(G: nx.DiGraph) -> Graph:
     """Rebuild a Graph from a DiGraph made by :func:`to_networkx` (or read from its GraphML).
 
     Edges of a full graph (``only_in_graph`` false) must all be present; in an
-    ``only_in_graph`` graph, absent edges get score 0 and ``in_graph`` False.
+    ``only_in_graph`` graph, absent edges get score 0 and ``in_graph`` False. The flags and
+    scores of port nodes and port edges are derived, so they are not read (a tool that edits
+    a circuit edits the real edges).
     """
     if not G.is_directed():
         raise GraphFormatError("the graph is undirected; circuit-discovery graphs are directed")
@@ -141,7 +158,7 @@ def from_networkx(G: nx.DiGraph) -> Graph:
         kind = data.get("kind")
         if kind == "port":
             _check_port_edge(graph, u, v)
-            continue
+            continue  # its in_graph and score are derived from the edges entering the port
         if kind != "edge":
             raise GraphFormatError(
                 f"{label} has kind={kind!r}; edges are kind 'edge' (upstream -> port) or "

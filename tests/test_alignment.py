@@ -455,3 +455,26 @@ def test_mdas_disentangles_better_than_cause_only_das():
     das, mdas = report["das_cause_only"], report["mdas"]
     assert mdas["disentangle"] > das["disentangle"] + 0.05
     assert mdas["iso"] > das["iso"]
+
+
+def test_documented_command_reproduces_the_planted_direction_table(capsys):
+    """``python -m circuits.alignment.experiments planted`` is what docs/alignment.md says its
+    table comes from: its defaults (steps included) must give the table's row (seed 1 here;
+    the command runs seeds 0, 1, 2 by default)."""
+    import json
+    import re
+    from pathlib import Path
+
+    from circuits.alignment.experiments import main
+
+    main(["planted", "--planted-seeds", "1"])
+    out = capsys.readouterr().out
+    run = json.loads(out[out.index("{") :])["seed 1"]
+    docs = (Path(__file__).parents[1] / "docs" / "alignment.md").read_text()
+    row = re.search(r"^\| 1 \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) / ([\d.]+) \|$", docs, re.M)
+    assert row is not None, "the planted-direction table has no row for seed 1"
+    random_iia, random_cos = map(float, row.groups()[2:])
+    assert f"{run['iia']:.3f}" == row.group(1) and f"{run['cosine']:.4f}" == row.group(2)
+    assert run["random_direction_iia"] == pytest.approx(random_iia, abs=0.005)
+    assert run["random_direction_cosine"] == pytest.approx(random_cos, abs=0.005)
+    assert f"for {int(run['steps'])} steps" in docs

@@ -205,7 +205,7 @@ def test_export(run_dir, tmp_path, fmt):
         text = out.read_text()
         assert text.startswith("digraph") and "rankdir=BT" in text
         # one DOT edge per (circuit edge, reader of its port)
-        n = sum(len(e.port.nodes) for e in original.edges_in_graph().values())
+        n = sum(len(e.port.nodes) for e in original.edges_in_graph.values())
         assert text.count(" -> ") == n
     else:
         assert Graph.load(out) == original

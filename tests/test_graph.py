@@ -110,6 +110,22 @@ def test_top_edges_and_set_scores():
         graph.set_scores(torch.zeros(3, 3))
 
 
+def test_edges_in_graph_is_a_property_like_edges():
+    graph = Graph(ModelSpec(n_layers=2, n_heads=2))
+    names = ["input->a0.h0<k>", "a0.h1->m1"]
+    for name in names:
+        graph.edge(name).in_graph = True
+    assert isinstance(Graph.edges, property) and isinstance(Graph.edges_in_graph, property)
+    view = graph.edges_in_graph
+    assert list(view) == names and len(view) == 2 and view["a0.h1->m1"].in_graph
+    with pytest.raises(KeyError):
+        view["input->m0"]  # an edge of the model, not of the circuit
+    # the old method form still works, with a warning, and gives the same view
+    with pytest.warns(DeprecationWarning, match="property now"):
+        called = graph.edges_in_graph()
+    assert dict(called) == dict(view)
+
+
 def test_edge_views_write_through_and_membership():
     graph = Graph(ModelSpec(n_layers=2, n_heads=2))
     edge = graph.edge("a0.h1->a1.h0<v>")
@@ -117,7 +133,7 @@ def test_edge_views_write_through_and_membership():
     edge.in_graph = True
     assert graph.scores[edge.index] == 2.5
     assert graph.count_included_edges() == 1
-    assert [e.name for e in graph.edges_in_graph().values()] == ["a0.h1->a1.h0<v>"]
+    assert [e.name for e in graph.edges_in_graph.values()] == ["a0.h1->a1.h0<v>"]
     flags = graph.in_graph.clone()
     graph.set_in_graph(flags)  # nodes follow from edges
     assert {n for n in graph.nodes if graph.node_in_graph(n)} == {"a0.h1", "a1.h0"}

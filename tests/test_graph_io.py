@@ -140,7 +140,7 @@ def test_only_in_graph_networkx_and_graphml(tmp_path):
     G = to_networkx(graph, only_in_graph=True)
     assert G.graph["only_in_graph"] is True
     kept = {d["name"] for _, _, d in G.edges(data=True) if d["kind"] == "edge"}
-    assert kept == set(graph.edges_in_graph())
+    assert kept == set(graph.edges_in_graph)
     assert all(d["in_graph"] for _, _, d in G.edges(data=True) if d["kind"] == "edge")
     for name in graph.nodes:  # nodes: flagged ones plus those the kept edges touch
         assert (name in G) == graph.node_in_graph(name)
@@ -302,6 +302,13 @@ def test_networkx_structure(spec_id):
         if port.port in ("q", "k", "v"):
             assert G.nodes[port.name]["kind"] == "port"
             assert set(G.successors(port.name)) == set(port.nodes)
+            entering = [e for e in graph.edges.values() if e.port == port and e.in_graph]
+            expected = sum(e.score for e in entering)  # recomputed edge by edge
+            scale = sum(abs(e.score) for e in entering)  # the summation order may differ
+            for reader in port.nodes:
+                attrs = G.edges[port.name, reader]
+                assert attrs["in_graph"] is bool(entering) is G.nodes[port.name]["in_graph"]
+                assert attrs["score"] == pytest.approx(expected, abs=1e-12 * scale, nan_ok=True)
     for node in graph.nodes.values():
         assert G.nodes[node.name]["kind"] == node.kind
         assert G.nodes[node.name]["in_graph"] == graph.node_in_graph(node.name)
@@ -320,6 +327,59 @@ def test_networkx_grouped_kv_port_feeds_its_group():
         "in_graph": False,
     }
     assert "a1.h0<k>" not in G
+
+
+def test_graphml_circuit_filtered_on_in_graph_connects_input_to_logits(tmp_path):
+    """Other tools filter edges on ``in_graph``: the port -> head edges of the ports the
+    circuit enters must be kept too, or the circuit falls apart at every attention head."""
+    from circuits import zoo
+
+    model, _ = zoo.load("toy-gpt2")
+    graph = Graph.from_model(model)
+    circuit = {
+        "input->a0.h1<v>": 0.5,
+        "input->a1.h2<q>": 1.0,
+        "a0.h1->a1.h2<k>": -0.25,
+        "a0.h1->a1.h2<q>": 2.0,
+        "a1.h2->m2": 0.75,
+        "m2->logits": 0.125,
+    }
+    for name, score in circuit.items():
+        graph.edge(name).score = score
+        graph.edge(name).in_graph = True
+    graph.edge("m0->a1.h2<q>").score = 8.0  # enters a circuit port, outside the circuit
+    graph.edge("input->a1.h2<v>").score = float("nan")
+    graph.set_in_graph(graph.in_graph)  # node flags follow the edges
+    save_graphml(graph, tmp_path / "circuit.graphml")
+
+    G = nx.read_graphml(tmp_path / "circuit.graphml")
+    kept = G.edge_subgraph((u, v) for u, v, d in G.edges(data=True) if d.get("in_graph") is True)
+    (component,) = nx.weakly_connected_components(kept)
+    assert {"input", "logits"} <= component and nx.has_path(kept, "input", "logits")
+    assert sum(d["kind"] == "edge" for *_, d in kept.edges(data=True)) == len(circuit)
+    # port edges: in the circuit when a circuit edge enters the port; score = their sum
+    assert G.edges["a1.h2<q>", "a1.h2"] == {"kind": "port", "in_graph": True, "score": 3.0}
+    assert G.edges["a1.h2<k>", "a1.h2"] == {"kind": "port", "in_graph": True, "score": -0.25}
+    assert G.edges["a1.h2<v>", "a1.h2"] == {"kind": "port", "in_graph": False, "score": 0.0}
+    assert G.nodes["a1.h2<q>"]["in_graph"] and not G.nodes["a1.h2<v>"]["in_graph"]
+    try:
+        import igraph
+    except ImportError:
+        pass
+    else:  # the same through igraph, where installed
+        ig = igraph.Graph.Read_GraphML(str(tmp_path / "circuit.graphml"))
+        sub = ig.subgraph_edges(ig.es.select(in_graph_eq=True), delete_vertices=True)
+        assert len(sub.connected_components(mode="weak")) == 1
+
+    # derived, not stored: loading ignores what a tool wrote on port edges
+    for _, _, d in G.edges(data=True):
+        if d["kind"] == "port":
+            d["in_graph"], d["score"] = not d["in_graph"], 1.0
+    for loaded in (from_networkx(G), load_graphml(tmp_path / "circuit.graphml")):
+        # bitwise (== on the graphs would fail on the NaN score)
+        assert torch.equal(loaded.scores.view(torch.int32), graph.scores.view(torch.int32))
+        assert torch.equal(loaded.in_graph, graph.in_graph)
+        assert torch.equal(loaded.nodes_in_graph, graph.nodes_in_graph)
 
 
 # ------------------------------------------------------------------ malformed input

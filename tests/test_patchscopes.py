@@ -25,6 +25,7 @@ from circuits.patchscopes import (
     run_patched,
     task_prompts,
 )
+from circuits.patchscopes.experiments import held_out_words, word_in_context
 
 PROMPT = [1, 5, 9, 13, 17, 21, 25, 29]
 OTHER = [1, 7, 3, 11, 2, 30, 8]
@@ -52,30 +53,6 @@ def _forwards(model):
     calls = []
     handle = model.register_forward_pre_hook(lambda *_: calls.append(1))
     return calls, handle
-
-
-def _held_out_words(tok):
-    from circuits.tasks.base import split_of
-    from circuits.tasks.registry import copy_words
-
-    vocab = tok.get_vocab()
-    return sorted(w for w in copy_words() if split_of(w) == "test" and w in vocab)
-
-
-def _context(tok, word: str, position: int, seed: int = 0) -> str:
-    """Filler text (seeded per word) with ``word`` as token ``position`` (BOS is token 0)."""
-    import random
-
-    from circuits.tasks.base import words_of
-    from circuits.tasks.filler import filler_sentence
-
-    rng = random.Random(f"patchscope-context:{word}:{seed}")
-    pieces: list[str] = []
-    while len(pieces) < position + 2:
-        pieces += words_of(filler_sentence(rng))
-    text = " ".join(pieces[: position - 1] + [word] + pieces[position - 1 : position + 1])
-    assert tok.convert_ids_to_tokens(tok(text)["input_ids"])[position] == word
-    return text
 
 
 # --------------------------------------------------------------------------- exactness
@@ -287,9 +264,9 @@ def test_cross_model_patching_between_bundled_models(toy):
         pytest.skip("toy-llama is not bundled")
     llama, tok_l = zoo.load("toy-llama")
     model, tok = toy
-    words = _held_out_words(tok)
-    target = identity_prompt(tok_l)
-    sources = [Site(_context(tok, w, 5), 0, 5) for w in words]
+    words = held_out_words(tok)
+    target = identity_prompt(tok_l, query_arrow=True)
+    sources = [Site(word_in_context(tok, w, 5), 0, 5) for w in words]
 
     def precision(mapping):
         results = patchscope_batch(
@@ -307,7 +284,7 @@ def test_cross_model_patching_between_bundled_models(toy):
     assert precision(mapping) > precision(None) + 0.2
     # the llama has rotary positions: its layer-0 state does not depend on where the word was
     heat = identity_heatmap(
-        llama, [(_context(tok_l, w, 3), 3) for w in words], target=target, tokenizer=tok_l,
+        llama, [(word_in_context(tok_l, w, 3), 3) for w in words], target=target, tokenizer=tok_l,
         source_layers=[0], target_layers=[0],
     )  # fmt: skip
     assert heat.at(0, 0) >= 0.9
@@ -318,7 +295,7 @@ def test_cross_model_patching_between_bundled_models(toy):
 
 def test_builtin_prompts_adapt_to_the_tokenizer(toy):
     _, tok = toy
-    ip = identity_prompt(tok)
+    ip = identity_prompt(tok, query_arrow=True)
     ids = tok(ip.text)["input_ids"]
     pieces = tok.convert_ids_to_tokens(ids)
     assert "hello" not in ip.text  # not a word of the bundled vocabulary: replaced
@@ -326,7 +303,9 @@ def test_builtin_prompts_adapt_to_the_tokenizer(toy):
     assert tok.convert_ids_to_tokens(ids[ip.position]) == ip.placeholder
     assert ip.text.startswith("cat -> cat ; 1135 -> 1135 ; ") and ip.text.endswith(" ->")
     assert ip.position == len(ids) - 2
-    assert identity_prompt(tok, query_arrow=False).position == len(ids) - 2  # now the last
+    paper = identity_prompt(tok)  # the default: the paper's prompt, ending at the placeholder
+    assert paper.text == ip.text.removesuffix(" ->") and paper.position == len(ids) - 2
+    assert paper.position == len(tok(paper.text)["input_ids"]) - 1  # now the last token
 
     ap = attribute_prompt(tok, "country", n_shots=2, seed=1)
     ids = tok(ap.text)["input_ids"]
@@ -384,10 +363,10 @@ def test_bad_input_raises_clear_errors_before_any_forward_pass(gpt2):
 def test_identity_patchscope_decodes_held_out_words_from_layer_0(toy, tmp_path):
     model, tok = toy
     n = model.cfg.n_layers
-    words = _held_out_words(tok)
+    words = held_out_words(tok)
     assert len(words) >= 40
-    target = identity_prompt(tok)
-    aligned = [(_context(tok, w, target.position), target.position) for w in words]
+    target = identity_prompt(tok, query_arrow=True)
+    aligned = [(word_in_context(tok, w, target.position), target.position) for w in words]
     heat = identity_heatmap(model, aligned, target=target, tokenizer=tok)
     assert heat.values.shape == (n + 1, n + 1) and heat.n == len(words)
     assert heat.at(0, 0) >= 0.9
@@ -414,7 +393,7 @@ def test_identity_patchscope_decodes_held_out_words_from_layer_0(toy, tmp_path):
     # GPT-2's absolute position embeddings are part of the layer-0 state: a word taken from
     # another position is not decoded (see docs/patchscopes.md)
     shifted = identity_heatmap(
-        model, [(_context(tok, w, 3), 3) for w in words], target=target, tokenizer=tok,
+        model, [(word_in_context(tok, w, 3), 3) for w in words], target=target, tokenizer=tok,
         source_layers=[0], target_layers=[0],
     )  # fmt: skip
     assert shifted.at(0, 0) < 0.9
@@ -436,6 +415,26 @@ def test_affine_map_beats_identity_at_next_token_prediction(toy):
         assert mapped.surprisal < identity.surprisal, layer
 
 
+def test_paper_identity_prompt_beats_the_logit_lens_at_early_layers(toy):
+    """Next-token prediction: the state at layer ℓ patched into the placeholder of the paper's
+    identity prompt (at layer ℓ) predicts the model's own next token more often than the
+    logit lens (the same state read through the final norm and unembedding) at layers 1 and
+    2, the seed paper's early-layer claim. With the arrow form the model copies the patched
+    token instead, so it scores about 0: that prompt is for token identity."""
+    model, tok = toy
+    test = task_prompts("test", 10)
+    paper = identity_prompt(tok)
+    assert paper.position == len(tok(paper.text)["input_ids"]) - 1
+    for layer in (1, 2):
+        lens = next_token_scores(model, test, layer, tokenizer=tok)
+        prompt_id = next_token_scores(model, test, layer, target=paper, tokenizer=tok)
+        assert prompt_id.n == lens.n > 500 and prompt_id.target_layer == layer
+        assert prompt_id.precision_at_1 > lens.precision_at_1, layer
+        arrow = identity_prompt(tok, query_arrow=True)
+        copied = next_token_scores(model, test, layer, target=arrow, tokenizer=tok)
+        assert copied.precision_at_1 < 0.1 < lens.precision_at_1, layer
+
+
 def test_attribute_extraction_on_bundled_model(toy):
     from circuits.patchscopes import attribute_heatmap
 
@@ -454,7 +453,7 @@ def test_node_output_patchscope_finds_which_node_writes_the_copied_word(toy):
     through the final norm and unembedding (target = same prompt, last layer)."""
     model, tok = toy
     n = model.cfg.n_layers
-    words = _held_out_words(tok)[:20]
+    words = held_out_words(tok)[:20]
     nodes = ["input", "a0.h0", "m0"]
     prompts = [f"cat -> cat ; 1135 -> 1135 ; {w} ->" for w in words]
     vectors = torch.cat([node_output(model, nodes, p, -1, tokenizer=tok) for p in prompts])

@@ -55,7 +55,7 @@ def with_edges(graph: Graph, names) -> Graph:
 
 
 def edge_names(graph: Graph) -> set[str]:
-    return set(graph.edges_in_graph())
+    return set(graph.edges_in_graph)
 
 
 def node_names(graph: Graph) -> set[str]:
@@ -237,14 +237,12 @@ def test_top_n_edges_match_sorted_brute_force(spec, absolute, ties):
         assert graph.count_included_edges() == n
         assert edge_names(graph) == flat_names(graph, ranking[:n])
         assert node_names(graph) == {
-            name
-            for e in graph.edges_in_graph().values()
-            for name in (e.upstream.name, *e.port.nodes)
+            name for e in graph.edges_in_graph.values() for name in (e.upstream.name, *e.port.nodes)
         }
     # the signed ranking really prefers large positive scores
     if not absolute and not ties:
         applied(top_n, graph, 5, absolute=False, prune_dead=False)
-        kept = torch.tensor([e.score for e in graph.edges_in_graph().values()])
+        kept = torch.tensor([e.score for e in graph.edges_in_graph.values()])
         rest = graph.scores[graph.real_edges & ~graph.in_graph]
         assert kept.min() >= rest.max()
 

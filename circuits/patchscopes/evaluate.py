@@ -10,8 +10,9 @@ stream before block ``ℓ``, ``n_layers`` the final residual before the last nor
   surprisal the mean ``−ln p`` (nats) of that token under the patched run. Targets: the same
   prompt at the last layer (``target=None``; with the identity mapping this is the logit
   lens, with a fitted :class:`~circuits.patchscopes.mappings.Affine` a tuned-lens-like map)
-  or a :class:`~circuits.patchscopes.prompts.TargetPrompt` (e.g. the identity prompt,
-  "prompt-id"), patched at ``ℓ`` by default.
+  or a :class:`~circuits.patchscopes.prompts.TargetPrompt` (e.g. the paper's identity prompt,
+  ``identity_prompt(tok)``, ending at the placeholder: "prompt-id"), patched at ``ℓ`` by
+  default.
 - :func:`layer_heatmap`: share of sources decoded to an expected token, for every (source
   layer, target layer) pair; :func:`identity_heatmap` and :func:`attribute_heatmap` fill in
   the sources, the expected tokens and the target prompt.
@@ -377,14 +378,15 @@ def identity_heatmap(
     **kwargs: Any,
 ) -> Heatmap:
     """:func:`layer_heatmap` with the identity prompt (adapted to the tokenizer) as target:
-    precision@1 of decoding each source's own token."""
+    precision@1 of decoding each source's own token. The default target is the arrow form
+    (``identity_prompt(tok, query_arrow=True)``), whose next token is the patched item itself."""
     from circuits.patchscopes.prompts import identity_prompt
 
     if target is None:
         tok = _tokenizer_of(model, tokenizer)
         if tok is None:
             raise PatchscopeError("the identity prompt needs a tokenizer: pass tokenizer=...")
-        target = identity_prompt(tok)
+        target = identity_prompt(tok, query_arrow=True)
     kwargs.setdefault("title", "identity Patchscope: precision@1 of the source token")
     return layer_heatmap(model, sources, target, tokenizer=tokenizer, **kwargs)
 

@@ -8,9 +8,12 @@ where the source state is patched in.
   et al. 2024). Words the tokenizer does not have as one known token are replaced by words it
   has; a newline separator the tokenizer drops becomes ``" ; "``; a placeholder it does not
   know becomes the first candidate it does know (finally its unknown token, which is still
-  one token, and whose state is overwritten anyway). With ``query_arrow=True`` (default)
-  ``" ->"`` follows the placeholder, so the decoded token is the very next one: for the
-  bundled models the prompt is ``"cat -> cat ; 1135 -> 1135 ; dog -> dog ; <unk> ->"``.
+  one token, and whose state is overwritten anyway). By default the prompt ends at the
+  placeholder, as the paper's does: the patched state's *next* token is read, which is what
+  next-token evaluation ("prompt-id") needs. With ``query_arrow=True`` ``" ->"`` follows the
+  placeholder, so the token read is the patched item *itself* (token identity, used by
+  :func:`~circuits.patchscopes.evaluate.identity_heatmap`): for the bundled models
+  ``"cat -> cat ; 1135 -> 1135 ; dog -> dog ; <unk> ->"``.
 - :func:`attribute_prompt`: few-shot facts of :data:`circuits.tasks.entities.WORLD`, e.g.
   ``"Lona is a city in the country of Spain. x is a city in the country of"`` with the
   placeholder ``x`` standing for the entity.
@@ -145,7 +148,7 @@ def identity_prompt(
     placeholder: str | Sequence[str] = ("?", "x"),
     separator: str | None = None,
     arrow: str = "->",
-    query_arrow: bool = True,
+    query_arrow: bool = False,
     replacements: Sequence[str] = DEFAULT_REPLACEMENT_WORDS,
     seed: int = 0,
 ) -> TargetPrompt:
@@ -161,9 +164,12 @@ def identity_prompt(
             token, the tokenizer's unknown token is used.
         separator: between demonstrations; ``None`` picks ``"\\n"`` if the tokenizer keeps it
             as a known token, else ``" ; "``.
-        query_arrow: append ``" " + arrow`` after the placeholder, so that the decoded item is
-            the next token (``False`` gives the paper's exact prompt, ending at the
-            placeholder).
+        query_arrow: ``False`` (default) ends the prompt at the placeholder, the paper's
+            prompt: the target run then predicts what follows the patched state (next-token
+            evaluation). ``True`` appends ``" " + arrow``, so that the demonstrations make the
+            model repeat the patched item (token identity); with it, next-token evaluation
+            scores about 0, since the model copies the current token instead of predicting
+            the next.
 
     Returns:
         a :class:`TargetPrompt` whose ``position`` is the placeholder's token index.
