@@ -195,3 +195,17 @@ def test_benchmark_writes_table_json_and_figure(tmp_path):
     assert (tmp_path / "roc.png").stat().st_size > 0 and (tmp_path / "roc.svg").stat().st_size > 0
     with pytest.raises(ValueError, match="unknown methods"):
         run_benchmark(methods=["nope"], models=["gt-trap"])
+
+
+def test_benchmark_command_line(tmp_path, capsys):
+    from circuits.cli import main
+
+    assert main(["benchmark", "--methods", "nope", "--out", str(tmp_path)]) == 2
+    assert "unknown methods" in capsys.readouterr().err
+    assert (
+        main(
+            ["benchmark", "--methods", "exact", "--models", "gt-prev-token", "--out", str(tmp_path)]
+        )
+        == 0
+    )
+    assert "| gt-prev-token | exact | 23 | 1.000 |" in (tmp_path / "benchmark.md").read_text()

@@ -40,7 +40,7 @@ class GroundTruth:
     data: PromptPairs
     circuit: tuple[str, ...]
     trap: tuple[str, ...] = ()
-    epsilon: float = 1e-3
+    epsilon: float = 1e-4
     delta: float = 1.0
     metric: str = "logit_diff"
 
