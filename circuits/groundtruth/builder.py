@@ -33,6 +33,7 @@ __all__ = [
     "norm_gain",
     "copy_head",
     "fixed_attention",
+    "gpt2_base",
     "one_hot_embedding",
     "previous_token_attention",
     "to_gpt2",
@@ -322,3 +323,20 @@ def fixed_attention(
     """Positions whose stream has ``query_dim`` set attend to those with ``key_dim`` set."""
     w.q[layer, head, query_dim, dim] = w.query_scale
     w.k[layer, head, key_dim, dim] = 1.0
+
+
+def gpt2_base(
+    n_layers: int, vocab_size: int, n_positions: int, d_mlp: int = 16
+) -> tuple[Weights, Layout]:
+    """Weights of a GPT-2 model with 4 heads of 16 dims (``d_model`` 64) whose layout starts
+    with the one-hot blocks ``tok`` (token embedding) and ``pos`` (position embedding)."""
+    w = Weights(
+        n_layers=n_layers, n_heads=4, n_kv_heads=4, d_model=64, d_head=16, d_mlp=d_mlp,
+        vocab_size=vocab_size, n_positions=n_positions,
+    )  # fmt: skip
+    layout = Layout(w.d_model)
+    one_hot_embedding(w, layout.add("tok", vocab_size))
+    pos = layout.add("pos", n_positions)
+    for p in range(n_positions):
+        w.pos[p, pos[p]] = 1.0
+    return w, layout

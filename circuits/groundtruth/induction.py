@@ -24,10 +24,8 @@ from __future__ import annotations
 import random
 
 from circuits.groundtruth.builder import (
-    Layout,
-    Weights,
     copy_head,
-    one_hot_embedding,
+    gpt2_base,
     previous_token_attention,
     to_gpt2,
     unembed_from,
@@ -43,16 +41,9 @@ def build(*, seed: int = 0, noise: float = 1e-2, n_prompts: int = 16) -> GroundT
     """Compile the model and draw its ``n_prompts`` prompt pairs with ``seed``."""
     tokenizer, vocab = vocabulary(WORDS)
     n_pos = 6
-    w = Weights(
-        n_layers=2, n_heads=4, n_kv_heads=4, d_model=64, d_head=16, d_mlp=16,
-        vocab_size=len(vocab), n_positions=n_pos,
-    )  # fmt: skip
-    layout = Layout(w.d_model)
-    tok, pos = layout.add("tok", w.vocab_size), layout.add("pos", n_pos)
+    w, layout = gpt2_base(2, len(vocab), n_pos)
+    tok, pos = layout["tok"], layout["pos"]
     prev, out = layout.add("prev", len(WORDS)), layout.add("out", w.vocab_size)
-    one_hot_embedding(w, tok)
-    for p in range(n_pos):
-        w.pos[p, pos[p]] = 1.0
     words = [vocab[x] for x in WORDS]
 
     previous_token_attention(w, 0, 0, pos)

@@ -22,11 +22,9 @@ from __future__ import annotations
 import random
 
 from circuits.groundtruth.builder import (
-    Layout,
-    Weights,
     copy_head,
     fixed_attention,
-    one_hot_embedding,
+    gpt2_base,
     to_gpt2,
     unembed_from,
 )
@@ -45,16 +43,9 @@ def build(*, seed: int = 0, noise: float = 1e-2, n_prompts: int = 16) -> GroundT
     """Compile the model and draw its ``n_prompts`` prompt pairs with ``seed``."""
     tokenizer, vocab = vocabulary([*KEYS, *VALUES, "of"])
     n_pos = 3
-    w = Weights(
-        n_layers=1, n_heads=4, n_kv_heads=4, d_model=64, d_head=16, d_mlp=16,
-        vocab_size=len(vocab), n_positions=n_pos,
-    )  # fmt: skip
-    layout = Layout(w.d_model)
-    tok, pos = layout.add("tok", w.vocab_size), layout.add("pos", n_pos)
+    w, layout = gpt2_base(1, len(vocab), n_pos)
+    tok, pos = layout["tok"], layout["pos"]
     moved, out = layout.add("moved", len(KEYS)), layout.add("out", w.vocab_size)
-    one_hot_embedding(w, tok)
-    for p in range(n_pos):
-        w.pos[p, pos[p]] = 1.0
     keys, values = [vocab[x] for x in KEYS], [vocab[x] for x in VALUES]
 
     fixed_attention(w, 0, 0, query_dim=tok[vocab["of"]], key_dim=pos[1])

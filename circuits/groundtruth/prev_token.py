@@ -23,10 +23,8 @@ from __future__ import annotations
 import random
 
 from circuits.groundtruth.builder import (
-    Layout,
-    Weights,
     copy_head,
-    one_hot_embedding,
+    gpt2_base,
     previous_token_attention,
     to_gpt2,
     unembed_from,
@@ -38,29 +36,9 @@ WORDS = [f"w{i}" for i in range(10)]
 U = 5.0
 
 
-def build(*, seed: int = 0, noise: float = 1e-2, n_prompts: int = 16) -> GroundTruth:
-    """Compile the model and draw its ``n_prompts`` prompt pairs with ``seed``."""
-    tokenizer, vocab = vocabulary(WORDS)
-    n_pos = 5
-    w = Weights(
-        n_layers=1, n_heads=4, n_kv_heads=4, d_model=64, d_head=16, d_mlp=16,
-        vocab_size=len(vocab), n_positions=n_pos,
-    )  # fmt: skip
-    layout = Layout(w.d_model)
-    tok, pos, out = (
-        layout.add("tok", w.vocab_size),
-        layout.add("pos", n_pos),
-        layout.add("out", w.vocab_size),
-    )
-    one_hot_embedding(w, tok)
-    for p in range(n_pos):
-        w.pos[p, pos[p]] = 1.0
-    words = [vocab[x] for x in WORDS]
-    previous_token_attention(w, 0, 0, pos)
-    copy_head(w, 0, 0, [tok[t] for t in words], [out[t] for t in words])
-    unembed_from(w, out, U)
-    w.add_noise(noise, seed)
-
+def previous_token_prompts(vocab: dict[str, int], words: list[int], seed: int, n_prompts: int):
+    """``(clean, corrupted, answers, distractors)`` lists: ``<bos> w1 w2 w3 w4`` with
+    distinct words, ``w3`` replaced by an unused word ``w3'`` in the corrupted prompt."""
     rng = random.Random(seed)
     clean, corrupted, answers, distractors = [], [], [], []
     for _ in range(n_prompts):
@@ -69,6 +47,23 @@ def build(*, seed: int = 0, noise: float = 1e-2, n_prompts: int = 16) -> GroundT
         corrupted.append([vocab["<bos>"], *prompt[:2], other, prompt[3]])
         answers.append(prompt[2])
         distractors.append(other)
+    return clean, corrupted, answers, distractors
+
+
+def build(*, seed: int = 0, noise: float = 1e-2, n_prompts: int = 16) -> GroundTruth:
+    """Compile the model and draw its ``n_prompts`` prompt pairs with ``seed``."""
+    tokenizer, vocab = vocabulary(WORDS)
+    n_pos = 5
+    w, layout = gpt2_base(1, len(vocab), n_pos)
+    tok, pos = layout["tok"], layout["pos"]
+    out = layout.add("out", w.vocab_size)
+    words = [vocab[x] for x in WORDS]
+    previous_token_attention(w, 0, 0, pos)
+    copy_head(w, 0, 0, [tok[t] for t in words], [out[t] for t in words])
+    unembed_from(w, out, U)
+    w.add_noise(noise, seed)
+
+    clean, corrupted, answers, distractors = previous_token_prompts(vocab, words, seed, n_prompts)
     return GroundTruth(
         name=NAME,
         description="copies the previous token (one head, one path)",

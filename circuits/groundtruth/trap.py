@@ -25,17 +25,14 @@ clean point scores the trap edges at ``B · U / 30 = 20``, twice the circuit's e
 
 from __future__ import annotations
 
-import random
-
 from circuits.groundtruth.builder import (
-    Layout,
-    Weights,
     copy_head,
-    one_hot_embedding,
+    gpt2_base,
     previous_token_attention,
     to_gpt2,
     unembed_from,
 )
+from circuits.groundtruth.prev_token import previous_token_prompts
 from circuits.groundtruth.task import GroundTruth, pairs, vocabulary
 
 NAME = "gt-trap"
@@ -48,16 +45,9 @@ def build(*, seed: int = 0, noise: float = 1e-2, n_prompts: int = 16) -> GroundT
     """Compile the model and draw its ``n_prompts`` prompt pairs with ``seed``."""
     tokenizer, vocab = vocabulary(WORDS)
     n_pos = 5
-    w = Weights(
-        n_layers=2, n_heads=4, n_kv_heads=4, d_model=64, d_head=16, d_mlp=2 * len(WORDS),
-        vocab_size=len(vocab), n_positions=n_pos,
-    )  # fmt: skip
-    layout = Layout(w.d_model)
-    tok, pos = layout.add("tok", w.vocab_size), layout.add("pos", n_pos)
+    w, layout = gpt2_base(2, len(vocab), n_pos, d_mlp=2 * len(WORDS))
+    tok, pos = layout["tok"], layout["pos"]
     decoy, out = layout.add("decoy", len(WORDS)), layout.add("out", w.vocab_size)
-    one_hot_embedding(w, tok)
-    for p in range(n_pos):
-        w.pos[p, pos[p]] = 1.0
     words = [vocab[x] for x in WORDS]
 
     previous_token_attention(w, 0, 0, pos)
@@ -74,14 +64,7 @@ def build(*, seed: int = 0, noise: float = 1e-2, n_prompts: int = 16) -> GroundT
     unembed_from(w, out, U)
     w.add_noise(noise, seed)
 
-    rng = random.Random(seed)
-    clean, corrupted, answers, distractors = [], [], [], []
-    for _ in range(n_prompts):
-        *prompt, other = rng.sample(words, 5)
-        clean.append([vocab["<bos>"], *prompt])
-        corrupted.append([vocab["<bos>"], *prompt[:2], other, prompt[3]])
-        answers.append(prompt[2])
-        distractors.append(other)
+    clean, corrupted, answers, distractors = previous_token_prompts(vocab, words, seed, n_prompts)
     return GroundTruth(
         name=NAME,
         description="a copy path beside an active decoy path that cannot move the metric",
