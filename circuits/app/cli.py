@@ -186,7 +186,28 @@ def _parser() -> argparse.ArgumentParser:
         description="Rebuild the report of a run folder from its metrics.json and figures.",
     )
     r.add_argument("run_dir", type=Path, help="run folder written by `circuits discover`")
+
+    b = sub.add_parser(
+        "benchmark", help="score every method against the compiled ground-truth models",
+        description="AUROC, minimal-circuit precision/recall, CPR/CMD and time of every attribution "
+        "method on every compiled model (docs/ground_truth.md); writes benchmark.md, benchmark.json, roc.png.",
+    )  # fmt: skip
+    b.add_argument("--out", type=Path, default=Path("benchmark_run"), help="output folder")
+    b.add_argument("--methods", nargs="+", help="methods (default: all)")
+    b.add_argument("--models", nargs="+", help="compiled models (default: all)")
     return parser
+
+
+def _benchmark(args: argparse.Namespace) -> int:
+    from circuits.groundtruth.benchmark import markdown_table, run_benchmark
+
+    try:
+        rows = run_benchmark(methods=args.methods, models=args.models, out=args.out)
+    except ValueError as err:
+        raise UsageError(str(err)) from err
+    print(markdown_table(rows), end="")
+    print(f"wrote {args.out}/benchmark.md, benchmark.json and roc.png")
+    return EXIT_OK
 
 
 def _discover(args: argparse.Namespace, argv: list[str]) -> int:
@@ -366,6 +387,8 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             return _evaluate(args)
         if args.command == "export":
             return _export(args)
+        if args.command == "benchmark":
+            return _benchmark(args)
         return _report(args)
     except CircuitDiscoveryError as err:
         print(f"error: {err}", file=sys.stderr)

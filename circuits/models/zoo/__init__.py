@@ -29,16 +29,18 @@ class ZooError(CircuitDiscoveryError, LookupError):
     """An unknown or incomplete bundled model; the message lists the available ones."""
 
 
-def available() -> list[str]:
-    """Names of the bundled models shipped with this installation."""
-    if not MODELS_DIR.is_dir():
-        return []
-    return sorted(p.name for p in MODELS_DIR.iterdir() if (p / "config.json").is_file())
+def available(*, compiled: bool = True) -> list[str]:
+    """Names of the bundled models shipped with this installation, then (``compiled``) the
+    ground-truth models built by code (:mod:`circuits.groundtruth.registry`)."""
+    from circuits.groundtruth import registry
+
+    shipped = sorted(p.name for p in MODELS_DIR.glob("*") if (p / "config.json").is_file())
+    return shipped + (registry.names() if compiled else [])
 
 
 def model_dir(name: str) -> Path:
     """The folder of bundled model ``name``; :class:`ZooError` if there is none."""
-    names = available()
+    names = available(compiled=False)
     if name not in names:
         listed = (
             ", ".join(names)
@@ -67,8 +69,11 @@ def load(
     ``device``, ``dtype`` and ``device_map`` as in :func:`circuits.models.load_model`."""
     from transformers import AutoTokenizer
 
+    from circuits.groundtruth import registry
     from circuits.models import load_model
 
+    if name in registry.names():  # compiled by code, not shipped as files
+        return registry.load(name, device=device, dtype=dtype, device_map=device_map)
     folder = model_dir(name)
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     bridge = load_model(
