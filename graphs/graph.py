@@ -247,6 +247,14 @@ class Graph:
         """The graph's circuit (copies of its ``in_graph`` and ``nodes_in_graph`` masks)."""
         return Circuit(self.in_graph.clone(), self.nodes_in_graph.clone())
 
+    def circuit_of(self, edges: torch.Tensor, nodes: torch.Tensor | None = None) -> Circuit:
+        """The circuit of bool ``[n_forward, n_backward]`` ``edges`` (real edges only); its
+        nodes are ``nodes`` or, by default, those at either end of an edge (as
+        :meth:`set_in_graph` derives them)."""
+        edges = edges.to("cpu", torch.bool) & self.real_edges
+        nodes = self._nodes_touched(edges) if nodes is None else nodes.to("cpu", torch.bool)
+        return Circuit(edges.clone(), nodes.clone())
+
     def set_circuit(self, circuit: Circuit) -> Graph:
         """Make ``circuit`` this graph's circuit; returns the graph, so calls chain."""
         self.set_in_graph(circuit.edges, circuit.nodes)

@@ -43,7 +43,7 @@ _DEFAULTS = {
 }
 
 
-def _evaluator(model, graph, data, evaluator, setup, **given) -> CircuitEvaluator:
+def evaluator_for(model, graph, data, evaluator, setup, **given) -> CircuitEvaluator:
     """``evaluator`` when given (after checking it was built for this model, graph and data,
     and that no other setting is passed with it), else a new one."""
     if evaluator is None:
@@ -209,7 +209,7 @@ def circuit_metrics(
     """Per-example metric of the full model ``[n]``, of the empty circuit ``[n]`` and of each
     circuit in ``circuits`` (bool ``[n_forward, n_backward]`` edge masks) ``[k, n]``.
     ``evaluator``: reuse one built for this model and data (its clean and ablated runs)."""
-    evaluator = _evaluator(
+    evaluator = evaluator_for(
         model, graph, data, evaluator, setup, metric=metric, ablation=ablation,
         mean_data=mean_data, batch_size=batch_size, quiet=quiet,
     )  # fmt: skip

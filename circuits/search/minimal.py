@@ -24,8 +24,8 @@ from attribution.metrics import Metric
 from attribution.run_setup import RunSetup
 from circuits.search.faithfulness import (
     CircuitEvaluator,
-    _evaluator,
     edge_mask,
+    evaluator_for,
     faithfulness_from_metrics,
 )
 from circuits.search.select import ranked_prefix
@@ -107,7 +107,7 @@ def minimal_circuit(
     lo, hi = parse_target(target)
     if not torch.isfinite(graph.scores[graph.real_edges]).all():
         raise ValueError("graph scores contain NaN or infinity; re-run attribution")
-    evaluator = _evaluator(
+    evaluator = evaluator_for(
         model, graph, data, evaluator, setup, metric=metric, ablation=ablation,
         mean_data=mean_data, batch_size=batch_size,
     )  # fmt: skip

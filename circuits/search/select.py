@@ -401,9 +401,7 @@ def _apply(
     if prune_dead:
         edges, alive = _alive(graph, edges)
         nodes = alive if nodes is None else alive & nodes
-    if nodes is None:
-        nodes = graph._nodes_touched(edges)
-    return Circuit(edges.clone(), nodes.to(torch.bool).clone())
+    return graph.circuit_of(edges, nodes)
 
 
 def _alive(graph: Graph, edges: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
