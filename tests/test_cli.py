@@ -51,6 +51,22 @@ def test_discover_writes_every_file_and_they_parse(run_dir):
     assert (run_dir / "circuit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_run_files_are_strict_json_and_name_the_model_as_given(run_dir):
+    """metrics.json had `[0.9, Infinity]` (JavaScript's JSON.parse rejects it), and the graph
+    files named the package's install path instead of `toy-gpt2`."""
+    from graphs import Graph
+
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    metrics = json.loads((run_dir / "metrics.json").read_text(), parse_constant=refuse)
+    assert metrics["settings"]["target"] == [0.9, None]  # f >= 0.9: the open bound is null
+    assert metrics["model"]["name"] == "toy-gpt2"
+    json.loads((run_dir / "graph.json").read_text(), parse_constant=refuse)
+    for name in ("graph.json", "graph.graphml", "scores.safetensors"):
+        assert Graph.load(run_dir / name).spec.model_name == "toy-gpt2", name
+
+
 def test_metrics_equal_a_recomputation_through_the_python_api(run_dir):
     from attribution import attribute
     from circuits import evaluate, faithfulness_curve, minimal_circuit, zoo
