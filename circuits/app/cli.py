@@ -41,6 +41,7 @@ def _target(text: str) -> tuple[float, float | None]:
 def _parser() -> argparse.ArgumentParser:
     from attribution import ABLATIONS, METRICS, RULES
     from attribution.methods import method_names
+    from circuits.app.data_cli import data_parser
     from circuits.app.discovery import DTYPES
     from circuits.models.zoo import DEFAULT_MODEL
     from circuits.tasks import TASK_NAMES
@@ -66,6 +67,14 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--task", default=default("ioi"),
             help=f"task: {', '.join(TASK_NAMES)} (default: {run}ioi)",
+        )  # fmt: skip
+        p.add_argument(
+            "--data", metavar="FILE",
+            help="your own prompt pairs (.jsonl or .csv, see docs/guide.md) instead of --task",
+        )  # fmt: skip
+        p.add_argument(
+            "--counterfactual", metavar="NAME",
+            help="which counterfactual prompt of MIB-style rows is the corrupted prompt",
         )  # fmt: skip
         p.add_argument(
             "--metric", choices=sorted(METRICS), help=f"metric (default: {run}the task's own)"
@@ -180,6 +189,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     x.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
+    data_parser(sub)
+
     r = sub.add_parser(
         "report",
         help="(re)build report.md and report.html of a run folder",
@@ -197,6 +208,7 @@ def _discover(args: argparse.Namespace, argv: list[str]) -> int:
         metric=args.metric, ablation=args.ablation, target=args.target, n_examples=args.n_examples,
         n_eval=args.n_eval, seed=args.seed, batch_size=args.batch_size, device=args.device,
         dtype=args.dtype, device_map=args.device_map, memory_budget_gb=args.memory_budget_gb,
+        data=args.data, counterfactual=args.counterfactual,
     )  # fmt: skip
     metrics = discover(
         settings,
@@ -219,8 +231,8 @@ def _discover(args: argparse.Namespace, argv: list[str]) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from circuits.app.discovery import DiscoverySettings, load_for_task
+    from circuits.app.prompts import split_pairs
     from circuits.search.faithfulness import evaluate
-    from circuits.tasks import encode_examples, get_task
     from graphs import Graph
 
     if not args.graph.is_file():
@@ -235,6 +247,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         device=args.device,
         dtype=args.dtype,
         device_map=args.device_map,
+        data=args.data,
+        counterfactual=args.counterfactual,
+        seed=args.seed,
     )
     settings.check()
     graph = Graph.load(args.graph)
@@ -242,21 +257,16 @@ def _evaluate(args: argparse.Namespace) -> int:
         args.model, args.device, dtype=args.dtype, device_map=args.device_map
     )
     graph.check_compatible(bridge)
-    task = get_task(args.task)
-    data = encode_examples(
-        task.examples(args.n_examples, seed=args.seed, split=args.split), tokenizer
-    )
+    data, task = split_pairs(settings, tokenizer, args.split, args.n_examples)
     mean_data = None
     if args.ablation == "mean":
-        mean_data = encode_examples(
-            task.examples(args.n_examples, seed=args.seed, split="train"), tokenizer
-        )
+        mean_data, _ = split_pairs(settings, tokenizer, "train", args.n_examples)
     faith = evaluate(
         bridge, graph, data, settings.task_metric, ablation=args.ablation, mean_data=mean_data,
         batch_size=args.batch_size, bootstrap=args.bootstrap, seed=args.seed, quiet=args.quiet,
     )  # fmt: skip
     result = {
-        "graph": str(args.graph), "model": args.model, "task": task.name, "metric": settings.task_metric,
+        "graph": str(args.graph), "model": args.model, "task": task["name"], "metric": settings.task_metric,
         "split": args.split, "n_examples": faith.n_examples, "n_edges": faith.n_edges, "f": faith.f,
         "ci": list(faith.ci) if faith.ci else None, "m_full": faith.m_full, "m_circuit": faith.m_circuit,
         "m_empty": faith.m_empty, "random_f": faith.random_f,
@@ -266,7 +276,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     else:
         ci = f" [{faith.ci[0]:.3f}, {faith.ci[1]:.3f}]" if faith.ci else ""
         print(
-            f"{faith.n_edges} edges: faithfulness {faith.f:.4f}{ci} on {faith.n_examples} {args.split} prompts of {task.name}; "
+            f"{faith.n_edges} edges: faithfulness {faith.f:.4f}{ci} on {faith.n_examples} {args.split} prompts of {task['name']}; "
             f"m(M) {faith.m_full:.4g}, m(C) {faith.m_circuit:.4g}, m(empty) {faith.m_empty:.4g}, random circuit f {faith.random_f:.4f}"
         )
     return EXIT_OK
@@ -292,9 +302,13 @@ def _defaults_from_run(args: argparse.Namespace) -> None:
             "metric": record.settings.get("metric"),
             "ablation": record.settings.get("ablation"),
             "seed": record.task.get("seed"),
+            "data": record.task.get("data_file"),
+            "counterfactual": record.task.get("counterfactual"),
         }
     fallback = {"model": DEFAULT_MODEL, "task": "ioi", "ablation": "patching", "seed": 0}
-    for name in ("model", "task", "metric", "ablation", "seed"):
+    if args.task is not None or args.data is not None:  # the user chose the prompts
+        recorded.pop("data", None), recorded.pop("counterfactual", None)
+    for name in ("model", "task", "metric", "ablation", "seed", "data", "counterfactual"):
         if getattr(args, name) is None:
             value = recorded.get(name)
             setattr(args, name, value if value is not None else fallback.get(name))
@@ -366,6 +380,10 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             return _evaluate(args)
         if args.command == "export":
             return _export(args)
+        if args.command == "data":
+            from circuits.app.data_cli import run_data
+
+            return run_data(args)
         return _report(args)
     except CircuitDiscoveryError as err:
         print(f"error: {err}", file=sys.stderr)

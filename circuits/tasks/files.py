@@ -368,9 +368,16 @@ def read_prompt_file(
     Raises:
         PromptFileError: every problem found, each naming ``FILE:LINE`` and the fix.
     """
-    path = Path(path)
+    prompts, problems = _read(Path(path), counterfactual, seed)
+    if problems:
+        raise PromptFileError(problems)
+    return prompts
+
+
+def _read(path: Path, counterfactual: str | None, seed: int) -> tuple[PromptFile | None, list[str]]:
+    """The file's valid rows (None when nothing could be read) and every problem found."""
     if not path.is_file():
-        raise PromptFileError([f"{path}: no such file; give the path of a .jsonl or .csv file"])
+        return None, [f"{path}: no such file; give the path of a .jsonl or .csv file"]
     problems: list[str] = []
     text = _decode_lines(path, path.read_bytes(), problems)
     records = _records(path, text, problems) if text is not None else []
@@ -379,7 +386,7 @@ def read_prompt_file(
             f"{path}: the file has no rows; add one row per prompt pair (see docs/guide.md)"
         )
     if problems:
-        raise PromptFileError(problems)
+        return None, problems
     csv_cells = path.suffix.lower() == ".csv"
     layout = _layout(set(records[0][1]))
     if counterfactual is not None and layout != "mib":
@@ -443,13 +450,11 @@ def read_prompt_file(
             f"{path}:{first.line}: no split, but other rows have one; give every row train or test, "
             "or drop the split column for a seeded 80/20 split"
         )
-    if problems:
-        raise PromptFileError(problems)
     out = PromptFile(path, layout, rows, "file" if with_split else "seeded", seed, counterfactual)
     out.splits = _split(rows, seed) if not with_split else {
         s: [r for r in rows if r.split == s] for s in SPLITS
     }  # fmt: skip
-    return out
+    return out, problems
 
 
 def _split(rows: list[PromptRow], seed: int) -> dict[str, list[PromptRow]]:
@@ -537,9 +542,11 @@ def load_prompt_file(
     seed: int = 0,
     vocab_size: int | None = None,
 ) -> PromptFile:
-    """:func:`read_prompt_file` plus :func:`token_problems`; raises with all problems."""
-    prompts = read_prompt_file(path, counterfactual=counterfactual, seed=seed)
-    problems = token_problems(prompts, tokenizer, vocab_size)
+    """:func:`read_prompt_file` plus :func:`token_problems` (on the rows that passed the
+    first checks); raises with every problem of both."""
+    prompts, problems = _read(Path(path), counterfactual, seed)
+    if prompts is not None and prompts.rows:
+        problems += token_problems(prompts, tokenizer, vocab_size)
     if problems:
         raise PromptFileError(problems)
     return prompts
