@@ -32,7 +32,7 @@ from attribution import ABLATIONS, METRICS, RULES, RunSetup, attribute, get_meth
 from attribution.ablation import as_ablation
 from attribution.distributed import is_main_process
 from attribution.methods import method_names
-from circuits.app.prompts import FILE_METRIC, check_data_file, prompt_pairs
+from circuits.app.prompts import FILE_METRIC, check_data_file, check_user_examples, prompt_pairs
 from circuits.app.run import RUN_FORMAT, RunRecord, strict_json
 from circuits.search.faithfulness import (
     DEFAULT_FRACTIONS,
@@ -120,6 +120,7 @@ class DiscoverySettings:
                 get_task(self.task)
             except TaskError as err:
                 raise RunError(str(err)) from None
+            check_user_examples(self)  # a user's module:factory task, like a prompt file
         if self.method not in method_names():
             raise RunError(
                 f"unknown method {self.method!r}; choose one of {', '.join(method_names())}"

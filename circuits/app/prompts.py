@@ -15,7 +15,14 @@ from attribution.data import PromptPairs
 from circuits.tasks import encode_examples, get_task
 from circuits.tasks.files import PromptFile, load_prompt_file
 
-__all__ = ["check_data_file", "data_summary", "load_tokenizer", "prompt_pairs", "split_pairs"]
+__all__ = [
+    "check_data_file",
+    "check_user_examples",
+    "data_summary",
+    "load_tokenizer",
+    "prompt_pairs",
+    "split_pairs",
+]
 
 #: The default metric of prompt files (answers against distractors).
 FILE_METRIC = "logit_diff"
@@ -48,6 +55,16 @@ def check_data_file(
         circuits.tasks.PromptFileError: every problem, each with ``FILE:LINE`` and the fix.
     """
     return load_prompt_file(data, load_tokenizer(model), counterfactual=counterfactual, seed=seed)
+
+
+def check_user_examples(settings: Any) -> None:
+    """For a user's ``module:factory`` task, the prompt-file checks on the examples a run
+    draws, with the model's tokenizer, before the weights load; nothing for bundled tasks."""
+    from circuits.tasks.user import check_user_task, is_task_spec
+
+    if is_task_spec(settings.task):
+        n = max(settings.n_examples, settings.n_eval)
+        check_user_task(settings.task, load_tokenizer(settings.model), n, settings.seed)
 
 
 def split_pairs(
