@@ -173,6 +173,10 @@ def _parser() -> argparse.ArgumentParser:
         help="bootstrap resamples for the interval (default: 1000)",
     )
     e.add_argument("--json", action="store_true", help="print the result as JSON")
+    e.add_argument(
+        "--curve", action="store_true",
+        help="also faithfulness at MIB's ten sizes of GRAPH's top-scoring edges, with CPR and CMD",
+    )  # fmt: skip
 
     x = sub.add_parser(
         "export",
@@ -181,8 +185,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     x.add_argument("graph", type=Path, help="graph file (.graphml, .json or .safetensors)")
     x.add_argument(
-        "--format", required=True, choices=("graphml", "json", "dot"), help="output format"
-    )
+        "--format", required=True, choices=("graphml", "json", "dot", "mib"),
+        help="output format; mib: GRAPH may be a run folder, --out a folder (see docs/circuits.md)",
+    )  # fmt: skip
     x.add_argument("--out", type=Path, help="output file (default: GRAPH with the new suffix)")
     x.add_argument(
         "--all-edges", action="store_true", help="DOT only: every edge, not just the circuit"
@@ -271,6 +276,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         "ci": list(faith.ci) if faith.ci else None, "m_full": faith.m_full, "m_circuit": faith.m_circuit,
         "m_empty": faith.m_empty, "random_f": faith.random_f,
     }  # fmt: skip
+    if args.curve:
+        from circuits.app.mib_export import mib_curve
+
+        result["curve"] = mib_curve(
+            bridge, graph, data, settings.task_metric, ablation=args.ablation,
+            mean_data=mean_data, batch_size=args.batch_size,
+        )  # fmt: skip
     if args.json:
         print(json.dumps(result, indent=1))
     else:
@@ -279,6 +291,10 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"{faith.n_edges} edges: faithfulness {faith.f:.4f}{ci} on {faith.n_examples} {args.split} prompts of {task['name']}; "
             f"m(M) {faith.m_full:.4g}, m(C) {faith.m_circuit:.4g}, m(empty) {faith.m_empty:.4g}, random circuit f {faith.random_f:.4f}"
         )
+        if args.curve:
+            c = result["curve"]
+            print(f"MIB curve: CPR {c['cpr']:.4f}, CMD {c['cmd']:.4f}; f at " + ", ".join(
+                f"{100 * k:g}% {f:.3f}" for k, f in zip(c["fractions"], c["f"], strict=True)))  # fmt: skip
     return EXIT_OK
 
 
@@ -318,6 +334,12 @@ def _export(args: argparse.Namespace) -> int:
     from graphs import Graph
     from graphs.dot_io import save_dot
 
+    if args.format == "mib":  # ten circuits in MIB's layout, into a folder
+        from circuits.app.mib_export import export_mib_run
+
+        paths = export_mib_run(args.graph, args.out, args.overwrite)
+        print(f"wrote {len(paths)} MIB files to {paths[0].parent}")
+        return EXIT_OK
     if not args.graph.is_file():
         raise UsageError(f"graph file {args.graph} does not exist")
     out = args.out or args.graph.with_suffix("." + args.format)
