@@ -84,3 +84,12 @@ def test_the_bundled_task_from_a_file_finds_the_same_circuit(tmp_path):
     task = b["task"]
     assert task["name"] == "ioi" and task["data_file"] == str(path)
     assert task["split"] == "split column of the file" and task["n_attribution"] == N
+
+
+def test_the_guides_ten_line_file_is_valid(tmp_path, capsys):
+    guide = (Path(__file__).parent.parent / "docs" / "guide.md").read_text()
+    block = guide[guide.index("## Your own prompts") :].split("```")[1].strip()
+    path = tmp_path / "my_prompts.jsonl"
+    path.write_text(block + "\n")
+    assert main(["data", "check", str(path), "--model", "toy-gpt2"]) == 0
+    assert "10 rows, text layout" in capsys.readouterr().out
