@@ -41,7 +41,7 @@ def _target(text: str) -> tuple[float, float | None]:
 def _parser() -> argparse.ArgumentParser:
     from attribution import ABLATIONS, METRICS, RULES
     from attribution.methods import method_names
-    from circuits.app.data_cli import data_parser
+    from circuits.app.data_cli import add_data_options, data_parser
     from circuits.app.discovery import DTYPES
     from circuits.models.zoo import DEFAULT_MODEL
     from circuits.tasks import TASK_NAMES
@@ -68,14 +68,7 @@ def _parser() -> argparse.ArgumentParser:
             "--task", default=default("ioi"),
             help=f"task: {', '.join(TASK_NAMES)} (default: {run}ioi)",
         )  # fmt: skip
-        p.add_argument(
-            "--data", metavar="FILE",
-            help="your own prompt pairs (.jsonl or .csv, see docs/guide.md) instead of --task",
-        )  # fmt: skip
-        p.add_argument(
-            "--counterfactual", metavar="NAME",
-            help="which counterfactual prompt of MIB-style rows is the corrupted prompt",
-        )  # fmt: skip
+        add_data_options(p)  # --data FILE, --counterfactual NAME
         p.add_argument(
             "--metric", choices=sorted(METRICS), help=f"metric (default: {run}the task's own)"
         )

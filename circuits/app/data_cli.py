@@ -5,7 +5,20 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["data_parser", "run_data"]
+__all__ = ["add_data_options", "data_parser", "run_data"]
+
+
+def add_data_options(p: argparse.ArgumentParser, *, data: bool = True) -> None:
+    """``--data FILE`` (with ``data``) and ``--counterfactual NAME``."""
+    if data:
+        p.add_argument(
+            "--data", metavar="FILE",
+            help="your own prompt pairs (.jsonl or .csv, see docs/guide.md) instead of --task",
+        )  # fmt: skip
+    p.add_argument(
+        "--counterfactual", metavar="NAME",
+        help="which counterfactual prompt of MIB-style rows is the corrupted prompt",
+    )  # fmt: skip
 
 
 def data_parser(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +43,7 @@ def data_parser(sub: argparse._SubParsersAction) -> None:
         default=DEFAULT_MODEL,
         help=f"model whose tokenizer to use (default: {DEFAULT_MODEL})",
     )
-    c.add_argument("--counterfactual", metavar="NAME", help="counterfactual of MIB-style rows")
+    add_data_options(c, data=False)
     c.add_argument("--seed", type=int, default=0, help="seed of the 80/20 split (default: 0)")
 
 
