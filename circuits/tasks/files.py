@@ -25,6 +25,7 @@ structure, :func:`token_problems` what depends on the tokenizer.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import random
@@ -46,6 +47,7 @@ __all__ = [
     "PromptRow",
     "load_prompt_file",
     "read_prompt_file",
+    "read_rows",
     "token_problems",
 ]
 
@@ -80,6 +82,7 @@ class PromptRow:
     distractor_ids: tuple[int, ...] = ()
     split: str | None = None
     id: str | None = None
+    kind: str | None = None  # counterfactual files: "cause" or "isolate"
 
     def example(self) -> Example:
         return Example(self.clean, self.corrupted, self.answers, self.distractors)
@@ -225,6 +228,7 @@ def _layout(columns: set[str]) -> str:
 
 
 REQUIRED = {
+    "das": ("base", "source", "label", "base_label"),
     "text": ("clean", "corrupted", "answer|answers"),
     "eap-ig": ("clean", "corrupted", "correct_idx"),
     "mib": ("prompt", "choices", "answerKey"),
@@ -306,6 +310,20 @@ def _choice_texts(choices: Any) -> list[str] | None:
     return None
 
 
+def _das_row(where: str, n: int, row: dict, problems: list[str]) -> PromptRow | None:
+    """A counterfactual pair for DAS: base/source prompts, the intervened run's label and the
+    base's own (equal labels are allowed: an uninformative pair)."""
+    kind = row.get("kind") or None
+    if kind not in (None, "cause", "isolate"):
+        problems.append(f"{where}: kind {kind!r} is not cause or isolate")
+        return None
+    if not all(isinstance(row[c], str) for c in ("label", "base_label")):
+        problems.append(f"{where}: label and base_label must be text continuations")
+        return None
+    return PromptRow(n, row["base"], row["source"], (row["label"],), (row["base_label"],),
+                     kind=kind)  # fmt: skip
+
+
 def _mib_row(
     where: str, n: int, row: dict, counterfactual: str | None, problems: list[str]
 ) -> PromptRow | None:
@@ -368,13 +386,15 @@ def read_prompt_file(
     Raises:
         PromptFileError: every problem found, each naming ``FILE:LINE`` and the fix.
     """
-    prompts, problems = _read(Path(path), counterfactual, seed)
+    prompts, problems = read_rows(Path(path), counterfactual, seed)
     if problems:
         raise PromptFileError(problems)
     return prompts
 
 
-def _read(path: Path, counterfactual: str | None, seed: int) -> tuple[PromptFile | None, list[str]]:
+def read_rows(
+    path: Path, counterfactual: str | None, seed: int, layout: str | None = None
+) -> tuple[PromptFile | None, list[str]]:
     """The file's valid rows (None when nothing could be read) and every problem found."""
     if not path.is_file():
         return None, [f"{path}: no such file; give the path of a .jsonl or .csv file"]
@@ -388,7 +408,7 @@ def _read(path: Path, counterfactual: str | None, seed: int) -> tuple[PromptFile
     if problems:
         return None, problems
     csv_cells = path.suffix.lower() == ".csv"
-    layout = _layout(set(records[0][1]))
+    layout = layout or _layout(set(records[0][1]))
     if counterfactual is not None and layout != "mib":
         problems.append(
             f"{path}: --counterfactual {counterfactual!r} applies to MIB-style rows (prompt, choices, "
@@ -406,7 +426,9 @@ def _read(path: Path, counterfactual: str | None, seed: int) -> tuple[PromptFile
                 f"{', '.join(REQUIRED[layout])}"
             )
             continue
-        if layout == "mib":
+        if layout == "das":
+            row = _das_row(where, n, record, problems)
+        elif layout == "mib":
             row = _mib_row(where, n, record, counterfactual, problems)
         elif layout == "eap-ig":
             row = _eap_row(where, n, record, csv_cells, problems)
@@ -424,7 +446,7 @@ def _read(path: Path, counterfactual: str | None, seed: int) -> tuple[PromptFile
         same = set(row.answers) & set(row.distractors) or set(row.answer_ids) & set(
             row.distractor_ids
         )
-        if same:
+        if same and layout != "das":
             problems.append(
                 f"{where}: answer {sorted(same)[0]!r} is also a distractor; the metric would compare it "
                 "with itself, so remove it from one of the two"
@@ -439,10 +461,7 @@ def _read(path: Path, counterfactual: str | None, seed: int) -> tuple[PromptFile
             continue
         if rid is not None:
             seen_ids[rid] = n
-        rows.append(
-            PromptRow(n, row.clean, row.corrupted, row.answers, row.distractors, row.answer_ids,
-                      row.distractor_ids, split or None, rid)
-        )  # fmt: skip
+        rows.append(dataclasses.replace(row, split=split or None, id=rid))
     with_split = [r for r in rows if r.split is not None]
     if with_split and len(with_split) != len(rows):
         first = next(r for r in rows if r.split is None)
@@ -486,7 +505,9 @@ def _pieces(tokenizer: Any, ids: Sequence[int]) -> list[str]:
     return [str(p) for p in out]
 
 
-def token_problems(prompts: PromptFile, tokenizer: Any, vocab_size: int | None = None) -> list[str]:
+def token_problems(
+    prompts: PromptFile, tokenizer: Any, vocab_size: int | None = None, *, distinct: bool = True
+) -> list[str]:
     """Every problem that depends on the tokenizer: clean/corrupted lengths, answers that are
     not one token after their prompt, answers that tokenise like a distractor, ids out of
     the vocabulary (``vocab_size``, default ``len(tokenizer)``)."""
@@ -520,7 +541,7 @@ def token_problems(prompts: PromptFile, tokenizer: Any, vocab_size: int | None =
         distractor_ids = {ids_of[(i, d)] for d in r.distractors if (i, d) in ids_of} | set(
             r.distractor_ids
         )
-        if answer_ids & distractor_ids:
+        if distinct and answer_ids & distractor_ids:
             problems.append(
                 f"{where}: an answer and a distractor are the same token ({sorted(answer_ids & distractor_ids)[0]}) "
                 "under this tokenizer; make them differ"
@@ -544,7 +565,7 @@ def load_prompt_file(
 ) -> PromptFile:
     """:func:`read_prompt_file` plus :func:`token_problems` (on the rows that passed the
     first checks); raises with every problem of both."""
-    prompts, problems = _read(Path(path), counterfactual, seed)
+    prompts, problems = read_rows(Path(path), counterfactual, seed)
     if prompts is not None and prompts.rows:
         problems += token_problems(prompts, tokenizer, vocab_size)
     if problems:
