@@ -58,7 +58,7 @@ def test_bad_counterfactual_rows_name_their_line(tokenizer, tmp_path):
         load_counterfactual_file(_write(tmp_path / "cf.jsonl", rows), tokenizer)
     message = str(info.value)
     assert "4 problem(s)" in message and "cf.jsonl:1" not in message
-    assert "cf.jsonl:2: clean has 15 tokens but corrupted has 16" in message
+    assert "cf.jsonl:2: base has 15 tokens but source has 16" in message
     assert "cf.jsonl:3: ' Anna Mary' is not one token after its prompt" in message
     assert "cf.jsonl:4: kind 'both' is not cause or isolate" in message
     assert (

@@ -30,7 +30,7 @@ def load_counterfactual_file(
     """
     prompts, problems = read_rows(Path(path), None, seed, layout="das")
     if prompts is not None and prompts.rows:
-        problems += token_problems(prompts, tokenizer, distinct=False)
+        problems += token_problems(prompts, tokenizer, distinct=False, sides=("base", "source"))
     if problems:
         raise PromptFileError(problems)
     out = {}

@@ -506,12 +506,18 @@ def _pieces(tokenizer: Any, ids: Sequence[int]) -> list[str]:
 
 
 def token_problems(
-    prompts: PromptFile, tokenizer: Any, vocab_size: int | None = None, *, distinct: bool = True
+    prompts: PromptFile,
+    tokenizer: Any,
+    vocab_size: int | None = None,
+    *,
+    distinct: bool = True,
+    sides: tuple[str, str] = ("clean", "corrupted"),
 ) -> list[str]:
     """Every problem that depends on the tokenizer: clean/corrupted lengths, answers that are
     not one token after their prompt, answers that tokenise like a distractor, ids out of
     the vocabulary (``vocab_size``, default ``len(tokenizer)``)."""
     vocab = vocab_size if vocab_size is not None else len(tokenizer)
+    a, b = sides  # how the two prompts are called in messages
     rows, path = prompts.rows, prompts.path
     clean = token_ids(tokenizer, [r.clean for r in rows])
     corrupted = token_ids(tokenizer, [r.corrupted for r in rows])
@@ -533,8 +539,8 @@ def token_problems(
         where = f"{path}:{r.line}"
         if len(clean[i]) != len(corrupted[i]):
             problems.append(
-                f"{where}: clean has {len(clean[i])} tokens but corrupted has {len(corrupted[i])} under "
-                f"this tokenizer (clean {_pieces(tokenizer, clean[i])}, corrupted "
+                f"{where}: {a} has {len(clean[i])} tokens but {b} has {len(corrupted[i])} under "
+                f"this tokenizer ({a} {_pieces(tokenizer, clean[i])}, {b} "
                 f"{_pieces(tokenizer, corrupted[i])}); make them the same length"
             )
         answer_ids = {ids_of[(i, a)] for a in r.answers if (i, a) in ids_of} | set(r.answer_ids)
