@@ -41,6 +41,7 @@ def _target(text: str) -> tuple[float, float | None]:
 def _parser() -> argparse.ArgumentParser:
     from attribution import ABLATIONS, METRICS, RULES
     from attribution.methods import method_names
+    from circuits.app.data_cli import add_data_options, data_parser
     from circuits.app.discovery import DTYPES
     from circuits.models.zoo import DEFAULT_MODEL
     from circuits.tasks import TASK_NAMES
@@ -64,9 +65,10 @@ def _parser() -> argparse.ArgumentParser:
             help=f"bundled model name, local model folder or Hugging Face Hub name (default: {run}{DEFAULT_MODEL}, bundled, offline)",
         )  # fmt: skip
         p.add_argument(
-            "--task", default=default("ioi"),
+            "--task", default=None,  # None: ioi, unless --data (or the run) gives the prompts
             help=f"task: {', '.join(TASK_NAMES)} (default: {run}ioi)",
         )  # fmt: skip
+        add_data_options(p)  # --data FILE, --counterfactual NAME
         p.add_argument(
             "--metric", choices=sorted(METRICS), help=f"metric (default: {run}the task's own)"
         )
@@ -164,6 +166,10 @@ def _parser() -> argparse.ArgumentParser:
         help="bootstrap resamples for the interval (default: 1000)",
     )
     e.add_argument("--json", action="store_true", help="print the result as JSON")
+    e.add_argument(
+        "--curve", action="store_true",
+        help="also faithfulness at MIB's ten sizes of GRAPH's top-scoring edges, with CPR and CMD",
+    )  # fmt: skip
 
     x = sub.add_parser(
         "export",
@@ -172,13 +178,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     x.add_argument("graph", type=Path, help="graph file (.graphml, .json or .safetensors)")
     x.add_argument(
-        "--format", required=True, choices=("graphml", "json", "dot"), help="output format"
-    )
+        "--format", required=True, choices=("graphml", "json", "dot", "mib"),
+        help="output format; mib: GRAPH may be a run folder, --out a folder (see docs/circuits.md)",
+    )  # fmt: skip
     x.add_argument("--out", type=Path, help="output file (default: GRAPH with the new suffix)")
     x.add_argument(
         "--all-edges", action="store_true", help="DOT only: every edge, not just the circuit"
     )
     x.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
+    data_parser(sub)
 
     r = sub.add_parser(
         "report",
@@ -210,14 +219,27 @@ def _benchmark(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _one_prompt_source(args: argparse.Namespace) -> None:
+    """--task and --data both name the prompts: refuse both at once rather than pick one."""
+    if args.task is not None and args.data is not None:
+        raise UsageError(
+            f"pass either --task ({args.task}) or --data ({args.data}), not both: each names the prompts"
+        )
+
+
 def _discover(args: argparse.Namespace, argv: list[str]) -> int:
     from circuits.app.discovery import DiscoverySettings, discover
+
+    _one_prompt_source(args)
+    if args.task is None:
+        args.task = "ioi"
 
     settings = DiscoverySettings(
         model=args.model, task=args.task, method=args.method, steps=args.steps, quadrature_rule=args.quadrature,
         metric=args.metric, ablation=args.ablation, target=args.target, n_examples=args.n_examples,
         n_eval=args.n_eval, seed=args.seed, batch_size=args.batch_size, device=args.device,
         dtype=args.dtype, device_map=args.device_map, memory_budget_gb=args.memory_budget_gb,
+        data=args.data, counterfactual=args.counterfactual,
     )  # fmt: skip
     metrics = discover(
         settings,
@@ -240,12 +262,13 @@ def _discover(args: argparse.Namespace, argv: list[str]) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from circuits.app.discovery import DiscoverySettings, load_for_task
+    from circuits.app.prompts import split_pairs
     from circuits.search.faithfulness import evaluate
-    from circuits.tasks import encode_examples, get_task
     from graphs import Graph
 
     if not args.graph.is_file():
         raise UsageError(f"graph file {args.graph} does not exist")
+    _one_prompt_source(args)
     _defaults_from_run(args)
     settings = DiscoverySettings(
         model=args.model,
@@ -256,6 +279,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         device=args.device,
         dtype=args.dtype,
         device_map=args.device_map,
+        data=args.data,
+        counterfactual=args.counterfactual,
+        seed=args.seed,
     )
     settings.check()
     graph = Graph.load(args.graph)
@@ -263,33 +289,39 @@ def _evaluate(args: argparse.Namespace) -> int:
         args.model, args.device, dtype=args.dtype, device_map=args.device_map
     )
     graph.check_compatible(bridge)
-    task = get_task(args.task)
-    data = encode_examples(
-        task.examples(args.n_examples, seed=args.seed, split=args.split), tokenizer
-    )
+    data, task = split_pairs(settings, tokenizer, args.split, args.n_examples)
     mean_data = None
     if args.ablation == "mean":
-        mean_data = encode_examples(
-            task.examples(args.n_examples, seed=args.seed, split="train"), tokenizer
-        )
+        mean_data, _ = split_pairs(settings, tokenizer, "train", args.n_examples)
     faith = evaluate(
         bridge, graph, data, settings.task_metric, ablation=args.ablation, mean_data=mean_data,
         batch_size=args.batch_size, bootstrap=args.bootstrap, seed=args.seed, quiet=args.quiet,
     )  # fmt: skip
     result = {
-        "graph": str(args.graph), "model": args.model, "task": task.name, "metric": settings.task_metric,
+        "graph": str(args.graph), "model": args.model, "task": task["name"], "metric": settings.task_metric,
         "split": args.split, "n_examples": faith.n_examples, "n_edges": faith.n_edges, "f": faith.f,
         "ci": list(faith.ci) if faith.ci else None, "m_full": faith.m_full, "m_circuit": faith.m_circuit,
         "m_empty": faith.m_empty, "random_f": faith.random_f,
     }  # fmt: skip
+    if args.curve:
+        from circuits.app.mib_export import mib_curve
+
+        result["curve"] = mib_curve(
+            bridge, graph, data, settings.task_metric, ablation=args.ablation,
+            mean_data=mean_data, batch_size=args.batch_size,
+        )  # fmt: skip
     if args.json:
         print(json.dumps(result, indent=1))
     else:
         ci = f" [{faith.ci[0]:.3f}, {faith.ci[1]:.3f}]" if faith.ci else ""
         print(
-            f"{faith.n_edges} edges: faithfulness {faith.f:.4f}{ci} on {faith.n_examples} {args.split} prompts of {task.name}; "
+            f"{faith.n_edges} edges: faithfulness {faith.f:.4f}{ci} on {faith.n_examples} {args.split} prompts of {task['name']}; "
             f"m(M) {faith.m_full:.4g}, m(C) {faith.m_circuit:.4g}, m(empty) {faith.m_empty:.4g}, random circuit f {faith.random_f:.4f}"
         )
+        if args.curve:
+            c = result["curve"]
+            print(f"MIB curve: CPR {c['cpr']:.4f}, CMD {c['cmd']:.4f}; f at " + ", ".join(
+                f"{100 * k:g}% {f:.3f}" for k, f in zip(c["fractions"], c["f"], strict=True)))  # fmt: skip
     return EXIT_OK
 
 
@@ -313,9 +345,13 @@ def _defaults_from_run(args: argparse.Namespace) -> None:
             "metric": record.settings.get("metric"),
             "ablation": record.settings.get("ablation"),
             "seed": record.task.get("seed"),
+            "data": record.task.get("data_file"),
+            "counterfactual": record.task.get("counterfactual"),
         }
     fallback = {"model": DEFAULT_MODEL, "task": "ioi", "ablation": "patching", "seed": 0}
-    for name in ("model", "task", "metric", "ablation", "seed"):
+    if args.task is not None or args.data is not None:  # the user chose the prompts
+        recorded.pop("data", None), recorded.pop("counterfactual", None)
+    for name in ("model", "task", "metric", "ablation", "seed", "data", "counterfactual"):
         if getattr(args, name) is None:
             value = recorded.get(name)
             setattr(args, name, value if value is not None else fallback.get(name))
@@ -325,6 +361,12 @@ def _export(args: argparse.Namespace) -> int:
     from graphs import Graph
     from graphs.dot_io import save_dot
 
+    if args.format == "mib":  # ten circuits in MIB's layout, into a folder
+        from circuits.app.mib_export import export_mib_run
+
+        paths = export_mib_run(args.graph, args.out, args.overwrite)
+        print(f"wrote {len(paths)} MIB files to {paths[0].parent}")
+        return EXIT_OK
     if not args.graph.is_file():
         raise UsageError(f"graph file {args.graph} does not exist")
     out = args.out or args.graph.with_suffix("." + args.format)
@@ -389,6 +431,10 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             return _export(args)
         if args.command == "benchmark":
             return _benchmark(args)
+        if args.command == "data":
+            from circuits.app.data_cli import run_data
+
+            return run_data(args)
         return _report(args)
     except CircuitDiscoveryError as err:
         print(f"error: {err}", file=sys.stderr)

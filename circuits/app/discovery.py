@@ -32,6 +32,7 @@ from attribution import ABLATIONS, METRICS, RULES, RunSetup, attribute, get_meth
 from attribution.ablation import as_ablation
 from attribution.distributed import is_main_process
 from attribution.methods import method_names
+from circuits.app.prompts import FILE_METRIC, check_data_file, check_user_examples, prompt_pairs
 from circuits.app.run import RUN_FORMAT, RunRecord, strict_json
 from circuits.search.faithfulness import (
     DEFAULT_FRACTIONS,
@@ -41,7 +42,7 @@ from circuits.search.faithfulness import (
     faithfulness_curve,
 )
 from circuits.search.minimal import MinimalCircuit, minimal_circuit, parse_target
-from circuits.tasks import encode_examples, get_task
+from circuits.tasks import get_task
 from graphs import Graph, ModelSpec
 from graphs.errors import CircuitDiscoveryError
 
@@ -105,15 +106,21 @@ class DiscoverySettings:
     dtype: str | None = None  # a DTYPES name; None: the dtype the checkpoint is stored in
     device_map: str | None = None  # Hugging Face device_map ("auto", "balanced", "cuda:1", ...)
     memory_budget_gb: float = 4.0  # attribution's budget besides the weights
+    data: str | None = None  # a prompt file (circuits.tasks.files) instead of the task
+    counterfactual: str | None = None  # the counterfactual of a MIB-style prompt file
 
     def check(self) -> None:
         """Raise RunError for any bad setting (cheap; runs before loading the model)."""
         from circuits.tasks import TaskError
 
-        try:
-            task = get_task(self.task)
-        except TaskError as err:
-            raise RunError(str(err)) from None
+        if self.data is not None:  # the whole file, with the model's tokenizer, before loading it
+            check_data_file(self.data, self.model, self.counterfactual, self.seed)
+        else:
+            try:
+                get_task(self.task)
+            except TaskError as err:
+                raise RunError(str(err)) from None
+            check_user_examples(self)  # a user's module:factory task, like a prompt file
         if self.method not in method_names():
             raise RunError(
                 f"unknown method {self.method!r}; choose one of {', '.join(method_names())}"
@@ -122,7 +129,7 @@ class DiscoverySettings:
             raise RunError(
                 f"unknown ablation {self.ablation!r}; choose one of {', '.join(ABLATIONS)}"
             )
-        metric = self.metric or task.metric
+        metric = self.task_metric
         if metric not in METRICS:
             raise RunError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
         if self.quadrature_rule not in RULES:
@@ -155,7 +162,7 @@ class DiscoverySettings:
 
     @property
     def task_metric(self) -> str:
-        return self.metric or get_task(self.task).metric
+        return self.metric or (FILE_METRIC if self.data else get_task(self.task).metric)
 
 
 def _check_device(name: str, option: str) -> None:
@@ -285,7 +292,6 @@ def find_circuit(
         timings[name] = round(now - since, 3)
         return now
 
-    task = get_task(settings.task)
     metric = settings.task_metric
     t = time.perf_counter()
     bridge, tokenizer, source = load_for_task(
@@ -293,12 +299,7 @@ def find_circuit(
     )
     t = lap("load_model_s", t)
 
-    train = encode_examples(
-        task.examples(settings.n_examples, seed=settings.seed, split="train"), tokenizer
-    )
-    test = encode_examples(
-        task.examples(settings.n_eval, seed=settings.seed, split="test"), tokenizer
-    )
+    train, test, task_info = prompt_pairs(settings, tokenizer)
     # the graph files record the model as the user named it, not the folder it loaded from
     graph = Graph(dataclasses.replace(ModelSpec.from_model(bridge), model_name=settings.model))
     method = get_method(
@@ -356,8 +357,7 @@ def find_circuit(
             "processing": dict(getattr(bridge, "circuit_discovery_processing", {})),
         },
         task={
-            "name": task.name,
-            "description": task.description,
+            **task_info,  # name and description; a prompt file's layout and split
             "metric": metric,
             "n_attribution": len(train),
             "n_evaluation": len(test),

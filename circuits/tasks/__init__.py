@@ -10,6 +10,7 @@ from circuits.tasks.causal import CausalModel
 from circuits.tasks.copying import Copying
 from circuits.tasks.encode import encode_examples, token_ids
 from circuits.tasks.entities import WORLD, EntityAttributes, World
+from circuits.tasks.files import PromptFile, PromptFileError, load_prompt_file, read_prompt_file
 from circuits.tasks.greater_than import GreaterThan
 from circuits.tasks.ioi import IOI
 from circuits.tasks.price_tagging import PRICE_CAUSAL_MODEL, PriceTagging
@@ -27,12 +28,16 @@ __all__ = [
     "Example",
     "GreaterThan",
     "PriceTagging",
+    "PromptFile",
+    "PromptFileError",
     "Task",
     "TaskError",
     "World",
     "all_words",
     "encode_examples",
     "get_task",
+    "load_prompt_file",
+    "read_prompt_file",
     "split_of",
     "task_accuracy",
     "token_ids",

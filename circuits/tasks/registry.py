@@ -23,6 +23,10 @@ def get_task(name: str | Task) -> Task:
     """The task registered as ``name`` (a :class:`Task` is returned unchanged)."""
     if isinstance(name, Task):
         return name
+    from circuits.tasks.user import is_task_spec, load_user_task
+
+    if is_task_spec(name):  # a user's package.module:factory
+        return load_user_task(name)
     from circuits.tasks.copying import Copying
     from circuits.tasks.entities import EntityAttributes
     from circuits.tasks.greater_than import GreaterThan

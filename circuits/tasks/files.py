@@ -1,0 +1,579 @@
+"""Your own prompts from a file: JSONL or CSV rows → :class:`attribution.PromptPairs`.
+
+Three row layouts, recognised from the columns (all rows of a file share one):
+
+- **text**: ``clean``, ``corrupted``, ``answer`` or ``answers`` (a list), optional
+  ``distractor`` / ``distractors``, ``split`` (``train``/``test``) and ``id``. Answers are
+  continuations of the clean prompt, tokenised in context exactly as the bundled tasks do
+  (:func:`circuits.tasks.encode.encode_examples`), so write the leading space: ``" Mary"``.
+- **eap-ig** (the reference EAP-IG CSV): ``clean``, ``corrupted``, ``correct_idx`` and
+  optional ``incorrect_idx``, token ids used as they are.
+- **mib** (MIB's Hugging Face rows): ``prompt``, ``choices`` (a list, or
+  ``{"label": [...], "text": [...]}`` whose labels are the answers), ``answerKey`` (index of
+  the correct choice) and one or more counterfactuals ``NAME`` = ``{"prompt": ...}``, picked
+  with ``counterfactual=NAME``. The distractor is the counterfactual's own correct choice when
+  it has one and it differs, else every other choice.
+
+In CSV, a list cell is JSON (``["a", "b"]``). Without a ``split`` column the rows are split
+80/20 into train/test with a seeded shuffle (:data:`TEST_FRACTION`).
+
+Every problem is reported with ``FILE:LINE``, what is wrong and the fix, all of them at once
+(:class:`PromptFileError`), before any model work: :func:`read_prompt_file` checks the
+structure, :func:`token_problems` what depends on the tokenizer.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from attribution.data import PromptPairs
+from circuits.tasks.base import SPLITS, TEST_FRACTION, Example, TaskError
+from circuits.tasks.encode import encode_examples, pad_id, pad_rows, token_ids
+
+__all__ = [
+    "FORMATS",
+    "PromptFile",
+    "PromptFileError",
+    "PromptRow",
+    "load_prompt_file",
+    "read_prompt_file",
+    "read_rows",
+    "token_problems",
+]
+
+#: Row layouts a prompt file may use.
+FORMATS: tuple[str, ...] = ("text", "eap-ig", "mib")
+#: The most problems one error message lists (the count of the rest follows).
+MAX_LISTED = 20
+
+
+class PromptFileError(TaskError):
+    """A prompt file that cannot be used; ``problems`` holds one ``FILE:LINE: ...`` each."""
+
+    def __init__(self, problems: Sequence[str]):
+        self.problems = list(problems)
+        shown = self.problems[:MAX_LISTED]
+        more = len(self.problems) - len(shown)
+        tail = f"\n  ... and {more} more" if more else ""
+        head = f"{len(self.problems)} problem(s) in the prompt file:\n  "
+        super().__init__(head + "\n  ".join(shown) + tail)
+
+
+@dataclass(frozen=True)
+class PromptRow:
+    """One row of a prompt file: text answers (``text``, ``mib``) or ids (``eap-ig``)."""
+
+    line: int
+    clean: str
+    corrupted: str
+    answers: tuple[str, ...] = ()
+    distractors: tuple[str, ...] = ()
+    answer_ids: tuple[int, ...] = ()
+    distractor_ids: tuple[int, ...] = ()
+    split: str | None = None
+    id: str | None = None
+    kind: str | None = None  # counterfactual files: "cause" or "isolate"
+
+    def example(self) -> Example:
+        return Example(self.clean, self.corrupted, self.answers, self.distractors)
+
+
+@dataclass
+class PromptFile:
+    """The validated rows of a prompt file with their train/test split."""
+
+    path: Path
+    format: str
+    rows: list[PromptRow]
+    split_source: str  # "file" (a split column) or "seeded" (an 80/20 shuffle)
+    seed: int
+    counterfactual: str | None = None
+    splits: dict[str, list[PromptRow]] = field(default_factory=dict)
+
+    def rows_of(self, split: str) -> list[PromptRow]:
+        if split not in SPLITS:
+            raise PromptFileError([f"{self.path}: unknown split {split!r}; use train or test"])
+        return self.splits[split]
+
+    def encode(
+        self, tokenizer: Any, split: str | None = None, limit: int | None = None
+    ) -> PromptPairs:
+        """Prompt pairs of ``split`` (every row when None), the first ``limit`` rows.
+
+        Text answers go through :func:`encode_examples`, so a row gives the same tensors as
+        the equivalent bundled-task example.
+        """
+        rows = self.rows if split is None else self.rows_of(split)
+        rows = rows[:limit] if limit is not None else rows
+        if not rows:
+            raise PromptFileError(
+                [
+                    f"{self.path}: no {split} rows; add rows with split={split} or drop the split column"
+                ]
+            )
+        if self.format != "eap-ig":
+            return encode_examples([r.example() for r in rows], tokenizer)
+        clean = token_ids(tokenizer, [r.clean for r in rows])
+        corrupted = token_ids(tokenizer, [r.corrupted for r in rows])
+        clean_t, mask = pad_rows(clean, pad_id(tokenizer))
+        corrupted_t, _ = pad_rows(corrupted, pad_id(tokenizer))
+        return PromptPairs(
+            clean=clean_t,
+            corrupted=corrupted_t,
+            answers=_id_rows([r.answer_ids for r in rows]),
+            distractors=_id_rows([r.distractor_ids for r in rows]),
+            attention_mask=mask,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """What ``metrics.json`` and the report state about the data."""
+        split = (
+            "split column of the file"
+            if self.split_source == "file"
+            else f"seeded {1 - TEST_FRACTION:.0%}/{TEST_FRACTION:.0%} shuffle (seed {self.seed})"
+        )
+        return {
+            "data_file": str(self.path),
+            "data_format": self.format,
+            "counterfactual": self.counterfactual,
+            "n_rows": len(self.rows),
+            "n_train_rows": len(self.splits["train"]),
+            "n_test_rows": len(self.splits["test"]),
+            "split": split,
+        }
+
+
+def _id_rows(rows: Sequence[Sequence[int]]) -> torch.Tensor:
+    width = max((len(r) for r in rows), default=0)
+    out = torch.full((len(rows), width), -1, dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.tensor(list(r), dtype=torch.long)
+    return out
+
+
+# ---------------------------------------------------------------- reading the file
+
+
+def _decode_lines(path: Path, raw: bytes, problems: list[str]) -> str | None:
+    """The file as text; one problem per line that is not UTF-8."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    for n, line in enumerate(raw.split(b"\n"), start=1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as err:
+            problems.append(
+                f"{path}:{n}: not UTF-8 text (byte {line[err.start]:#04x} at column {err.start + 1}); "
+                "save the file as UTF-8"
+            )
+    return None
+
+
+def _records(path: Path, text: str, problems: list[str]) -> list[tuple[int, dict[str, Any]]]:
+    """``(line, row)`` pairs of a JSONL or CSV file."""
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        out = []
+        for n, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                problems.append(
+                    f"{path}:{n}: not valid JSON ({err.msg}); write one JSON object a line"
+                )
+                continue
+            if not isinstance(row, dict):
+                problems.append(
+                    f"{path}:{n}: a JSON {type(row).__name__}, not an object; write one object a line"
+                )
+                continue
+            out.append((n, row))
+        return out
+    if suffix == ".csv":
+        reader = csv.DictReader(io.StringIO(text))
+        out = []
+        for row in reader:
+            if None in row:  # more cells than header columns
+                problems.append(
+                    f"{path}:{reader.line_num}: {len(row[None])} more cell(s) than the header's columns; "
+                    "quote cells that contain commas"
+                )
+                continue
+            out.append((reader.line_num, dict(row)))
+        return out
+    problems.append(f"{path}: unknown file type {suffix or '(none)'!r}; name it .jsonl or .csv")
+    return []
+
+
+def _layout(columns: set[str]) -> str:
+    if "prompt" in columns and "choices" in columns:
+        return "mib"
+    if "correct_idx" in columns:
+        return "eap-ig"
+    return "text"
+
+
+REQUIRED = {
+    "das": ("base", "source", "label", "base_label"),
+    "text": ("clean", "corrupted", "answer|answers"),
+    "eap-ig": ("clean", "corrupted", "correct_idx"),
+    "mib": ("prompt", "choices", "answerKey"),
+}
+
+
+def _missing(layout: str, columns: set[str]) -> list[str]:
+    return [need for need in REQUIRED[layout] if not any(c in columns for c in need.split("|"))]
+
+
+def _cell_list(value: Any, csv_cell: bool) -> list[Any] | None:
+    """A list cell: a JSON list (a JSON string in CSV), or one scalar as a one-item list."""
+    if value is None or value == "":
+        return []
+    if csv_cell and isinstance(value, str) and value.lstrip().startswith("["):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return None
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _int_ids(values: list[Any]) -> list[int] | None:
+    out = []
+    for v in values:
+        if isinstance(v, bool):
+            return None
+        try:
+            out.append(int(str(v).strip()) if not isinstance(v, int) else v)
+        except ValueError:
+            return None
+    return out
+
+
+def _text_row(
+    where: str, n: int, row: dict, csv_cell: bool, problems: list[str]
+) -> PromptRow | None:
+    answers = _cell_list(row.get("answers", row.get("answer")), csv_cell)
+    distractors = _cell_list(row.get("distractors", row.get("distractor")), csv_cell)
+    if answers is None or distractors is None:
+        problems.append(
+            f'{where}: a list cell is not valid JSON; write lists as [" Mary", " Anna"]'
+        )
+        return None
+    if not answers:
+        problems.append(f"{where}: no answer; give the correct continuation in answer")
+        return None
+    if not all(isinstance(a, str) for a in answers + distractors):
+        problems.append(f"{where}: answers and distractors must be text; write them in quotes")
+        return None
+    return PromptRow(n, row["clean"], row["corrupted"], tuple(answers), tuple(distractors))
+
+
+def _eap_row(
+    where: str, n: int, row: dict, csv_cell: bool, problems: list[str]
+) -> PromptRow | None:
+    correct = _int_ids(_cell_list(row.get("correct_idx"), csv_cell) or [])
+    incorrect = _int_ids(_cell_list(row.get("incorrect_idx"), csv_cell) or [])
+    if not correct or incorrect is None:
+        problems.append(
+            f"{where}: correct_idx / incorrect_idx must be token ids (integers), got "
+            f"{row.get('correct_idx')!r} / {row.get('incorrect_idx')!r}; write the ids, or use "
+            "answer/distractor columns for text"
+        )
+        return None
+    return PromptRow(n, row["clean"], row["corrupted"], answer_ids=tuple(correct),
+                     distractor_ids=tuple(incorrect))  # fmt: skip
+
+
+def _counterfactuals(row: dict) -> list[str]:
+    return sorted(k for k, v in row.items() if isinstance(v, dict) and "prompt" in v)
+
+
+def _choice_texts(choices: Any) -> list[str] | None:
+    if isinstance(choices, dict):  # MCQA / ARC: the answer is the label ("A", "B", ...)
+        choices = choices.get("label")
+    if isinstance(choices, list) and all(isinstance(c, str) for c in choices):
+        return choices
+    return None
+
+
+def _das_row(where: str, n: int, row: dict, problems: list[str]) -> PromptRow | None:
+    """A counterfactual pair for DAS: base/source prompts, the intervened run's label and the
+    base's own (equal labels are allowed: an uninformative pair)."""
+    kind = row.get("kind") or None
+    if kind not in (None, "cause", "isolate"):
+        problems.append(f"{where}: kind {kind!r} is not cause or isolate")
+        return None
+    if not all(isinstance(row[c], str) for c in ("label", "base_label")):
+        problems.append(f"{where}: label and base_label must be text continuations")
+        return None
+    return PromptRow(n, row["base"], row["source"], (row["label"],), (row["base_label"],),
+                     kind=kind)  # fmt: skip
+
+
+def _mib_row(
+    where: str, n: int, row: dict, counterfactual: str | None, problems: list[str]
+) -> PromptRow | None:
+    names = _counterfactuals(row)
+    if counterfactual is None:
+        if len(names) != 1:
+            problems.append(
+                f"{where}: {len(names)} counterfactual prompts ({', '.join(names) or 'none'}); "
+                "pick one with --counterfactual NAME"
+                if names
+                else f'{where}: no counterfactual prompt (a column {{"prompt": ...}}); add one'
+            )
+            return None
+        counterfactual = names[0]
+    name = next(
+        (c for c in (counterfactual, counterfactual + "_counterfactual") if c in names), None
+    )
+    if name is None:
+        problems.append(
+            f"{where}: no counterfactual {counterfactual!r}; this row has {', '.join(names) or 'none'}"
+        )
+        return None
+    choices, key = _choice_texts(row["choices"]), row["answerKey"]
+    if (
+        choices is None
+        or isinstance(key, bool)
+        or not isinstance(key, int)
+        or not 0 <= key < len(choices)
+    ):
+        problems.append(
+            f"{where}: choices must be a list of strings and answerKey an index into it, got "
+            f"{row['choices']!r} and {key!r}"
+        )
+        return None
+    answer = choices[key]
+    cf = row[name]
+    cf_choices = _choice_texts(cf.get("choices"))
+    cf_key = cf.get("answerKey")
+    if (
+        cf_choices is not None
+        and isinstance(cf_key, int)
+        and 0 <= cf_key < len(cf_choices)
+        and cf_choices[cf_key] != answer
+    ):
+        distractors = (cf_choices[cf_key],)
+    else:
+        distractors = tuple(c for i, c in enumerate(choices) if i != key)
+    prompt, corrupted = row["prompt"], cf["prompt"]
+    if not isinstance(prompt, str) or not isinstance(corrupted, str):
+        problems.append(f"{where}: prompt and {name}.prompt must be text")
+        return None
+    return PromptRow(n, prompt, corrupted, (answer,), distractors)
+
+
+def read_prompt_file(
+    path: str | Path, *, counterfactual: str | None = None, seed: int = 0
+) -> PromptFile:
+    """Read and check a prompt file without a tokenizer (columns, text, answers, ids, splits).
+
+    Raises:
+        PromptFileError: every problem found, each naming ``FILE:LINE`` and the fix.
+    """
+    prompts, problems = read_rows(Path(path), counterfactual, seed)
+    if problems:
+        raise PromptFileError(problems)
+    return prompts
+
+
+def read_rows(
+    path: Path, counterfactual: str | None, seed: int, layout: str | None = None
+) -> tuple[PromptFile | None, list[str]]:
+    """The file's valid rows (None when nothing could be read) and every problem found."""
+    if not path.is_file():
+        return None, [f"{path}: no such file; give the path of a .jsonl or .csv file"]
+    problems: list[str] = []
+    text = _decode_lines(path, path.read_bytes(), problems)
+    records = _records(path, text, problems) if text is not None else []
+    if text is not None and not records and not problems:
+        problems.append(
+            f"{path}: the file has no rows; add one row per prompt pair (see docs/guide.md)"
+        )
+    if problems:
+        return None, problems
+    csv_cells = path.suffix.lower() == ".csv"
+    layout = layout or _layout(set(records[0][1]))
+    if counterfactual is not None and layout != "mib":
+        problems.append(
+            f"{path}: --counterfactual {counterfactual!r} applies to MIB-style rows (prompt, choices, "
+            "answerKey); this file has clean/corrupted columns, drop --counterfactual"
+        )
+    rows: list[PromptRow] = []
+    seen_ids: dict[str, int] = {}
+    for n, record in records:
+        where = f"{path}:{n}"
+        columns = {k for k, v in record.items() if v not in (None, "")}
+        missing = _missing(layout, columns)
+        if missing:
+            problems.append(
+                f"{where}: missing column(s) {', '.join(missing)}; a {layout} row needs "
+                f"{', '.join(REQUIRED[layout])}"
+            )
+            continue
+        if layout == "das":
+            row = _das_row(where, n, record, problems)
+        elif layout == "mib":
+            row = _mib_row(where, n, record, counterfactual, problems)
+        elif layout == "eap-ig":
+            row = _eap_row(where, n, record, csv_cells, problems)
+        else:
+            row = _text_row(where, n, record, csv_cells, problems)
+        if row is None:
+            continue
+        if not isinstance(row.clean, str) or not isinstance(row.corrupted, str):
+            problems.append(f"{where}: clean and corrupted must be text")
+            continue
+        split = record.get("split")
+        if split not in (None, "") and split not in SPLITS:
+            problems.append(f"{where}: split {split!r} is not train or test")
+            continue
+        same = set(row.answers) & set(row.distractors) or set(row.answer_ids) & set(
+            row.distractor_ids
+        )
+        if same and layout != "das":
+            problems.append(
+                f"{where}: answer {sorted(same)[0]!r} is also a distractor; the metric would compare it "
+                "with itself, so remove it from one of the two"
+            )
+            continue
+        rid = record.get("id")
+        rid = None if rid in (None, "") else str(rid)
+        if rid is not None and rid in seen_ids:
+            problems.append(
+                f"{where}: id {rid!r} already used on line {seen_ids[rid]}; ids must be unique"
+            )
+            continue
+        if rid is not None:
+            seen_ids[rid] = n
+        rows.append(dataclasses.replace(row, split=split or None, id=rid))
+    with_split = [r for r in rows if r.split is not None]
+    if with_split and len(with_split) != len(rows):
+        first = next(r for r in rows if r.split is None)
+        problems.append(
+            f"{path}:{first.line}: no split, but other rows have one; give every row train or test, "
+            "or drop the split column for a seeded 80/20 split"
+        )
+    out = PromptFile(path, layout, rows, "file" if with_split else "seeded", seed, counterfactual)
+    out.splits = _split(rows, seed) if not with_split else {
+        s: [r for r in rows if r.split == s] for s in SPLITS
+    }  # fmt: skip
+    return out, problems
+
+
+def _split(rows: list[PromptRow], seed: int) -> dict[str, list[PromptRow]]:
+    """A seeded 80/20 train/test split, each part in file order (one row: train only)."""
+    order = list(range(len(rows)))
+    random.Random(f"prompt-file:{seed}").shuffle(order)
+    n_test = max(1, round(TEST_FRACTION * len(rows))) if len(rows) > 1 else 0
+    test = set(order[:n_test])
+    return {
+        "train": [r for i, r in enumerate(rows) if i not in test],
+        "test": [r for i, r in enumerate(rows) if i in test],
+    }
+
+
+# ---------------------------------------------------------------- checks that need a tokenizer
+
+
+def _pieces(tokenizer: Any, ids: Sequence[int]) -> list[str]:
+    convert = getattr(tokenizer, "convert_ids_to_tokens", None) or getattr(
+        tokenizer, "id_to_token", None
+    )
+    if convert is None:
+        return [str(i) for i in ids]
+    out = (
+        convert(list(ids))
+        if hasattr(tokenizer, "convert_ids_to_tokens")
+        else [convert(i) for i in ids]
+    )
+    return [str(p) for p in out]
+
+
+def token_problems(
+    prompts: PromptFile,
+    tokenizer: Any,
+    vocab_size: int | None = None,
+    *,
+    distinct: bool = True,
+    sides: tuple[str, str] = ("clean", "corrupted"),
+) -> list[str]:
+    """Every problem that depends on the tokenizer: clean/corrupted lengths, answers that are
+    not one token after their prompt, answers that tokenise like a distractor, ids out of
+    the vocabulary (``vocab_size``, default ``len(tokenizer)``)."""
+    vocab = vocab_size if vocab_size is not None else len(tokenizer)
+    a, b = sides  # how the two prompts are called in messages
+    rows, path = prompts.rows, prompts.path
+    clean = token_ids(tokenizer, [r.clean for r in rows])
+    corrupted = token_ids(tokenizer, [r.corrupted for r in rows])
+    problems: list[str] = []
+    conts = [(i, c) for i, r in enumerate(rows) for c in r.answers + r.distractors]
+    full = token_ids(tokenizer, [rows[i].clean + c for i, c in conts]) if conts else []
+    ids_of: dict[tuple[int, str], int] = {}
+    for (i, c), ext in zip(conts, full, strict=True):
+        ids = clean[i]
+        if ext[: len(ids)] != ids or len(ext) != len(ids) + 1:
+            extra = ext[len(ids) :] if ext[: len(ids)] == ids else ext
+            problems.append(
+                f"{path}:{rows[i].line}: {c!r} is not one token after its prompt under this tokenizer "
+                f"(it tokenises as {_pieces(tokenizer, extra)}); use a one-token answer (mind the leading space)"
+            )
+        else:
+            ids_of[(i, c)] = ext[-1]
+    for i, r in enumerate(rows):
+        where = f"{path}:{r.line}"
+        if len(clean[i]) != len(corrupted[i]):
+            problems.append(
+                f"{where}: {a} has {len(clean[i])} tokens but {b} has {len(corrupted[i])} under "
+                f"this tokenizer ({a} {_pieces(tokenizer, clean[i])}, {b} "
+                f"{_pieces(tokenizer, corrupted[i])}); make them the same length"
+            )
+        answer_ids = {ids_of[(i, a)] for a in r.answers if (i, a) in ids_of} | set(r.answer_ids)
+        distractor_ids = {ids_of[(i, d)] for d in r.distractors if (i, d) in ids_of} | set(
+            r.distractor_ids
+        )
+        if distinct and answer_ids & distractor_ids:
+            problems.append(
+                f"{where}: an answer and a distractor are the same token ({sorted(answer_ids & distractor_ids)[0]}) "
+                "under this tokenizer; make them differ"
+            )
+        bad = [t for t in (*r.answer_ids, *r.distractor_ids) if not 0 <= t < vocab]
+        if bad:
+            problems.append(
+                f"{where}: token id {bad[0]} is outside the vocabulary (0..{vocab - 1}); "
+                "were the ids made with this model's tokenizer?"
+            )
+    return problems
+
+
+def load_prompt_file(
+    path: str | Path,
+    tokenizer: Any,
+    *,
+    counterfactual: str | None = None,
+    seed: int = 0,
+    vocab_size: int | None = None,
+) -> PromptFile:
+    """:func:`read_prompt_file` plus :func:`token_problems` (on the rows that passed the
+    first checks); raises with every problem of both."""
+    prompts, problems = read_rows(Path(path), counterfactual, seed)
+    if prompts is not None and prompts.rows:
+        problems += token_problems(prompts, tokenizer, vocab_size)
+    if problems:
+        raise PromptFileError(problems)
+    return prompts
