@@ -109,3 +109,28 @@ def test_task_and_data_together_are_refused(tmp_path, capsys, command):
     assert code == 2
     assert "either --task (ioi) or --data" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+_CLEAN = "When Mary and John went to the store, John gave a drink to"
+_ROW = {"clean": _CLEAN, "corrupted": _CLEAN, "answer": " Mary", "distractor": " John"}
+MALFORMED = {  # name: (file name, bytes, the FILE:LINE the message must name)
+    "empty": ("e.jsonl", b"\n", "e.jsonl"),
+    "missing column": ("m.jsonl", (json.dumps({"clean": _CLEAN, "answer": " Mary"}) + "\n").encode(), "m.jsonl:1"),
+    "token lengths": ("t.jsonl", (json.dumps({**_ROW, "corrupted": _CLEAN + " it"}) + "\n").encode(), "t.jsonl:1"),
+    "answer not one token": ("a.jsonl", (json.dumps({**_ROW, "answer": " Mary John"}) + "\n").encode(), "a.jsonl:1"),
+    "answer is distractor": ("s.jsonl", (json.dumps({**_ROW, "distractor": " Mary"}) + "\n").encode(), "s.jsonl:1"),
+    "id out of vocabulary": ("v.csv", f"clean,corrupted,correct_idx,incorrect_idx\n{_CLEAN},{_CLEAN},5,99999\n".encode(), "v.csv:2"),
+    "duplicate id": ("d.jsonl", "".join(json.dumps({**_ROW, "id": 1}) + "\n" for _ in range(2)).encode(), "d.jsonl:2"),
+    "not UTF-8": ("u.csv", b"clean,corrupted,answer\nc\xe9,d, y\n", "u.csv:2"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_every_malformed_file_exits_2_naming_its_line_and_writes_nothing(tmp_path, capsys, case):
+    name, content, where = MALFORMED[case]
+    (tmp_path / name).write_bytes(content)
+    out = tmp_path / "run"
+    code = main(["discover", "--data", str(tmp_path / name), "--out", str(out), "--quiet"])
+    assert code == 2
+    assert where in capsys.readouterr().err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == [name]
