@@ -37,9 +37,24 @@ def save_safetensors(graph: Graph, path: str | os.PathLike[str]) -> None:
         "schema_version": str(SCHEMA_VERSION),
         "model": json.dumps(spec_to_dict(graph.spec)),
     }
-    data = safetensors_bytes(tensors, metadata=metadata)
+    data = _sorted_header(safetensors_bytes(tensors, metadata=metadata))
     with atomic_write(path) as handle:
         handle.write(data)
+
+
+def _sorted_header(data: bytes) -> bytes:
+    """``data`` with its JSON header re-written with sorted keys.
+
+    safetensors builds the header from a hash map, so its key order (and the file's bytes)
+    changes from save to save; two identical runs must write identical files. The tensor
+    offsets are relative to the end of the header, so the data block is kept as it is, and
+    the header is padded with spaces to 8 bytes as safetensors does.
+    """
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + size])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-(8 + len(text)) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + size :]
 
 
 def load_safetensors(path: str | os.PathLike[str]) -> Graph:

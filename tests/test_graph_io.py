@@ -651,3 +651,22 @@ def test_atomic_write(tmp_path):
     assert os.listdir(tmp_path) == ["f"]
     with pytest.raises(FileNotFoundError, match="no-such-dir"):
         save_json(Graph(MHA), tmp_path / "no-such-dir" / "g.json")
+
+
+def test_safetensors_files_of_one_graph_are_byte_identical(tmp_path):
+    """safetensors keeps its metadata in a hash map whose order changes between saves, so two
+    identical runs wrote different scores.safetensors; the header is now written sorted."""
+    graph = random_graph(MHA, seed=3)
+    contents = set()
+    for i in range(6):
+        graph.save(tmp_path / f"g{i}.safetensors")
+        contents.add((tmp_path / f"g{i}.safetensors").read_bytes())
+    assert len(contents) == 1
+    data = contents.pop()
+    header_len = int.from_bytes(data[:8], "little")
+    assert (8 + header_len) % 8 == 0  # tensor data stays 8-byte aligned
+    header = json.loads(data[8 : 8 + header_len])
+    assert list(header) == sorted(header) and list(header["__metadata__"]) == sorted(
+        header["__metadata__"]
+    )
+    assert_same(graph, Graph.load(tmp_path / "g0.safetensors"))
