@@ -19,7 +19,7 @@ import torch
 from graphs.circuit import Circuit
 from graphs.errors import GraphMismatchError
 from graphs.layout import Layout, Node, Port
-from graphs.spec import ModelSpec
+from graphs.spec import PYTHON_FIX, ModelSpec
 
 
 class Edge:
@@ -259,14 +259,15 @@ class Graph:
         new.nodes_in_graph = self.nodes_in_graph.clone()
         return new
 
-    def check_compatible(self, model_or_spec: Any) -> None:
-        """Raise GraphMismatchError unless the model (or spec) has this graph's shape."""
+    def check_compatible(self, model_or_spec: Any, *, fix: str = PYTHON_FIX) -> None:
+        """Raise GraphMismatchError unless the model (or spec) has this graph's shape; ``fix``
+        is the advice that ends the message."""
         other = (
             model_or_spec
             if isinstance(model_or_spec, ModelSpec)
             else ModelSpec.from_model(model_or_spec)
         )
-        self.spec.check_matches(other)
+        self.spec.check_matches(other, fix=fix)
 
     def __eq__(self, other: object) -> bool:
         return (

@@ -10,6 +10,8 @@ from graphs.errors import GraphMismatchError
 
 # Fields that decide the graph's shape; a graph may only be used with a model that agrees on all.
 STRUCTURAL_FIELDS = ("n_layers", "n_heads", "n_kv_heads", "parallel_attn_mlp")
+# The advice ending a mismatch message for Python callers.
+PYTHON_FIX = "Build a new graph with Graph.from_model(model)."
 
 
 @dataclass(frozen=True)
@@ -84,8 +86,11 @@ class ModelSpec:
             model_name=str(getattr(cfg, "model_name", "") or ""),
         )
 
-    def check_matches(self, other: ModelSpec, *, what: str = "graph") -> None:
-        """Raise GraphMismatchError when ``other`` differs in any structural field."""
+    def check_matches(
+        self, other: ModelSpec, *, what: str = "graph", fix: str = PYTHON_FIX
+    ) -> None:
+        """Raise GraphMismatchError when ``other`` differs in any structural field; ``fix``
+        ends the message (the command line gives its own advice)."""
         diffs = [
             f"{name}: {what} has {getattr(self, name)!r}, model has {getattr(other, name)!r}"
             for name in STRUCTURAL_FIELDS
@@ -97,5 +102,5 @@ class ModelSpec:
             built_for = self.model_name or self.architecture or "another model"
             raise GraphMismatchError(
                 f"this {what} was built for {built_for} and does not fit the model "
-                f"({'; '.join(diffs)}). Build a new graph with Graph.from_model(model)."
+                f"({'; '.join(diffs)}). {fix}"
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -275,14 +276,46 @@ def test_graph_of_another_model_exits_2(tmp_path, capsys):
     from graphs import Graph
 
     other = Graph.from_model(load_model(random_hf_model("GPT2LMHeadModel", n_layers=2)))
+    other = Graph(dataclasses.replace(other.spec, model_name="tiny-2-layer"))
     path = tmp_path / "other.graphml"
     other.save(path)
     assert main(["evaluate", str(path), "--task", "ioi", "--n-examples", "4", "--quiet"]) == 2
-    assert "does not fit the model (n_layers: graph has 2, model has 4" in _error(capsys)
+    err = _error(capsys)
+    assert "does not fit the model (n_layers: graph has 2, model has 4" in err
+    # a command-line user is told which --model to pass, not a Python call
+    assert (
+        f"Pass --model {other.spec.model_name}, the model it was built for" in err
+        and "Graph.from_model" not in err
+    )
     assert main(["evaluate", str(tmp_path / "missing.json"), "--task", "ioi"]) == 2
     assert "does not exist" in _error(capsys)
     assert main(["report", str(tmp_path / "nowhere")]) == 2
     assert "circuits discover" in _error(capsys)
+
+
+@pytest.mark.parametrize(
+    "name, argv",
+    [
+        ("afile", ["evaluate", "{path}"]),
+        ("graph.dot", ["evaluate", "{path}"]),
+        ("graph.dot", ["export", "{path}", "--format", "json"]),
+        ("graph.txt", ["export", "{path}", "--format", "dot"]),
+    ],
+)
+def test_graph_file_of_unknown_format_exits_2_with_command_line_advice(
+    tmp_path, capsys, name, argv
+):
+    """A file that is not .graphml/.json/.safetensors is bad input (2), and the advice is for
+    the command line (which files it reads), not Python's ``format=`` argument."""
+    path = tmp_path / name
+    path.write_text("digraph circuit {}\n")
+    assert main([a.format(path=path) for a in argv]) == 2
+    err = _error(capsys)
+    assert str(path) in err and ".graphml, .json or .safetensors" in err
+    assert "format=" not in err
+    if name.endswith(".dot"):
+        assert "export" in err  # DOT is written by `circuits export`, never read
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
 
 
 def _screenshot(html: Path, png: Path) -> None:

@@ -223,8 +223,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from circuits.tasks import encode_examples, get_task
     from graphs import Graph
 
-    if not args.graph.is_file():
-        raise UsageError(f"graph file {args.graph} does not exist")
+    _check_graph_file(args.graph)
     _defaults_from_run(args)
     settings = DiscoverySettings(
         model=args.model,
@@ -241,7 +240,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     bridge, tokenizer, _ = load_for_task(
         args.model, args.device, dtype=args.dtype, device_map=args.device_map
     )
-    graph.check_compatible(bridge)
+    built_for = graph.spec.model_name
+    named = f"--model {shlex.quote(built_for)}" if built_for not in ("", "external") else "--model"
+    graph.check_compatible(
+        bridge,
+        fix=f"Pass {named}, the model it was built for, or find a circuit for {args.model} "
+        f"with `circuits discover --model {shlex.quote(args.model)}`.",
+    )
     task = get_task(args.task)
     data = encode_examples(
         task.examples(args.n_examples, seed=args.seed, split=args.split), tokenizer
@@ -300,12 +305,31 @@ def _defaults_from_run(args: argparse.Namespace) -> None:
             setattr(args, name, value if value is not None else fallback.get(name))
 
 
+def _check_graph_file(path: Path) -> None:
+    """UsageError unless ``path`` is an existing file in a format the commands read."""
+    from graphs.files import FORMATS
+
+    if not path.is_file():
+        raise UsageError(f"graph file {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        found = f"the suffix {suffix!r}" if suffix else "no suffix"
+        dot = (
+            " (DOT is written by `circuits export --format dot`, not read back)"
+            if suffix == ".dot"
+            else ""
+        )
+        raise UsageError(
+            f"{path}: graph files end in .graphml, .json or .safetensors, this one has {found}"
+            f"{dot}; pass the graph.graphml, graph.json or scores.safetensors of a run folder"
+        )
+
+
 def _export(args: argparse.Namespace) -> int:
     from graphs import Graph
     from graphs.dot_io import save_dot
 
-    if not args.graph.is_file():
-        raise UsageError(f"graph file {args.graph} does not exist")
+    _check_graph_file(args.graph)
     out = args.out or args.graph.with_suffix("." + args.format)
     if out.resolve() == args.graph.resolve():
         raise UsageError(f"{args.graph} is already {args.format}; pass --out to write a copy")
