@@ -379,3 +379,166 @@ def test_console_script_is_declared():
 
     project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
     assert project["scripts"]["circuits"] == "circuits.app.cli:main"
+
+
+# ------------------------------------------------------------------ data loss and interruptions
+
+WORKTREE = Path(__file__).resolve().parents[1]
+
+
+def _no_model_work(monkeypatch) -> None:
+    import circuits.app.discovery
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the output check must stop the run before loading the model")
+
+    monkeypatch.setattr(circuits.app.discovery, "load_for_task", no_loading)
+
+
+def _tree(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): p.read_text() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def test_overwrite_keeps_a_folder_that_is_not_a_run_folder(tmp_path, capsys, monkeypatch):
+    """--overwrite used to replace any folder, user files included."""
+    _no_model_work(monkeypatch)
+    mine = tmp_path / "mine"
+    (mine / "sub").mkdir(parents=True)
+    (mine / "notes.txt").write_text("my notes")
+    (mine / "sub" / "data.csv").write_text("a,b\n1,2\n")
+    before = _tree(mine)
+    assert main(["discover", *RUN_ARGS, "--out", str(mine), "--overwrite"]) == 2
+    err = _error(capsys)
+    assert "--overwrite replaces only a run folder written by `circuits discover`" in err
+    assert "it holds notes.txt, sub/, and no metrics.json" in err
+    (mine / "metrics.json").write_text('{"loss": 0.1}')  # another tool's metrics
+    assert main(["discover", *RUN_ARGS, "--out", str(mine), "--overwrite"]) == 2
+    assert 'a metrics.json without "format": "circuit-discovery-run"' in _error(capsys)
+    (mine / "metrics.json").unlink()
+    assert _tree(mine) == before and not _leftovers(tmp_path)
+
+
+def test_overwrite_accepts_a_run_folder_and_an_empty_one(tmp_path):
+    from circuits.app.discovery import check_output_folder
+
+    run = tmp_path / "run"
+    run.mkdir()
+    check_output_folder(run, overwrite=True)
+    (run / "metrics.json").write_text('{"format": "circuit-discovery-run", "schema_version": 9}')
+    (run / "report.md").write_text("old report")
+    check_output_folder(run, overwrite=True)  # a run folder, even of a newer version
+
+
+def test_current_home_and_repository_folders_are_never_replaced(tmp_path, capsys, monkeypatch):
+    """--out . (or a folder holding it, the home folder, a repository) is refused before any
+    work, even when it looks like a run folder."""
+    _no_model_work(monkeypatch)
+    here = tmp_path / "here"
+    (here / "inner").mkdir(parents=True)
+    (here / "metrics.json").write_text('{"format": "circuit-discovery-run"}')
+    home = tmp_path / "home"
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    cases = {
+        (here, "."): "is the current folder",
+        (here / "inner", ".."): "contains the current folder",
+        (WORKTREE, str(home)): "is your home folder",
+        (WORKTREE, str(tmp_path)): "contains your home folder",
+        (WORKTREE, str(repo)): "is a git repository (it holds .git)",
+    }
+    before = _tree(tmp_path)
+    for (cwd, out), why in cases.items():
+        monkeypatch.chdir(cwd)
+        for flags in (["--overwrite"], []):
+            assert main(["discover", *RUN_ARGS, "--out", out, *flags]) == 2, (out, flags)
+            err = _error(capsys)
+            assert f"refusing to write the run folder {out}: it {why}" in err, err
+            assert "choose a new folder, e.g. --out" in err
+    assert _tree(tmp_path) == before
+
+
+def test_a_signal_between_the_renames_of_a_replacement_strands_nothing(tmp_path, monkeypatch):
+    """Ctrl-C right after the old folder was moved aside used to leave it hidden as
+    .NAME.<hex>.old and no folder at NAME; the swap now completes, then the interrupt."""
+    import signal
+
+    from graphs.atomic_files import atomic_directory
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "old.txt").write_text("old")
+    real_rename = Path.rename
+
+    def rename_then_interrupt(self, target):
+        result = real_rename(self, target)
+        os.kill(os.getpid(), signal.SIGINT)
+        return result
+
+    monkeypatch.setattr(Path, "rename", rename_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_directory(run, overwrite=True) as tmp:
+            (tmp / "new.txt").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert [p.name for p in run.iterdir()] == ["new.txt"]
+
+
+def test_the_command_module_imports_without_torch():
+    """Start-up (torch and the models) happens inside main(), where Ctrl-C is caught."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, circuits.app.cli; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=WORKTREE, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def _start(tmp_path: Path, *args: str):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(WORKTREE)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "circuits", *args],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def test_ctrl_c_during_start_up_prints_one_line(tmp_path):
+    import signal
+    import time
+
+    proc = _start(tmp_path, "discover", *RUN_ARGS, "--out", "run")
+    time.sleep(1.0)  # the interpreter is up; main() is importing torch and the models
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.splitlines() == ["interrupted by SIGINT; no partial output was left"]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_sigterm_while_writing_the_run_folder_leaves_nothing(tmp_path):
+    """Python's default SIGTERM ended the process at once, leaving .run.<hex>.tmp behind."""
+    import signal
+    import time
+
+    args = ["--n-examples", "8", "--n-eval", "8", "--steps", "1", "--quiet", "--seed", "1"]
+    proc = _start(tmp_path, "discover", *args, "--out", "run")
+    deadline = time.monotonic() + 300
+    while not any(p.name.startswith(".run.") for p in tmp_path.iterdir()):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)  # the write phase: graphs, figures, report
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert err.splitlines() == ["interrupted by SIGTERM; no partial output was left"]
+    assert list(tmp_path.iterdir()) == []

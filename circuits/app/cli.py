@@ -1,8 +1,9 @@
 """The ``circuits`` command line: discover, evaluate, export and report.
 
 Exit codes: 0 success, 2 bad usage or input (unknown task/model/method, unusable output
-folder, a graph of another model, ...), 1 any other failure. Errors are one line on stderr
-starting with ``error:``; nothing half-written is left behind.
+folder, a graph of another model, ...), 1 any other failure, 130 Ctrl-C (SIGINT), 143
+SIGTERM. Errors are one line on stderr starting with ``error:``; nothing half-written is left
+behind.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from graphs.errors import CircuitDiscoveryError
@@ -23,6 +26,15 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 class UsageError(CircuitDiscoveryError):
     """Bad input found by the command itself (exit code 2)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the same clean-up runs: temporary run folders and
+    files are removed on the way out (Python's default SIGTERM ends the process at once)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(signum)
 
 
 def _target(text: str) -> tuple[float, float | None]:
@@ -48,7 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="circuits",
         description="Find and check faithful circuits in transformer language models.",
-        epilog="Run `circuits COMMAND --help` for a command's options. Exit codes: 0 ok, 2 bad input, 1 failure.",
+        epilog="Run `circuits COMMAND --help` for a command's options. Exit codes: 0 ok, 2 bad input, 1 failure, "
+        "130 Ctrl-C, 143 SIGTERM.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -142,8 +155,10 @@ def _parser() -> argparse.ArgumentParser:
         help="run folder to write (default: circuit_run)",
     )
     d.add_argument(
-        "--overwrite", action="store_true", help="replace an existing non-empty run folder"
-    )
+        "--overwrite", action="store_true",
+        help="replace an existing run folder (only one written by `circuits discover`: its metrics.json "
+        "says it is; never the current folder, the home folder or a repository)",
+    )  # fmt: skip
 
     e = sub.add_parser(
         "evaluate", help="faithfulness of a saved circuit",
@@ -359,7 +374,25 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``circuits`` console script; returns the exit code."""
+    """Entry point of the ``circuits`` console script; returns the exit code (130 after
+    Ctrl-C, 143 after SIGTERM, with one line on stderr and no traceback)."""
+    # importing this module is cheap (no torch), so start-up happens in here, where Ctrl-C
+    # can be caught; SIGTERM becomes an exception too, so it cleans up the same way
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as err:
+        signum = signal.SIGTERM if isinstance(err, Terminated) else signal.SIGINT
+        print(f"interrupted by {signum.name}; no partial output was left", file=sys.stderr)
+        return 128 + signum
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)  # exits 2 on bad usage
     if getattr(args, "quiet", False):
@@ -394,9 +427,6 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     except CircuitDiscoveryError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("interrupted; nothing was written", file=sys.stderr)
-        return 130
     except Exception as err:  # noqa: BLE001 - the command line reports every failure as one line
         print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
         return EXIT_FAILURE
