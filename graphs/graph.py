@@ -11,6 +11,7 @@ marks an edge the behaviour depends on. Pruning by default ranks by ``|score|``.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -104,6 +105,9 @@ class Graph:
         nodes_in_graph: bool ``[n_nodes]`` in ``graph.nodes`` order; node membership, used by
             node-level circuits (an edge-level circuit derives it from its edges).
         real_edges: bool ``[n_forward, n_backward]``; which pairs are edges.
+        metadata: JSON values describing how the scores were made (``circuits discover``
+            records task, metric, method, ablation, split, seed and model); saved and loaded
+            by every file format, and not compared by ``==``.
     """
 
     def __init__(self, spec: ModelSpec):
@@ -115,6 +119,7 @@ class Graph:
         )
         self.in_graph = torch.zeros_like(self.real_edges)
         self.nodes_in_graph = torch.zeros(len(self.layout.nodes), dtype=torch.bool)
+        self.metadata: dict[str, Any] = {}
 
     @classmethod
     def from_model(cls, model: Any) -> Graph:
@@ -257,6 +262,7 @@ class Graph:
         new.scores = self.scores.clone()
         new.in_graph = self.in_graph.clone()
         new.nodes_in_graph = self.nodes_in_graph.clone()
+        new.metadata = copy.deepcopy(self.metadata)
         return new
 
     def check_compatible(self, model_or_spec: Any, *, fix: str = PYTHON_FIX) -> None:

@@ -2,7 +2,8 @@
 
 Tensors: ``scores`` float32 ``[n_forward, n_backward]``, ``in_graph`` bool (same shape),
 ``nodes_in_graph`` bool ``[n_nodes]``. Metadata (safetensors allows only strings):
-``format``, ``schema_version`` and ``model`` (the ModelSpec as JSON). Reading goes through
+``format``, ``schema_version``, ``model`` (the ModelSpec as JSON) and ``metadata``
+(``graph.metadata`` as JSON; optional). Reading goes through
 safetensors only, which never unpickles.
 """
 
@@ -20,7 +21,15 @@ from safetensors.torch import save as safetensors_bytes
 from graphs.atomic_files import atomic_write
 from graphs.errors import GraphFormatError
 from graphs.graph import Graph
-from graphs.schema import FORMAT_NAME, SCHEMA_VERSION, check_format, spec_from_mapping, spec_to_dict
+from graphs.schema import (
+    FORMAT_NAME,
+    SCHEMA_VERSION,
+    check_format,
+    metadata_from_stored,
+    metadata_to_text,
+    spec_from_mapping,
+    spec_to_dict,
+)
 
 _TENSORS = ("scores", "in_graph", "nodes_in_graph")
 
@@ -36,6 +45,7 @@ def save_safetensors(graph: Graph, path: str | os.PathLike[str]) -> None:
         "format": FORMAT_NAME,
         "schema_version": str(SCHEMA_VERSION),
         "model": json.dumps(spec_to_dict(graph.spec)),
+        "metadata": metadata_to_text(graph.metadata),
     }
     data = _sorted_header(safetensors_bytes(tensors, metadata=metadata))
     with atomic_write(path) as handle:
@@ -92,6 +102,7 @@ def _graph_from_parts(metadata: dict[str, str], tensors: dict[str, torch.Tensor]
     if not isinstance(model, dict):
         raise GraphFormatError("metadata 'model' must be a JSON object of ModelSpec fields")
     graph = Graph(spec_from_mapping(model, what="'model' field"))
+    graph.metadata = metadata_from_stored(metadata.get("metadata"))
 
     missing = [name for name in _TENSORS if name not in tensors]
     if missing:

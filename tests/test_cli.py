@@ -542,3 +542,88 @@ def test_sigterm_while_writing_the_run_folder_leaves_nothing(tmp_path):
     assert proc.returncode == 143, err
     assert err.splitlines() == ["interrupted by SIGTERM; no partial output was left"]
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ self-describing graph files
+
+
+def test_graph_files_record_how_they_were_made(run_dir):
+    from circuits import zoo
+    from graphs import Graph
+    from graphs.spec import weights_fingerprint
+
+    expected = {"model": "toy-gpt2", "task": "ioi", "metric": "logit_diff",
+                "method": "eap-ig-inputs", "ablation": "patching", "split": "train", "seed": 1}  # fmt: skip
+    fingerprint = weights_fingerprint(zoo.load("toy-gpt2")[0])
+    for name in ("graph.graphml", "graph.json", "scores.safetensors"):
+        graph = Graph.load(run_dir / name)
+        assert graph.metadata == expected, name
+        assert graph.spec.weights_fingerprint == fingerprint, name
+
+
+def test_evaluate_takes_the_graph_files_settings_and_refuses_a_mismatch(
+    run_dir, tmp_path, capsys, monkeypatch
+):
+    from graphs import Graph
+
+    graph = Graph.load(run_dir / "graph.json")
+    graph.metadata.update(task="greater-than", metric="prob_diff", seed=2)
+    path = tmp_path / "gt.json"  # no metrics.json here: the file alone says what it is
+    graph.save(path)
+    few = ["--n-examples", "4", "--bootstrap", "10", "--quiet", "--json"]
+    assert main(["evaluate", str(path), *few]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["task"], result["metric"], result["seed"]) == ("greater-than", "prob_diff", 2)
+    assert result["warnings"] == []
+
+    import circuits.app.discovery
+
+    real_load = circuits.app.discovery.load_for_task
+    _no_model_work(monkeypatch)
+    assert main(["evaluate", str(path), "--task", "ioi", *few]) == 2
+    err = _error(capsys)
+    assert "found with task greater-than, metric prob_diff, ablation patching" in err
+    assert "--task ioi (the graph's is greater-than)" in err and "--allow-mismatch" in err
+    assert main(["evaluate", str(path), "--ablation", "zero", *few]) == 2
+    assert "--ablation zero (the graph's is patching)" in _error(capsys)
+    monkeypatch.setattr(circuits.app.discovery, "load_for_task", real_load)
+    assert main(["evaluate", str(path), "--task", "ioi", "--allow-mismatch", *few]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["task"], result["metric"]) == ("ioi", "logit_diff")  # ioi's own metric
+
+
+def test_evaluate_warns_when_the_weights_differ(run_dir, tmp_path, capsys):
+    """A random-weight model of toy-gpt2's shape fits the graph, but is not its model."""
+    import shutil
+
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from circuits import zoo
+
+    folder = zoo.model_dir("toy-gpt2")
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder)).save_pretrained(
+        tmp_path / "random"
+    )
+    for tok in folder.glob("*token*"):
+        shutil.copy(tok, tmp_path / "random")
+    args = ["evaluate", str(run_dir / "graph.json"), "--model", str(tmp_path / "random")]
+    assert main([*args, "--n-examples", "4", "--bootstrap", "10", "--quiet", "--json"]) == 0
+    captured = capsys.readouterr()
+    warnings = [line for line in captured.err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "differ from those the graph was built with" in warnings[0]
+    assert json.loads(captured.out)["warnings"] == [warnings[0].removeprefix("warning: ")]
+
+
+def test_weights_with_nan_exit_2_before_any_work(tmp_path, capsys):
+    from circuits.models.random import random_hf_model
+
+    model = random_hf_model("GPT2LMHeadModel", seed=1)
+    with torch.no_grad():
+        model.lm_head.weight[0, 0] = float("nan")
+    model.save_pretrained(tmp_path / "broken")
+    out = tmp_path / "run"
+    assert (
+        main(["discover", "--model", str(tmp_path / "broken"), "--out", str(out), "--quiet"]) == 2
+    )
+    assert "parameter 'transformer.wte.weight'" in _error(capsys) and not out.exists()

@@ -67,7 +67,11 @@ def _parser() -> argparse.ArgumentParser:
 
     def model_and_task(p: argparse.ArgumentParser, from_run: bool = False) -> None:
         # evaluate takes what it is not told from the run record beside the graph file
-        run = "the run's (metrics.json beside GRAPH), else " if from_run else ""
+        run = (
+            "the graph file's, else the run's (metrics.json beside GRAPH), else "
+            if from_run
+            else ""
+        )
 
         def default(value):
             return None if from_run else value
@@ -162,7 +166,10 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser(
         "evaluate", help="faithfulness of a saved circuit",
-        description="Measure the faithfulness of the circuit stored in GRAPH (its in-circuit edges) on a task.",
+        description="Measure the faithfulness of the circuit stored in GRAPH (its in-circuit edges) on a task. "
+        "Options not given are taken from the graph file (task, metric, ablation, seed, model recorded by "
+        "`circuits discover`), else from the metrics.json beside it; a model whose weights differ from the "
+        "graph's is warned about.",
     )  # fmt: skip
     e.add_argument("graph", type=Path, help="graph file (.graphml, .json or .safetensors)")
     model_and_task(e, from_run=True)
@@ -178,7 +185,14 @@ def _parser() -> argparse.ArgumentParser:
         default=1000,
         help="bootstrap resamples for the interval (default: 1000)",
     )
-    e.add_argument("--json", action="store_true", help="print the result as JSON")
+    e.add_argument(
+        "--allow-mismatch", action="store_true",
+        help="evaluate with a --task, --metric or --ablation other than the graph was found with "
+        "(by default such a mismatch is refused)",
+    )  # fmt: skip
+    e.add_argument(
+        "--json", action="store_true", help="print the result as JSON (warnings included)"
+    )
 
     x = sub.add_parser(
         "export",
@@ -236,10 +250,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     from circuits.app.discovery import DiscoverySettings, load_for_task
     from circuits.search.faithfulness import evaluate
     from circuits.tasks import encode_examples, get_task
-    from graphs import Graph
+    from graphs import Graph, ModelSpec
 
     _check_graph_file(args.graph)
-    _defaults_from_run(args)
+    graph = Graph.load(args.graph)
+    _defaults_from_run(args, graph.metadata)
     settings = DiscoverySettings(
         model=args.model,
         task=args.task,
@@ -251,7 +266,6 @@ def _evaluate(args: argparse.Namespace) -> int:
         device_map=args.device_map,
     )
     settings.check()
-    graph = Graph.load(args.graph)
     bridge, tokenizer, _ = load_for_task(
         args.model, args.device, dtype=args.dtype, device_map=args.device_map
     )
@@ -262,6 +276,16 @@ def _evaluate(args: argparse.Namespace) -> int:
         fix=f"Pass {named}, the model it was built for, or find a circuit for {args.model} "
         f"with `circuits discover --model {shlex.quote(args.model)}`.",
     )
+    warnings = []
+    built = graph.spec.weights_fingerprint
+    loaded = ModelSpec.from_model(bridge).weights_fingerprint
+    if built and loaded and built != loaded:
+        warnings.append(
+            f"the weights of {args.model} differ from those the graph was built with "
+            f"(fingerprint {loaded}, graph {built}); its scores and circuit may not apply"
+        )
+    for line in warnings:
+        print(f"warning: {line}", file=sys.stderr)
     task = get_task(args.task)
     data = encode_examples(
         task.examples(args.n_examples, seed=args.seed, split=args.split), tokenizer
@@ -279,7 +303,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         "graph": str(args.graph), "model": args.model, "task": task.name, "metric": settings.task_metric,
         "split": args.split, "n_examples": faith.n_examples, "n_edges": faith.n_edges, "f": faith.f,
         "ci": list(faith.ci) if faith.ci else None, "m_full": faith.m_full, "m_circuit": faith.m_circuit,
-        "m_empty": faith.m_empty, "random_f": faith.random_f,
+        "m_empty": faith.m_empty, "random_f": faith.random_f, "ablation": args.ablation,
+        "seed": args.seed, "warnings": warnings,
     }  # fmt: skip
     if args.json:
         print(json.dumps(result, indent=1))
@@ -292,29 +317,44 @@ def _evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _defaults_from_run(args: argparse.Namespace) -> None:
+def _defaults_from_run(args: argparse.Namespace, metadata: dict) -> None:
     """Fill the options the user did not give (model, task, metric, ablation, seed) from the
-    run record beside a graph file written by ``circuits discover``, else the usual defaults."""
+    graph file's metadata, else the run record beside it, else the usual defaults; refuse a
+    task, metric or ablation that contradicts the graph's unless ``--allow-mismatch``."""
     from circuits.app.run import METRICS_FILE, RunFileError, RunRecord
     from circuits.models.zoo import DEFAULT_MODEL
 
-    record = None
-    if (args.graph.parent / METRICS_FILE).is_file():
+    names = ("model", "task", "metric", "ablation", "seed")
+    recorded = {name: metadata.get(name) for name in names}
+    if any(v is None for v in recorded.values()) and (args.graph.parent / METRICS_FILE).is_file():
         try:
             record = RunRecord.load(args.graph.parent)
         except RunFileError:
             record = None  # a folder with some other metrics.json: not a run of ours
-    recorded = {}
-    if record is not None:
-        recorded = {
-            "model": record.model.get("name"),
-            "task": record.task.get("name"),
-            "metric": record.settings.get("metric"),
-            "ablation": record.settings.get("ablation"),
-            "seed": record.task.get("seed"),
-        }
+        if record is not None:
+            from_run = {
+                "model": record.model.get("name"), "task": record.task.get("name"),
+                "metric": record.settings.get("metric"), "ablation": record.settings.get("ablation"),
+                "seed": record.task.get("seed"),
+            }  # fmt: skip
+            recorded = {k: v if v is not None else from_run[k] for k, v in recorded.items()}
+    clashes = [
+        f"--{name} {getattr(args, name)} (the graph's is {recorded[name]})"
+        for name in ("task", "metric", "ablation")
+        if getattr(args, name) is not None
+        and recorded[name] is not None
+        and getattr(args, name) != recorded[name]
+    ]
+    if clashes and not args.allow_mismatch:
+        raise UsageError(
+            f"{args.graph} was found with task {recorded['task']}, metric {recorded['metric']}, "
+            f"ablation {recorded['ablation']}, but you asked for {', '.join(clashes)}; drop those "
+            "options to evaluate it as it was found, or pass --allow-mismatch to evaluate it so anyway"
+        )
+    if args.task is not None and recorded["task"] is not None and args.task != recorded["task"]:
+        recorded["metric"] = None  # another task: its own metric, not the graph's
     fallback = {"model": DEFAULT_MODEL, "task": "ioi", "ablation": "patching", "seed": 0}
-    for name in ("model", "task", "metric", "ablation", "seed"):
+    for name in names:
         if getattr(args, name) is None:
             value = recorded.get(name)
             setattr(args, name, value if value is not None else fallback.get(name))

@@ -518,6 +518,12 @@ def discover(
         record.timings["total_s"] = round(time.perf_counter() - t_start, 3)
         return run.metrics
     check_output_folder(out, overwrite)  # again: the folder may have changed during the run
+    # the graph files say how their scores were made, so `circuits evaluate` can check them
+    graph.metadata.update(
+        model=settings.model, task=record.task["name"], metric=record.settings["metric"],
+        method=settings.method, ablation=settings.ablation,
+        split=record.task["attribution_split"], seed=settings.seed,
+    )  # fmt: skip
     with atomic_directory(out, overwrite=overwrite) as tmp:
         t = time.perf_counter()
         graph.save(tmp / "graph.graphml")
