@@ -2,38 +2,41 @@
 minimal-circuit search and the discovery job. Subpackages: ``circuits.models.zoo`` (bundled
 models), ``circuits.tasks``, ``circuits.alignment`` (DAS), ``circuits.patchscopes``."""
 
-from circuits.app.discovery import DiscoverySettings, discover
-from circuits.models import (
-    PROCESSING,
-    SUPPORTED_ARCHITECTURES,
-    ModelLoadError,
-    UnsupportedArchitectureError,
-    load_model,
-    zoo,
-)
-from circuits.models.random import random_hf_model
-from circuits.search.faithfulness import (
-    DEFAULT_FRACTIONS,
-    CircuitEvaluator,
-    Faithfulness,
-    FaithfulnessCurve,
-    FaithfulnessError,
-    evaluate,
-    faithfulness_curve,
-    random_circuit,
-)
-from circuits.search.minimal import MinimalCircuit, minimal_circuit
-from circuits.search.select import (
-    circuit_size,
-    greedy,
-    node_scores,
-    prune_dead_edges,
-    threshold,
-    top_fraction,
-    top_n,
-)
-from circuits.tasks import TASK_NAMES, get_task
-from graphs.errors import CircuitDiscoveryError
+from graphs.lazy import lazy_exports
+
+# Imported on first use (graphs/lazy.py says why); name -> the module that defines it.
+_WHERE = {
+    "DiscoverySettings": "circuits.app.discovery",
+    "discover": "circuits.app.discovery",
+    "PROCESSING": "circuits.models",
+    "SUPPORTED_ARCHITECTURES": "circuits.models",
+    "ModelLoadError": "circuits.models",
+    "UnsupportedArchitectureError": "circuits.models",
+    "load_model": "circuits.models",
+    "zoo": "circuits.models",
+    "random_hf_model": "circuits.models.random",
+    "DEFAULT_FRACTIONS": "circuits.search.faithfulness",
+    "CircuitEvaluator": "circuits.search.faithfulness",
+    "Faithfulness": "circuits.search.faithfulness",
+    "FaithfulnessCurve": "circuits.search.faithfulness",
+    "FaithfulnessError": "circuits.search.faithfulness",
+    "evaluate": "circuits.search.faithfulness",
+    "faithfulness_curve": "circuits.search.faithfulness",
+    "random_circuit": "circuits.search.faithfulness",
+    "MinimalCircuit": "circuits.search.minimal",
+    "minimal_circuit": "circuits.search.minimal",
+    "circuit_size": "circuits.search.select",
+    "greedy": "circuits.search.select",
+    "node_scores": "circuits.search.select",
+    "prune_dead_edges": "circuits.search.select",
+    "threshold": "circuits.search.select",
+    "top_fraction": "circuits.search.select",
+    "top_n": "circuits.search.select",
+    "TASK_NAMES": "circuits.tasks",
+    "get_task": "circuits.tasks",
+    "CircuitDiscoveryError": "graphs.errors",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)
 
 __all__ = [
     "DEFAULT_FRACTIONS",

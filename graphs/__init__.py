@@ -1,20 +1,34 @@
 """Computational graphs over TransformerLens models: nodes, ports, edges, scores."""
 
-from graphs.circuit import Circuit
-from graphs.errors import (
-    CircuitDiscoveryError,
-    GraphError,
-    GraphFormatError,
-    GraphMismatchError,
-    UnknownEdgeError,
-)
-from graphs.graph import Edge, EdgeView, Graph
-from graphs.graphml_io import load_graphml, save_graphml
-from graphs.json_io import load_json, save_json
-from graphs.layout import INPUT, LOGITS, Layout, Node, Port
-from graphs.networkx_io import from_networkx, to_networkx
-from graphs.spec import ModelSpec
-from graphs.tensor_io import load_safetensors, save_safetensors
+from graphs.lazy import lazy_exports
+
+# Imported on first use (graphs/lazy.py says why); name -> the module that defines it.
+_WHERE = {
+    "Circuit": "graphs.circuit",
+    "CircuitDiscoveryError": "graphs.errors",
+    "GraphError": "graphs.errors",
+    "GraphFormatError": "graphs.errors",
+    "GraphMismatchError": "graphs.errors",
+    "UnknownEdgeError": "graphs.errors",
+    "Edge": "graphs.graph",
+    "EdgeView": "graphs.graph",
+    "Graph": "graphs.graph",
+    "load_graphml": "graphs.graphml_io",
+    "save_graphml": "graphs.graphml_io",
+    "load_json": "graphs.json_io",
+    "save_json": "graphs.json_io",
+    "INPUT": "graphs.layout",
+    "LOGITS": "graphs.layout",
+    "Layout": "graphs.layout",
+    "Node": "graphs.layout",
+    "Port": "graphs.layout",
+    "from_networkx": "graphs.networkx_io",
+    "to_networkx": "graphs.networkx_io",
+    "ModelSpec": "graphs.spec",
+    "load_safetensors": "graphs.tensor_io",
+    "save_safetensors": "graphs.tensor_io",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)
 
 __all__ = [
     "INPUT",

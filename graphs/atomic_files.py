@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -60,13 +62,34 @@ def atomic_directory(path: str | os.PathLike[str], *, overwrite: bool = False) -
     tmp.mkdir()
     try:
         yield tmp
-        if path.exists():
-            old = path.parent / f".{path.name}.{secrets.token_hex(6)}.old"
-            path.rename(old)
-            tmp.rename(path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(path)
+        with _signals_held():  # a signal between the renames would strand the old folder
+            if path.exists():
+                old = path.parent / f".{path.name}.{secrets.token_hex(6)}.old"
+                path.rename(old)
+                tmp.rename(path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                tmp.rename(path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, then deliver the first that came, so the
+    block's renames happen all or none. Handlers are swapped rather than the signals
+    blocked: a blocked signal would go to one of torch's threads and still interrupt."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread can set handlers, and Python runs them there
+        return
+    caught: list[int] = []
+    names = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in names}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+        if caught:
+            signal.raise_signal(caught[0])

@@ -11,6 +11,7 @@ marks an edge the behaviour depends on. Pruning by default ranks by ``|score|``.
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -20,7 +21,7 @@ import torch
 from graphs.circuit import Circuit
 from graphs.errors import GraphMismatchError
 from graphs.layout import Layout, Node, Port
-from graphs.spec import ModelSpec
+from graphs.spec import PYTHON_FIX, ModelSpec
 
 
 class Edge:
@@ -118,6 +119,9 @@ class Graph:
         nodes_in_graph: bool ``[n_nodes]`` in ``graph.nodes`` order; node membership, used by
             node-level circuits (an edge-level circuit derives it from its edges).
         real_edges: bool ``[n_forward, n_backward]``; which pairs are edges.
+        metadata: JSON values describing how the scores were made (``circuits discover``
+            records task, metric, method, ablation, split, seed and model); saved and loaded
+            by every file format, and not compared by ``==``.
     """
 
     def __init__(self, spec: ModelSpec):
@@ -129,6 +133,7 @@ class Graph:
         )
         self.in_graph = torch.zeros_like(self.real_edges)
         self.nodes_in_graph = torch.zeros(len(self.layout.nodes), dtype=torch.bool)
+        self.metadata: dict[str, Any] = {}
 
     @classmethod
     def from_model(cls, model: Any) -> Graph:
@@ -282,16 +287,18 @@ class Graph:
         new.scores = self.scores.clone()
         new.in_graph = self.in_graph.clone()
         new.nodes_in_graph = self.nodes_in_graph.clone()
+        new.metadata = copy.deepcopy(self.metadata)
         return new
 
-    def check_compatible(self, model_or_spec: Any) -> None:
-        """Raise GraphMismatchError unless the model (or spec) has this graph's shape."""
+    def check_compatible(self, model_or_spec: Any, *, fix: str = PYTHON_FIX) -> None:
+        """Raise GraphMismatchError unless the model (or spec) has this graph's shape; ``fix``
+        is the advice that ends the message."""
         other = (
             model_or_spec
             if isinstance(model_or_spec, ModelSpec)
             else ModelSpec.from_model(model_or_spec)
         )
-        self.spec.check_matches(other)
+        self.spec.check_matches(other, fix=fix)
 
     def __eq__(self, other: object) -> bool:
         return (

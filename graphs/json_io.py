@@ -6,6 +6,7 @@ Schema (version 1)::
       "format": "circuit-discovery-graph",
       "schema_version": 1,
       "model": {"n_layers": 12, "n_heads": 12, "n_kv_heads": 12, ...every ModelSpec field},
+      "metadata": {"task": "ioi", "metric": "logit_diff", ...},  (optional: graph.metadata)
       "nodes": [
         {"name": "input", "kind": "input", "layer": -1, "head": -1, "in_graph": true},
         ...
@@ -42,7 +43,15 @@ from graphs.atomic_files import atomic_write
 from graphs.edge_table import EdgeCollector, parse_flag
 from graphs.errors import GraphFormatError
 from graphs.graph import Graph
-from graphs.schema import FORMAT_NAME, SCHEMA_VERSION, check_format, spec_from_mapping, spec_to_dict
+from graphs.schema import (
+    FORMAT_NAME,
+    SCHEMA_VERSION,
+    check_format,
+    metadata_from_stored,
+    metadata_to_text,
+    spec_from_mapping,
+    spec_to_dict,
+)
 
 
 def _score_value(score: float) -> float | str | None:
@@ -66,6 +75,7 @@ def graph_to_dict(graph: Graph) -> dict[str, Any]:
         "format": FORMAT_NAME,
         "schema_version": SCHEMA_VERSION,
         "model": spec_to_dict(graph.spec),
+        "metadata": graph.metadata,
         "nodes": [
             {
                 "name": n.name,
@@ -104,6 +114,7 @@ def graph_from_dict(data: Any) -> Graph:
     if not isinstance(data["model"], dict):
         raise GraphFormatError("'model' must be an object of ModelSpec fields")
     graph = Graph(spec_from_mapping(data["model"], what="'model' field"))
+    graph.metadata = metadata_from_stored(data.get("metadata"))
     _read_nodes(graph, _list(data, "nodes"))
     collector = EdgeCollector(graph)
     for i, entry in enumerate(_list(data, "edges")):
@@ -198,6 +209,7 @@ def dumps(graph: Graph) -> str:
         f'  "format": {json.dumps(data["format"])},\n'
         f'  "schema_version": {data["schema_version"]},\n'
         f'  "model": {json.dumps(data["model"])},\n'
+        f'  "metadata": {metadata_to_text(data["metadata"])},\n'
         f'  "nodes": [\n    {nodes}\n  ],\n'
         f'  "edges": [\n    {edges}\n  ]\n'
         "}\n"

@@ -2,8 +2,9 @@
 
 Layout of the DiGraph:
 
-- graph attributes: ``format``, ``schema_version``, ``only_in_graph`` and every ModelSpec field
-  as its own scalar (``n_layers``, ``n_heads``, ...), so GraphML can store them.
+- graph attributes: ``format``, ``schema_version``, ``only_in_graph``, every ModelSpec field
+  as its own scalar (``n_layers``, ``n_heads``, ...), so GraphML can store them, and
+  ``metadata``, ``graph.metadata`` as JSON text.
 - component nodes (``input``, ``a{l}.h{h}``, ``m{l}``, ``logits``): ``kind``, ``layer``,
   ``head``, ``port=""``, ``in_graph``.
 - attention ports are nodes of their own (``a1.h2<q>``, ``a1.kv0<k>``; ``kind="port"``), since
@@ -31,7 +32,15 @@ import torch
 from graphs.edge_table import EdgeCollector, parse_flag
 from graphs.errors import GraphFormatError
 from graphs.graph import Graph
-from graphs.schema import FORMAT_NAME, SCHEMA_VERSION, check_format, spec_from_mapping, spec_to_dict
+from graphs.schema import (
+    FORMAT_NAME,
+    SCHEMA_VERSION,
+    check_format,
+    metadata_from_stored,
+    metadata_to_text,
+    spec_from_mapping,
+    spec_to_dict,
+)
 
 _ATTENTION_PORTS = ("q", "k", "v")
 
@@ -68,6 +77,7 @@ def to_networkx(graph: Graph, *, only_in_graph: bool = False) -> nx.DiGraph:
         schema_version=SCHEMA_VERSION,
         only_in_graph=bool(only_in_graph),
         **spec_to_dict(graph.spec),
+        metadata=metadata_to_text(graph.metadata),
     )
     for node in layout.nodes:
         if node.name in kept_nodes:
@@ -127,6 +137,7 @@ def from_networkx(G: nx.DiGraph) -> Graph:
     attrs: dict[str, Any] = G.graph
     check_format(attrs.get("format"), attrs.get("schema_version"))
     graph = Graph(spec_from_mapping(attrs, what="graph attribute"))
+    graph.metadata = metadata_from_stored(attrs.get("metadata"))
     layout = graph.layout
     only = parse_flag(attrs.get("only_in_graph", False), "the graph", "only_in_graph")
 

@@ -10,6 +10,7 @@ versions they do not know rather than guess.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,7 +22,7 @@ SCHEMA_VERSION = 1
 
 _SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(ModelSpec))
 _BOOL_FIELDS = {"parallel_attn_mlp"}
-_STR_FIELDS = {"architecture", "model_name"}
+_STR_FIELDS = {"architecture", "model_name", "weights_fingerprint"}
 
 
 def check_format(fmt: Any, version: Any) -> None:
@@ -52,6 +53,33 @@ def check_format(fmt: Any, version: Any) -> None:
             f"unsupported schema version {version!r} (this version of circuit-discovery reads "
             f"{SCHEMA_VERSION}); {hint}"
         )
+
+
+def metadata_to_text(metadata: Mapping[str, Any]) -> str:
+    """``graph.metadata`` as JSON text with sorted keys (GraphML and safetensors store strings)."""
+    try:
+        return json.dumps(dict(metadata), sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise GraphFormatError(
+            f"graph.metadata must hold JSON values (strings, finite numbers, booleans, None, "
+            f"lists, dicts): {err}"
+        ) from None
+
+
+def metadata_from_stored(value: Any) -> dict[str, Any]:
+    """The stored metadata (a dict, or its JSON text) as a dict; ``{}`` for files without it."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as err:
+            raise GraphFormatError(f"'metadata' is not valid JSON: {err}") from None
+    if not isinstance(value, dict):
+        raise GraphFormatError(
+            f"'metadata' must be a JSON object (task, metric, ...), got {type(value).__name__}"
+        )
+    return value
 
 
 def spec_to_dict(spec: ModelSpec) -> dict[str, Any]:

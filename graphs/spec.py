@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from typing import Any
+
+import torch
 
 from graphs.errors import GraphMismatchError
 
 # Fields that decide the graph's shape; a graph may only be used with a model that agrees on all.
 STRUCTURAL_FIELDS = ("n_layers", "n_heads", "n_kv_heads", "parallel_attn_mlp")
+# The advice ending a mismatch message for Python callers.
+PYTHON_FIX = "Build a new graph with Graph.from_model(model)."
 
 
 @dataclass(frozen=True)
@@ -19,7 +24,9 @@ class ModelSpec:
     ``n_kv_heads`` equals ``n_heads`` for ordinary multi-head attention and is smaller for
     grouped-query attention. ``parallel_attn_mlp`` is true when a block's MLP reads the block
     input rather than the attention output (GPT-NeoX/Pythia ``use_parallel_residual``, GPT-J).
-    The remaining fields are recorded for reports and mismatch messages only.
+    The remaining fields are recorded for reports and mismatch messages only;
+    ``weights_fingerprint`` (see :func:`weights_fingerprint`) tells two models of one shape
+    apart and is not compared by ``==``.
     """
 
     n_layers: int
@@ -31,6 +38,7 @@ class ModelSpec:
     d_vocab: int = 0
     architecture: str = ""
     model_name: str = ""
+    weights_fingerprint: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         if self.n_kv_heads is None:
@@ -82,10 +90,14 @@ class ModelSpec:
             d_vocab=int(getattr(cfg, "d_vocab", 0) or 0),
             architecture=str(getattr(cfg, "architecture", "") or ""),
             model_name=str(getattr(cfg, "model_name", "") or ""),
+            weights_fingerprint=weights_fingerprint(model),
         )
 
-    def check_matches(self, other: ModelSpec, *, what: str = "graph") -> None:
-        """Raise GraphMismatchError when ``other`` differs in any structural field."""
+    def check_matches(
+        self, other: ModelSpec, *, what: str = "graph", fix: str = PYTHON_FIX
+    ) -> None:
+        """Raise GraphMismatchError when ``other`` differs in any structural field; ``fix``
+        ends the message (the command line gives its own advice)."""
         diffs = [
             f"{name}: {what} has {getattr(self, name)!r}, model has {getattr(other, name)!r}"
             for name in STRUCTURAL_FIELDS
@@ -97,5 +109,26 @@ class ModelSpec:
             built_for = self.model_name or self.architecture or "another model"
             raise GraphMismatchError(
                 f"this {what} was built for {built_for} and does not fit the model "
-                f"({'; '.join(diffs)}). Build a new graph with Graph.from_model(model)."
+                f"({'; '.join(diffs)}). {fix}"
             )
+
+
+def weights_fingerprint(model: Any, *, n_tensors: int = 8, n_values: int = 4096) -> str:
+    """A 16-hex-digit hash of the first ``n_values`` values of ``n_tensors`` parameters spread
+    over the model (``""`` without readable parameters).
+
+    The same weights give the same fingerprint on every load, on any device and in float32
+    or bfloat16 (values are hashed rounded to bfloat16); other weights of the same shape, such
+    as a randomly initialised model, give another.
+    """
+    params = [p for p in model.parameters() if p.device.type != "meta"]
+    if not params:
+        return ""
+    picks = sorted({round(i * (len(params) - 1) / max(n_tensors - 1, 1)) for i in range(n_tensors)})
+    digest = hashlib.sha256()
+    for i in picks:
+        p = params[i].detach()
+        values = p.reshape(-1)[:n_values].to("cpu", torch.bfloat16).view(torch.int16)
+        digest.update(repr(tuple(p.shape)).encode())
+        digest.update(values.numpy().tobytes())
+    return digest.hexdigest()[:16]

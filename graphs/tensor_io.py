@@ -2,7 +2,8 @@
 
 Tensors: ``scores`` float32 ``[n_forward, n_backward]``, ``in_graph`` bool (same shape),
 ``nodes_in_graph`` bool ``[n_nodes]``. Metadata (safetensors allows only strings):
-``format``, ``schema_version`` and ``model`` (the ModelSpec as JSON). Reading goes through
+``format``, ``schema_version``, ``model`` (the ModelSpec as JSON) and ``metadata``
+(``graph.metadata`` as JSON; optional). Reading goes through
 safetensors only, which never unpickles.
 """
 
@@ -20,7 +21,15 @@ from safetensors.torch import save as safetensors_bytes
 from graphs.atomic_files import atomic_write
 from graphs.errors import GraphFormatError
 from graphs.graph import Graph
-from graphs.schema import FORMAT_NAME, SCHEMA_VERSION, check_format, spec_from_mapping, spec_to_dict
+from graphs.schema import (
+    FORMAT_NAME,
+    SCHEMA_VERSION,
+    check_format,
+    metadata_from_stored,
+    metadata_to_text,
+    spec_from_mapping,
+    spec_to_dict,
+)
 
 _TENSORS = ("scores", "in_graph", "nodes_in_graph")
 
@@ -36,10 +45,26 @@ def save_safetensors(graph: Graph, path: str | os.PathLike[str]) -> None:
         "format": FORMAT_NAME,
         "schema_version": str(SCHEMA_VERSION),
         "model": json.dumps(spec_to_dict(graph.spec)),
+        "metadata": metadata_to_text(graph.metadata),
     }
-    data = safetensors_bytes(tensors, metadata=metadata)
+    data = _sorted_header(safetensors_bytes(tensors, metadata=metadata))
     with atomic_write(path) as handle:
         handle.write(data)
+
+
+def _sorted_header(data: bytes) -> bytes:
+    """``data`` with its JSON header re-written with sorted keys.
+
+    safetensors builds the header from a hash map, so its key order (and the file's bytes)
+    changes from save to save; two identical runs must write identical files. The tensor
+    offsets are relative to the end of the header, so the data block is kept as it is, and
+    the header is padded with spaces to 8 bytes as safetensors does.
+    """
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + size])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-(8 + len(text)) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + size :]
 
 
 def load_safetensors(path: str | os.PathLike[str]) -> Graph:
@@ -77,6 +102,7 @@ def _graph_from_parts(metadata: dict[str, str], tensors: dict[str, torch.Tensor]
     if not isinstance(model, dict):
         raise GraphFormatError("metadata 'model' must be a JSON object of ModelSpec fields")
     graph = Graph(spec_from_mapping(model, what="'model' field"))
+    graph.metadata = metadata_from_stored(metadata.get("metadata"))
 
     missing = [name for name in _TENSORS if name not in tensors]
     if missing:

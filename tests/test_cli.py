@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -291,14 +292,46 @@ def test_graph_of_another_model_exits_2(tmp_path, capsys):
     from graphs import Graph
 
     other = Graph.from_model(load_model(random_hf_model("GPT2LMHeadModel", n_layers=2)))
+    other = Graph(dataclasses.replace(other.spec, model_name="tiny-2-layer"))
     path = tmp_path / "other.graphml"
     other.save(path)
     assert main(["evaluate", str(path), "--task", "ioi", "--n-examples", "4", "--quiet"]) == 2
-    assert "does not fit the model (n_layers: graph has 2, model has 4" in _error(capsys)
+    err = _error(capsys)
+    assert "does not fit the model (n_layers: graph has 2, model has 4" in err
+    # a command-line user is told which --model to pass, not a Python call
+    assert (
+        f"Pass --model {other.spec.model_name}, the model it was built for" in err
+        and "Graph.from_model" not in err
+    )
     assert main(["evaluate", str(tmp_path / "missing.json"), "--task", "ioi"]) == 2
     assert "does not exist" in _error(capsys)
     assert main(["report", str(tmp_path / "nowhere")]) == 2
     assert "circuits discover" in _error(capsys)
+
+
+@pytest.mark.parametrize(
+    "name, argv",
+    [
+        ("afile", ["evaluate", "{path}"]),
+        ("graph.dot", ["evaluate", "{path}"]),
+        ("graph.dot", ["export", "{path}", "--format", "json"]),
+        ("graph.txt", ["export", "{path}", "--format", "dot"]),
+    ],
+)
+def test_graph_file_of_unknown_format_exits_2_with_command_line_advice(
+    tmp_path, capsys, name, argv
+):
+    """A file that is not .graphml/.json/.safetensors is bad input (2), and the advice is for
+    the command line (which files it reads), not Python's ``format=`` argument."""
+    path = tmp_path / name
+    path.write_text("digraph circuit {}\n")
+    assert main([a.format(path=path) for a in argv]) == 2
+    err = _error(capsys)
+    assert str(path) in err and ".graphml, .json or .safetensors" in err
+    assert "format=" not in err
+    if name.endswith(".dot"):
+        assert "export" in err  # DOT is written by `circuits export`, never read
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
 
 
 def _screenshot(html: Path, png: Path) -> None:
@@ -362,3 +395,251 @@ def test_console_script_is_declared():
 
     project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
     assert project["scripts"]["circuits"] == "circuits.app.cli:main"
+
+
+# ------------------------------------------------------------------ data loss and interruptions
+
+WORKTREE = Path(__file__).resolve().parents[1]
+
+
+def _no_model_work(monkeypatch) -> None:
+    import circuits.app.discovery
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the output check must stop the run before loading the model")
+
+    monkeypatch.setattr(circuits.app.discovery, "load_for_task", no_loading)
+
+
+def _tree(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): p.read_text() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def test_overwrite_keeps_a_folder_that_is_not_a_run_folder(tmp_path, capsys, monkeypatch):
+    """--overwrite used to replace any folder, user files included."""
+    _no_model_work(monkeypatch)
+    mine = tmp_path / "mine"
+    (mine / "sub").mkdir(parents=True)
+    (mine / "notes.txt").write_text("my notes")
+    (mine / "sub" / "data.csv").write_text("a,b\n1,2\n")
+    before = _tree(mine)
+    assert main(["discover", *RUN_ARGS, "--out", str(mine), "--overwrite"]) == 2
+    err = _error(capsys)
+    assert "--overwrite replaces only a run folder written by `circuits discover`" in err
+    assert "it holds notes.txt, sub/, and no metrics.json" in err
+    (mine / "metrics.json").write_text('{"loss": 0.1}')  # another tool's metrics
+    assert main(["discover", *RUN_ARGS, "--out", str(mine), "--overwrite"]) == 2
+    assert 'a metrics.json without "format": "circuit-discovery-run"' in _error(capsys)
+    (mine / "metrics.json").unlink()
+    assert _tree(mine) == before and not _leftovers(tmp_path)
+
+
+def test_overwrite_accepts_a_run_folder_and_an_empty_one(tmp_path):
+    from circuits.app.discovery import check_output_folder
+
+    run = tmp_path / "run"
+    run.mkdir()
+    check_output_folder(run, overwrite=True)
+    (run / "metrics.json").write_text('{"format": "circuit-discovery-run", "schema_version": 9}')
+    (run / "report.md").write_text("old report")
+    check_output_folder(run, overwrite=True)  # a run folder, even of a newer version
+
+
+def test_current_home_and_repository_folders_are_never_replaced(tmp_path, capsys, monkeypatch):
+    """--out . (or a folder holding it, the home folder, a repository) is refused before any
+    work, even when it looks like a run folder."""
+    _no_model_work(monkeypatch)
+    here = tmp_path / "here"
+    (here / "inner").mkdir(parents=True)
+    (here / "metrics.json").write_text('{"format": "circuit-discovery-run"}')
+    home = tmp_path / "home"
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    cases = {
+        (here, "."): "is the current folder",
+        (here / "inner", ".."): "contains the current folder",
+        (WORKTREE, str(home)): "is your home folder",
+        (WORKTREE, str(tmp_path)): "contains your home folder",
+        (WORKTREE, str(repo)): "is a git repository (it holds .git)",
+    }
+    before = _tree(tmp_path)
+    for (cwd, out), why in cases.items():
+        monkeypatch.chdir(cwd)
+        for flags in (["--overwrite"], []):
+            assert main(["discover", *RUN_ARGS, "--out", out, *flags]) == 2, (out, flags)
+            err = _error(capsys)
+            assert f"refusing to write the run folder {out}: it {why}" in err, err
+            assert "choose a new folder, e.g. --out" in err
+    assert _tree(tmp_path) == before
+
+
+def test_a_signal_between_the_renames_of_a_replacement_strands_nothing(tmp_path, monkeypatch):
+    """Ctrl-C right after the old folder was moved aside used to leave it hidden as
+    .NAME.<hex>.old and no folder at NAME; the swap now completes, then the interrupt."""
+    import signal
+
+    from graphs.atomic_files import atomic_directory
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "old.txt").write_text("old")
+    real_rename = Path.rename
+
+    def rename_then_interrupt(self, target):
+        result = real_rename(self, target)
+        os.kill(os.getpid(), signal.SIGINT)
+        return result
+
+    monkeypatch.setattr(Path, "rename", rename_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_directory(run, overwrite=True) as tmp:
+            (tmp / "new.txt").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert [p.name for p in run.iterdir()] == ["new.txt"]
+
+
+def test_the_command_module_imports_without_torch():
+    """Start-up (torch and the models) happens inside main(), where Ctrl-C is caught."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, circuits.app.cli; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=WORKTREE, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def _start(tmp_path: Path, *args: str):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(WORKTREE)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "circuits", *args],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def test_ctrl_c_during_start_up_prints_one_line(tmp_path):
+    import signal
+    import time
+
+    proc = _start(tmp_path, "discover", *RUN_ARGS, "--out", "run")
+    time.sleep(1.0)  # the interpreter is up; main() is importing torch and the models
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.splitlines() == ["interrupted by SIGINT; no partial output was left"]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_sigterm_while_writing_the_run_folder_leaves_nothing(tmp_path):
+    """Python's default SIGTERM ended the process at once, leaving .run.<hex>.tmp behind."""
+    import signal
+    import time
+
+    args = ["--n-examples", "8", "--n-eval", "8", "--steps", "1", "--quiet", "--seed", "1"]
+    proc = _start(tmp_path, "discover", *args, "--out", "run")
+    deadline = time.monotonic() + 300
+    while not any(p.name.startswith(".run.") for p in tmp_path.iterdir()):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)  # the write phase: graphs, figures, report
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert err.splitlines() == ["interrupted by SIGTERM; no partial output was left"]
+    assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ self-describing graph files
+
+
+def test_graph_files_record_how_they_were_made(run_dir):
+    from circuits import zoo
+    from graphs import Graph
+    from graphs.spec import weights_fingerprint
+
+    expected = {"model": "toy-gpt2", "task": "ioi", "metric": "logit_diff",
+                "method": "eap-ig-inputs", "ablation": "patching", "split": "train", "seed": 1}  # fmt: skip
+    fingerprint = weights_fingerprint(zoo.load("toy-gpt2")[0])
+    for name in ("graph.graphml", "graph.json", "scores.safetensors"):
+        graph = Graph.load(run_dir / name)
+        assert graph.metadata == expected, name
+        assert graph.spec.weights_fingerprint == fingerprint, name
+
+
+def test_evaluate_takes_the_graph_files_settings_and_refuses_a_mismatch(
+    run_dir, tmp_path, capsys, monkeypatch
+):
+    from graphs import Graph
+
+    graph = Graph.load(run_dir / "graph.json")
+    graph.metadata.update(task="greater-than", metric="prob_diff", seed=2)
+    path = tmp_path / "gt.json"  # no metrics.json here: the file alone says what it is
+    graph.save(path)
+    few = ["--n-examples", "4", "--bootstrap", "10", "--quiet", "--json"]
+    assert main(["evaluate", str(path), *few]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["task"], result["metric"], result["seed"]) == ("greater-than", "prob_diff", 2)
+    assert result["warnings"] == []
+
+    import circuits.app.discovery
+
+    real_load = circuits.app.discovery.load_for_task
+    _no_model_work(monkeypatch)
+    assert main(["evaluate", str(path), "--task", "ioi", *few]) == 2
+    err = _error(capsys)
+    assert "found with task greater-than, metric prob_diff, ablation patching" in err
+    assert "--task ioi (the graph's is greater-than)" in err and "--allow-mismatch" in err
+    assert main(["evaluate", str(path), "--ablation", "zero", *few]) == 2
+    assert "--ablation zero (the graph's is patching)" in _error(capsys)
+    monkeypatch.setattr(circuits.app.discovery, "load_for_task", real_load)
+    assert main(["evaluate", str(path), "--task", "ioi", "--allow-mismatch", *few]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["task"], result["metric"]) == ("ioi", "logit_diff")  # ioi's own metric
+
+
+def test_evaluate_warns_when_the_weights_differ(run_dir, tmp_path, capsys):
+    """A random-weight model of toy-gpt2's shape fits the graph, but is not its model."""
+    import shutil
+
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from circuits import zoo
+
+    folder = zoo.model_dir("toy-gpt2")
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder)).save_pretrained(
+        tmp_path / "random"
+    )
+    for tok in folder.glob("*token*"):
+        shutil.copy(tok, tmp_path / "random")
+    args = ["evaluate", str(run_dir / "graph.json"), "--model", str(tmp_path / "random")]
+    assert main([*args, "--n-examples", "4", "--bootstrap", "10", "--quiet", "--json"]) == 0
+    captured = capsys.readouterr()
+    warnings = [line for line in captured.err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "differ from those the graph was built with" in warnings[0]
+    assert json.loads(captured.out)["warnings"] == [warnings[0].removeprefix("warning: ")]
+
+
+def test_weights_with_nan_exit_2_before_any_work(tmp_path, capsys):
+    from circuits.models.random import random_hf_model
+
+    model = random_hf_model("GPT2LMHeadModel", seed=1)
+    with torch.no_grad():
+        model.lm_head.weight[0, 0] = float("nan")
+    model.save_pretrained(tmp_path / "broken")
+    out = tmp_path / "run"
+    assert (
+        main(["discover", "--model", str(tmp_path / "broken"), "--out", str(out), "--quiet"]) == 2
+    )
+    assert "parameter 'transformer.wte.weight'" in _error(capsys) and not out.exists()

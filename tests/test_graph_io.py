@@ -711,3 +711,62 @@ def test_atomic_write(tmp_path):
     assert os.listdir(tmp_path) == ["f"]
     with pytest.raises(FileNotFoundError, match="no-such-dir"):
         save_json(Graph(MHA), tmp_path / "no-such-dir" / "g.json")
+
+
+def test_safetensors_files_of_one_graph_are_byte_identical(tmp_path):
+    """safetensors keeps its metadata in a hash map whose order changes between saves, so two
+    identical runs wrote different scores.safetensors; the header is now written sorted."""
+    graph = random_graph(MHA, seed=3)
+    contents = set()
+    for i in range(6):
+        graph.save(tmp_path / f"g{i}.safetensors")
+        contents.add((tmp_path / f"g{i}.safetensors").read_bytes())
+    assert len(contents) == 1
+    data = contents.pop()
+    header_len = int.from_bytes(data[:8], "little")
+    assert (8 + header_len) % 8 == 0  # tensor data stays 8-byte aligned
+    header = json.loads(data[8 : 8 + header_len])
+    assert list(header) == sorted(header) and list(header["__metadata__"]) == sorted(
+        header["__metadata__"]
+    )
+    assert_same(graph, Graph.load(tmp_path / "g0.safetensors"))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_metadata_and_weights_fingerprint_round_trip(tmp_path, fmt):
+    import dataclasses
+
+    graph = random_graph(dataclasses.replace(MHA, weights_fingerprint="0123456789abcdef"))
+    graph.metadata = {"task": "ioi", "metric": "logit_diff", "method": "eap", "seed": 3,
+                      "split": "train", "ablation": "mean", "nested": {"a": [1, 2.5, None]}}  # fmt: skip
+    graph.save(tmp_path / f"g.{fmt}")
+    loaded = Graph.load(tmp_path / f"g.{fmt}")
+    assert loaded.metadata == graph.metadata
+    assert loaded.spec.weights_fingerprint == "0123456789abcdef"
+    assert_same(graph, loaded)
+
+
+def test_files_without_metadata_still_load(tmp_path):
+    graph = random_graph(GQA)
+    graph.save(tmp_path / "g.json")
+    data = json.loads((tmp_path / "g.json").read_text())
+    del data["metadata"]
+    del data["model"]["weights_fingerprint"]
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    old = Graph.load(tmp_path / "old.json")
+    assert old.metadata == {} and old.spec.weights_fingerprint == "" and old == graph
+
+
+def test_bad_metadata_is_refused(tmp_path):
+    graph = random_graph(MHA)
+    graph.metadata = {"when": object()}
+    with pytest.raises(GraphFormatError, match="graph.metadata must hold JSON values"):
+        graph.save(tmp_path / "g.json")
+    graph.metadata = {}
+    graph.save(tmp_path / "g.json")
+    data = json.loads((tmp_path / "g.json").read_text())
+    data["metadata"] = ["ioi"]
+    (tmp_path / "g.json").write_text(json.dumps(data))
+    with pytest.raises(GraphFormatError, match="'metadata' must be a JSON object"):
+        Graph.load(tmp_path / "g.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.json"]

@@ -540,3 +540,39 @@ def test_device_map_loads_the_same_model_and_attribution(tmp_path):
     assert torch.equal(a, b) and a.abs().sum() > 0
     with pytest.raises(ModelLoadError, match="either device or device_map"):
         load_model(tmp_path, device="cpu", device_map="auto")
+
+
+def test_weights_with_nan_or_inf_are_refused_at_load_naming_the_parameter(tmp_path):
+    """A NaN in the weights used to surface 25 s later as a metric problem."""
+    from circuits.models import NonFiniteWeightsError
+    from graphs.errors import CircuitDiscoveryError
+
+    model = random_hf_model("GPT2LMHeadModel", seed=3)
+    with torch.no_grad():
+        model.transformer.h[0].mlp.c_fc.weight[2, 5] = float("nan")
+        model.transformer.h[1].attn.c_attn.weight[0, 0] = float("inf")
+    model.save_pretrained(tmp_path)
+    for source in (model, str(tmp_path)):
+        with pytest.raises(NonFiniteWeightsError, match=r"'transformer\.h\.0\.mlp\.c_fc\.weight'"):
+            load_model(source)
+    assert issubclass(NonFiniteWeightsError, CircuitDiscoveryError)
+    with torch.no_grad():
+        model.transformer.h[0].mlp.c_fc.weight[2, 5] = 0.0
+    with pytest.raises(NonFiniteWeightsError, match=r"'transformer\.h\.1\.attn\.c_attn\.weight'"):
+        load_model(model)
+
+
+def test_weights_fingerprint_is_stable_across_loads_and_tells_weights_apart():
+    from circuits.models import zoo
+    from graphs import ModelSpec
+    from graphs.spec import weights_fingerprint
+
+    first = weights_fingerprint(zoo.load("toy-gpt2")[0])
+    assert len(first) == 16
+    assert weights_fingerprint(zoo.load("toy-gpt2")[0]) == first
+    assert weights_fingerprint(zoo.load("toy-gpt2", dtype=torch.bfloat16)[0]) == first
+    bridge = zoo.load("toy-gpt2")[0]
+    assert ModelSpec.from_model(bridge).weights_fingerprint == first
+    with torch.no_grad():
+        next(bridge.parameters()).add_(0.01)  # the first parameter is always hashed
+    assert weights_fingerprint(bridge) != first

@@ -176,7 +176,7 @@ def test_copying_answer_is_the_queried_word():
 
 def test_encode_rejects_length_mismatch_and_multi_token_answers(tokenizer):
     good = Example("When Mary and John went", "When Anna and Bob went", (" Mary",), (" John",))
-    longer = Example("When Mary and John went", "When Mary and John went out", (" Mary",))
+    longer = Example("When Mary and John went", "When Mary and John went to", (" Mary",))
     with pytest.raises(
         DataError, match="example 1: the clean prompt has 6 tokens but the corrupted one has 7"
     ):
@@ -250,3 +250,26 @@ def test_training_is_deterministic_from_the_seed():
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert log_a["loss"] == log_b["loss"]
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+
+
+def test_encode_refuses_words_the_tokenizer_does_not_know(tokenizer):
+    """Out-of-vocabulary words used to become <unk> silently, so the model read garbage."""
+    cases = {
+        Example("When Mary and John went", "When Anna and Bob went", (" Zzyzx",)): (
+            "example 0: answer ' Zzyzx' has the word 'Zzyzx'"
+        ),
+        Example("When Mary and Qwxy went", "When Anna and Bob went", (" Mary",)): (
+            "example 0: the clean prompt has the word 'Qwxy'"
+        ),
+        Example("When Mary and John went", "When Anna and Vrrp went", (" Mary",)): (
+            "example 0: the corrupted prompt has the word 'Vrrp'"
+        ),
+        Example("When Mary and John went", "When Anna and Bob went", (" Mary",), (" Blorf",)): (
+            "example 0: distractor ' Blorf' has the word 'Blorf'"
+        ),
+    }
+    for example, message in cases.items():
+        with pytest.raises(DataError, match=re.escape(message) + ".*does not know.*<unk>"):
+            encode_examples([example], tokenizer)
+    known = Example("When Mary and John went", "When Anna and Bob went", (" Mary",), (" John",))
+    assert encode_examples([known], tokenizer).answers.tolist()[0][0] != tokenizer.unk_token_id

@@ -1,8 +1,9 @@
 """The ``circuits`` command line: discover, evaluate, export and report.
 
 Exit codes: 0 success, 2 bad usage or input (unknown task/model/method, unusable output
-folder, a graph of another model, ...), 1 any other failure. Errors are one line on stderr
-starting with ``error:``; nothing half-written is left behind.
+folder, a graph of another model, ...), 1 any other failure, 130 Ctrl-C (SIGINT), 143
+SIGTERM. Errors are one line on stderr starting with ``error:``; nothing half-written is left
+behind.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from graphs.errors import CircuitDiscoveryError
@@ -23,6 +26,15 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 class UsageError(CircuitDiscoveryError):
     """Bad input found by the command itself (exit code 2)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the same clean-up runs: temporary run folders and
+    files are removed on the way out (Python's default SIGTERM ends the process at once)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(signum)
 
 
 def _target(text: str) -> tuple[float, float | None]:
@@ -49,13 +61,18 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="circuits",
         description="Find and check faithful circuits in transformer language models.",
-        epilog="Run `circuits COMMAND --help` for a command's options. Exit codes: 0 ok, 2 bad input, 1 failure.",
+        epilog="Run `circuits COMMAND --help` for a command's options. Exit codes: 0 ok, 2 bad input, 1 failure, "
+        "130 Ctrl-C, 143 SIGTERM.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def model_and_task(p: argparse.ArgumentParser, from_run: bool = False) -> None:
         # evaluate takes what it is not told from the run record beside the graph file
-        run = "the run's (metrics.json beside GRAPH), else " if from_run else ""
+        run = (
+            "the graph file's, else the run's (metrics.json beside GRAPH), else "
+            if from_run
+            else ""
+        )
 
         def default(value):
             return None if from_run else value
@@ -144,12 +161,17 @@ def _parser() -> argparse.ArgumentParser:
         help="run folder to write (default: circuit_run)",
     )
     d.add_argument(
-        "--overwrite", action="store_true", help="replace an existing non-empty run folder"
-    )
+        "--overwrite", action="store_true",
+        help="replace an existing run folder (only one written by `circuits discover`: its metrics.json "
+        "says it is; never the current folder, the home folder or a repository)",
+    )  # fmt: skip
 
     e = sub.add_parser(
         "evaluate", help="faithfulness of a saved circuit",
-        description="Measure the faithfulness of the circuit stored in GRAPH (its in-circuit edges) on a task.",
+        description="Measure the faithfulness of the circuit stored in GRAPH (its in-circuit edges) on a task. "
+        "Options not given are taken from the graph file (task, metric, ablation, seed, model recorded by "
+        "`circuits discover`), else from the metrics.json beside it; a model whose weights differ from the "
+        "graph's is warned about.",
     )  # fmt: skip
     e.add_argument("graph", type=Path, help="graph file (.graphml, .json or .safetensors)")
     model_and_task(e, from_run=True)
@@ -165,7 +187,14 @@ def _parser() -> argparse.ArgumentParser:
         default=1000,
         help="bootstrap resamples for the interval (default: 1000)",
     )
-    e.add_argument("--json", action="store_true", help="print the result as JSON")
+    e.add_argument(
+        "--allow-mismatch", action="store_true",
+        help="evaluate with a --task, --metric or --ablation other than the graph was found with "
+        "(by default such a mismatch is refused)",
+    )  # fmt: skip
+    e.add_argument(
+        "--json", action="store_true", help="print the result as JSON (warnings included)"
+    )
     e.add_argument(
         "--curve", action="store_true",
         help="also faithfulness at MIB's ten sizes of GRAPH's top-scoring edges, with CPR and CMD",
@@ -264,12 +293,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     from circuits.app.discovery import DiscoverySettings, load_for_task
     from circuits.app.prompts import split_pairs
     from circuits.search.faithfulness import evaluate
-    from graphs import Graph
+    from graphs import Graph, ModelSpec
 
-    if not args.graph.is_file():
-        raise UsageError(f"graph file {args.graph} does not exist")
+    _check_graph_file(args.graph)
     _one_prompt_source(args)
-    _defaults_from_run(args)
+    graph = Graph.load(args.graph)
+    _defaults_from_run(args, graph.metadata)
     settings = DiscoverySettings(
         model=args.model,
         task=args.task,
@@ -284,11 +313,26 @@ def _evaluate(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     settings.check()
-    graph = Graph.load(args.graph)
     bridge, tokenizer, _ = load_for_task(
         args.model, args.device, dtype=args.dtype, device_map=args.device_map
     )
-    graph.check_compatible(bridge)
+    built_for = graph.spec.model_name
+    named = f"--model {shlex.quote(built_for)}" if built_for not in ("", "external") else "--model"
+    graph.check_compatible(
+        bridge,
+        fix=f"Pass {named}, the model it was built for, or find a circuit for {args.model} "
+        f"with `circuits discover --model {shlex.quote(args.model)}`.",
+    )
+    warnings = []
+    built = graph.spec.weights_fingerprint
+    loaded = ModelSpec.from_model(bridge).weights_fingerprint
+    if built and loaded and built != loaded:
+        warnings.append(
+            f"the weights of {args.model} differ from those the graph was built with "
+            f"(fingerprint {loaded}, graph {built}); its scores and circuit may not apply"
+        )
+    for line in warnings:
+        print(f"warning: {line}", file=sys.stderr)
     data, task = split_pairs(settings, tokenizer, args.split, args.n_examples)
     mean_data = None
     if args.ablation == "mean":
@@ -301,7 +345,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         "graph": str(args.graph), "model": args.model, "task": task["name"], "metric": settings.task_metric,
         "split": args.split, "n_examples": faith.n_examples, "n_edges": faith.n_edges, "f": faith.f,
         "ci": list(faith.ci) if faith.ci else None, "m_full": faith.m_full, "m_circuit": faith.m_circuit,
-        "m_empty": faith.m_empty, "random_f": faith.random_f,
+        "m_empty": faith.m_empty, "random_f": faith.random_f, "ablation": args.ablation,
+        "seed": args.seed, "warnings": warnings,
     }  # fmt: skip
     if args.curve:
         from circuits.app.mib_export import mib_curve
@@ -325,36 +370,71 @@ def _evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _defaults_from_run(args: argparse.Namespace) -> None:
-    """Fill the options the user did not give (model, task, metric, ablation, seed) from the
-    run record beside a graph file written by ``circuits discover``, else the usual defaults."""
+def _defaults_from_run(args: argparse.Namespace, metadata: dict) -> None:
+    """Fill the options the user did not give (model, task, metric, ablation, seed, and the
+    prompt file with its counterfactual) from the graph file's metadata, else the run record
+    beside it, else the usual defaults; refuse a task, metric or ablation that contradicts the
+    graph's unless ``--allow-mismatch``."""
     from circuits.app.run import METRICS_FILE, RunFileError, RunRecord
     from circuits.models.zoo import DEFAULT_MODEL
 
-    record = None
-    if (args.graph.parent / METRICS_FILE).is_file():
+    names = ("model", "task", "metric", "ablation", "seed", "data", "counterfactual")
+    recorded = {name: metadata.get(name) for name in names}
+    if any(v is None for v in recorded.values()) and (args.graph.parent / METRICS_FILE).is_file():
         try:
             record = RunRecord.load(args.graph.parent)
         except RunFileError:
             record = None  # a folder with some other metrics.json: not a run of ours
-    recorded = {}
-    if record is not None:
-        recorded = {
-            "model": record.model.get("name"),
-            "task": record.task.get("name"),
-            "metric": record.settings.get("metric"),
-            "ablation": record.settings.get("ablation"),
-            "seed": record.task.get("seed"),
-            "data": record.task.get("data_file"),
-            "counterfactual": record.task.get("counterfactual"),
-        }
-    fallback = {"model": DEFAULT_MODEL, "task": "ioi", "ablation": "patching", "seed": 0}
+        if record is not None:
+            from_run = {
+                "model": record.model.get("name"), "task": record.task.get("name"),
+                "metric": record.settings.get("metric"), "ablation": record.settings.get("ablation"),
+                "seed": record.task.get("seed"), "data": record.task.get("data_file"),
+                "counterfactual": record.task.get("counterfactual"),
+            }  # fmt: skip
+            recorded = {k: v if v is not None else from_run[k] for k, v in recorded.items()}
     if args.task is not None or args.data is not None:  # the user chose the prompts
-        recorded.pop("data", None), recorded.pop("counterfactual", None)
-    for name in ("model", "task", "metric", "ablation", "seed", "data", "counterfactual"):
+        recorded["data"] = recorded["counterfactual"] = None
+    clashes = [
+        f"--{name} {getattr(args, name)} (the graph's is {recorded[name]})"
+        for name in ("task", "metric", "ablation")
+        if getattr(args, name) is not None
+        and recorded[name] is not None
+        and getattr(args, name) != recorded[name]
+    ]
+    if clashes and not args.allow_mismatch:
+        raise UsageError(
+            f"{args.graph} was found with task {recorded['task']}, metric {recorded['metric']}, "
+            f"ablation {recorded['ablation']}, but you asked for {', '.join(clashes)}; drop those "
+            "options to evaluate it as it was found, or pass --allow-mismatch to evaluate it so anyway"
+        )
+    if args.task is not None and recorded["task"] is not None and args.task != recorded["task"]:
+        recorded["metric"] = None  # another task: its own metric, not the graph's
+    fallback = {"model": DEFAULT_MODEL, "task": "ioi", "ablation": "patching", "seed": 0}
+    for name in names:
         if getattr(args, name) is None:
             value = recorded.get(name)
             setattr(args, name, value if value is not None else fallback.get(name))
+
+
+def _check_graph_file(path: Path) -> None:
+    """UsageError unless ``path`` is an existing file in a format the commands read."""
+    from graphs.files import FORMATS
+
+    if not path.is_file():
+        raise UsageError(f"graph file {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        found = f"the suffix {suffix!r}" if suffix else "no suffix"
+        dot = (
+            " (DOT is written by `circuits export --format dot`, not read back)"
+            if suffix == ".dot"
+            else ""
+        )
+        raise UsageError(
+            f"{path}: graph files end in .graphml, .json or .safetensors, this one has {found}"
+            f"{dot}; pass the graph.graphml, graph.json or scores.safetensors of a run folder"
+        )
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -367,8 +447,7 @@ def _export(args: argparse.Namespace) -> int:
         paths = export_mib_run(args.graph, args.out, args.overwrite)
         print(f"wrote {len(paths)} MIB files to {paths[0].parent}")
         return EXIT_OK
-    if not args.graph.is_file():
-        raise UsageError(f"graph file {args.graph} does not exist")
+    _check_graph_file(args.graph)
     out = args.out or args.graph.with_suffix("." + args.format)
     if out.resolve() == args.graph.resolve():
         raise UsageError(f"{args.graph} is already {args.format}; pass --out to write a copy")
@@ -398,7 +477,25 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``circuits`` console script; returns the exit code."""
+    """Entry point of the ``circuits`` console script; returns the exit code (130 after
+    Ctrl-C, 143 after SIGTERM, with one line on stderr and no traceback)."""
+    # importing this module is cheap (no torch), so start-up happens in here, where Ctrl-C
+    # can be caught; SIGTERM becomes an exception too, so it cleans up the same way
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as err:
+        signum = signal.SIGTERM if isinstance(err, Terminated) else signal.SIGINT
+        print(f"interrupted by {signum.name}; no partial output was left", file=sys.stderr)
+        return 128 + signum
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)  # exits 2 on bad usage
     if getattr(args, "quiet", False):
@@ -439,9 +536,6 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     except CircuitDiscoveryError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("interrupted; nothing was written", file=sys.stderr)
-        return 130
     except Exception as err:  # noqa: BLE001 - the command line reports every failure as one line
         print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
         return EXIT_FAILURE

@@ -190,14 +190,32 @@ def _check_device(name: str, option: str) -> None:
 
 
 def check_output_folder(out: Path, overwrite: bool) -> None:
-    """RunError unless ``out`` can be created (or replaced with ``overwrite``) and written."""
+    """RunError unless ``out`` can be created (or replaced with ``overwrite``) and written.
+
+    The folder is replaced as a whole, so ``overwrite`` replaces only a run folder of this
+    tool (its ``metrics.json`` says ``"format": "circuit-discovery-run"``), and never the
+    current folder, the home folder, a git repository or a folder holding one of them.
+    """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise RunError(f"output {out} exists and is not a folder; choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
+    why = _protected(out)
+    if why:
         raise RunError(
-            f"output folder {out} exists and is not empty; pass --overwrite to replace it, or choose another --out"
+            f"refusing to write the run folder {out}: it {why}, and a run folder is replaced "
+            f"as a whole; choose a new folder, e.g. --out {out / 'circuit_run'}"
         )
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise RunError(
+                f"output folder {out} exists and is not empty; pass --overwrite to replace it, or choose another --out"
+            )
+        found = _not_a_run_folder(out)
+        if found:
+            raise RunError(
+                f"--overwrite replaces only a run folder written by `circuits discover`, and {out} "
+                f"is not one: it holds {found}; move those files away, or choose another --out"
+            )
     parent = out.parent
     while not parent.exists():
         parent = parent.parent
@@ -207,6 +225,48 @@ def check_output_folder(out: Path, overwrite: bool) -> None:
         )
     if not os.access(parent, os.W_OK | os.X_OK):
         raise RunError(f"cannot write to {parent} (permission denied); choose another --out")
+
+
+def _protected(out: Path) -> str:
+    """Why ``out`` must never be replaced (``""`` when it may be)."""
+    where = out.resolve()
+    cwd = Path.cwd().resolve()
+    try:
+        home = Path.home().resolve()
+    except RuntimeError:  # no home folder known
+        home = None
+    if where == cwd:
+        return "is the current folder"
+    if where in cwd.parents:
+        return "contains the current folder"
+    if home is not None and where == home:
+        return "is your home folder"
+    if home is not None and where in home.parents:
+        return "contains your home folder"
+    if (where / ".git").exists():
+        return "is a git repository (it holds .git)"
+    return ""
+
+
+def _not_a_run_folder(out: Path) -> str:
+    """What the non-empty folder ``out`` holds when it is not a run folder (``""`` when it is)."""
+    import json
+
+    from circuits.app.run import METRICS_FILE
+
+    try:
+        record = json.loads((out / METRICS_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        marker = f"no {METRICS_FILE}"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        marker = f"a {METRICS_FILE} that is not JSON"
+    else:
+        if isinstance(record, dict) and record.get("format") == RUN_FORMAT:
+            return ""
+        marker = f'a {METRICS_FILE} without "format": "{RUN_FORMAT}"'
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir())
+    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+    return f"{', '.join(names[:5])}{more}, and {marker}"
 
 
 def load_for_task(
@@ -457,6 +517,15 @@ def discover(
     if not is_main_process():  # under torchrun: every rank computed the same numbers
         record.timings["total_s"] = round(time.perf_counter() - t_start, 3)
         return run.metrics
+    check_output_folder(out, overwrite)  # again: the folder may have changed during the run
+    # the graph files say how their scores were made, so `circuits evaluate` can check them
+    graph.metadata.update(
+        model=settings.model, task=record.task["name"], metric=record.settings["metric"],
+        method=settings.method, ablation=settings.ablation,
+        split=record.task["attribution_split"], seed=settings.seed,
+    )  # fmt: skip
+    if settings.data is not None:  # the prompts came from a file: evaluate finds it again
+        graph.metadata.update(data=str(settings.data), counterfactual=settings.counterfactual)
     with atomic_directory(out, overwrite=overwrite) as tmp:
         t = time.perf_counter()
         graph.save(tmp / "graph.graphml")

@@ -7,6 +7,7 @@ from circuits.models.loading import (
     PROCESSING,
     SUPPORTED_ARCHITECTURES,
     ModelLoadError,
+    NonFiniteWeightsError,
     UnsupportedArchitectureError,
     load_model,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "PROCESSING",
     "SUPPORTED_ARCHITECTURES",
     "ModelLoadError",
+    "NonFiniteWeightsError",
     "UnsupportedArchitectureError",
     "load_model",
     "random_hf_model",

@@ -55,6 +55,7 @@ __all__ = [
     "PROCESSING",
     "SUPPORTED_ARCHITECTURES",
     "ModelLoadError",
+    "NonFiniteWeightsError",
     "UnsupportedArchitectureError",
     "load_model",
 ]
@@ -96,6 +97,10 @@ class UnsupportedArchitectureError(ModelLoadError):
     """The model's architecture is not in :data:`SUPPORTED_ARCHITECTURES`."""
 
 
+class NonFiniteWeightsError(ModelLoadError):
+    """A parameter of the model holds NaN or inf (checked at load, before any work)."""
+
+
 def load_model(
     source: Any,
     *,
@@ -128,6 +133,7 @@ def load_model(
         UnsupportedArchitectureError: the architecture is not in SUPPORTED_ARCHITECTURES.
         ModelLoadError: the source cannot be found or loaded (missing files, no network,
             offline mode) or its attention has no per-head fork point.
+        NonFiniteWeightsError: a parameter holds NaN or inf (the message names it).
     """
     from transformers import PreTrainedModel
 
@@ -156,7 +162,27 @@ def load_model(
     if device_map is None and (device is not None or dtype is not None):
         model.to(device=device, dtype=dtype)
     model.eval()
+    _check_finite(model)
     return _bridge(model, tokenizer)
+
+
+def _check_finite(model: Any, chunk: int = 1 << 24) -> None:
+    """NonFiniteWeightsError naming the first parameter with a NaN or inf (in chunks, so the
+    check needs little memory beside the weights)."""
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.device.type == "meta":
+                continue  # offloaded: not in memory to check
+            flat = param.detach().reshape(-1)
+            for start in range(0, flat.numel(), chunk):
+                part = flat[start : start + chunk]
+                bad = int((~torch.isfinite(part)).sum())
+                if bad:
+                    raise NonFiniteWeightsError(
+                        f"the model's weights are not finite: parameter {name!r} "
+                        f"{tuple(param.shape)} is the first with NaN or inf values; the checkpoint "
+                        "is damaged or was saved after training diverged: re-download or re-save it"
+                    )
 
 
 # --------------------------------------------------------------------------- architecture

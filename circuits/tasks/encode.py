@@ -48,6 +48,34 @@ def pad_rows(rows: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, tor
     return tokens, mask
 
 
+def unknown_word(tokenizer: Any, text: str, ids: Sequence[int]) -> str | None:
+    """The first word of ``text`` the tokenizer turned into its unknown token, else None.
+
+    Tokenizers whose unknown token is also a special token they add (GPT-2's is its end
+    token) are not checked: byte-level ones never produce it.
+    """
+    unk = getattr(tokenizer, "unk_token_id", None)
+    special = {getattr(tokenizer, f"{n}_token_id", None) for n in ("bos", "eos", "pad")}
+    if unk is None or unk in special or unk not in ids:
+        return None
+    try:
+        offsets = tokenizer(text, return_offsets_mapping=True)["offset_mapping"]
+        start, end = offsets[list(ids).index(unk)]
+        return text[start:end]
+    except (TypeError, KeyError, NotImplementedError, IndexError, ValueError):
+        return text  # a tokenizer without offsets: name the whole text
+
+
+def _refuse_unknown(tokenizer: Any, text: str, ids: Sequence[int], where: str) -> None:
+    word = unknown_word(tokenizer, text, ids)
+    if word is not None:
+        raise DataError(
+            f"{where} has the word {word!r}, which the tokenizer does not know (it would "
+            f"become {getattr(tokenizer, 'unk_token', 'the unknown token')}); use words of "
+            "the model's vocabulary, or a model whose tokenizer has it"
+        )
+
+
 def continuation_ids(
     tokenizer: Any,
     prompts: Sequence[str],
@@ -64,6 +92,7 @@ def continuation_ids(
         for c in cs:
             extended = full[k]
             k += 1
+            _refuse_unknown(tokenizer, prompts[i] + c, extended, f"example {i}: {what} {c!r}")
             if extended[: len(ids)] != ids or len(extended) != len(ids) + 1:
                 raise DataError(
                     f"example {i}: {what} {c!r} is not a single token after its prompt "
@@ -87,14 +116,17 @@ def encode_examples(examples: Sequence[Example], tokenizer: Any) -> PromptPairs:
     """Tokenise ``examples`` into right-padded prompt pairs read at each prompt's last token.
 
     Raises:
-        DataError: a corrupted prompt has a different number of tokens than its clean one,
-            or an answer or distractor is not exactly one token after its prompt.
+        DataError: a word the tokenizer does not know (it would become its unknown token), a
+            corrupted prompt with a different number of tokens than its clean one, or an
+            answer or distractor that is not exactly one token after its prompt.
     """
     if not examples:
         raise DataError("no examples to encode")
     clean = token_ids(tokenizer, [e.clean for e in examples])
     corrupted = token_ids(tokenizer, [e.corrupted for e in examples])
     for i, (c, r) in enumerate(zip(clean, corrupted, strict=True)):
+        _refuse_unknown(tokenizer, examples[i].clean, c, f"example {i}: the clean prompt")
+        _refuse_unknown(tokenizer, examples[i].corrupted, r, f"example {i}: the corrupted prompt")
         if len(c) != len(r):
             raise DataError(
                 f"example {i}: the clean prompt has {len(c)} tokens but the corrupted one has "
