@@ -532,7 +532,13 @@ def test_ctrl_c_during_start_up_prints_one_line(tmp_path):
     import time
 
     proc = _start(tmp_path, "discover", *RUN_ARGS, "--out", "run")
-    time.sleep(1.0)  # the interpreter is up; main() is importing torch and the models
+    # wait until main() is importing torch (its libraries are mapped), however loaded the
+    # machine is: a fixed sleep could signal the interpreter before main() even runs
+    maps, deadline = Path(f"/proc/{proc.pid}/maps"), time.monotonic() + 120
+    while "libtorch" not in maps.read_text():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the command never started importing torch"
+        time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
