@@ -495,9 +495,12 @@ def test_a_signal_between_the_renames_of_a_replacement_strands_nothing(tmp_path,
         return result
 
     monkeypatch.setattr(Path, "rename", rename_then_interrupt)
+    # a shell starts background jobs with SIGINT ignored; this test needs Python's handler
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     with pytest.raises(KeyboardInterrupt):
         with atomic_directory(run, overwrite=True) as tmp:
             (tmp / "new.txt").write_text("new")
+    signal.signal(signal.SIGINT, previous)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     assert [p.name for p in run.iterdir()] == ["new.txt"]
 
@@ -521,9 +524,14 @@ def _start(tmp_path: Path, *args: str):
     import sys
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(WORKTREE)}
+    import signal
+
+    def default_sigint():  # a shell starts background jobs (and so CI steps) with SIGINT ignored
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
     return subprocess.Popen(
-        [sys.executable, "-m", "circuits", *args],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "circuits", *args], cwd=tmp_path, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint,
     )  # fmt: skip
 
 
