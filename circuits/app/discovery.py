@@ -399,6 +399,8 @@ def find_circuit(
             "m_circuit": faith.m_circuit,
             "m_empty": faith.m_empty,
             "random_f": faith.random_f,
+            "random_f_std": faith.random_f_std,
+            "random_fs": faith.random_fs,
             "n_examples": faith.n_examples,
         },
         curve={
@@ -406,6 +408,8 @@ def find_circuit(
             "n_edges": curve.n_edges,
             "f": curve.f,
             "random_f": curve.random_f,
+            "random_f_std": curve.random_f_std,
+            "random_draws": curve.random_draws,
             "m_circuits": curve.m_circuits,
             "cpr": curve.cpr,
             "cmd": curve.cmd,
