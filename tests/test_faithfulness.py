@@ -265,12 +265,22 @@ def test_faithfulness_curve(llama):
     for k, f, m in zip(curve.n_edges, curve.f, curve.m_circuits, strict=True):
         assert float(f_of[k]) == pytest.approx(m, abs=1e-12)
         assert (m - curve.m_empty) / (curve.m_full - curve.m_empty) == pytest.approx(f, abs=1e-12)
-    # random baseline: random_circuit of the same sizes with seeds seed, seed + 1, ...
+    # random baseline: per size the mean and spread of 10 draws, draw j of size i seeded
+    # seed + i + 10 j
     assert curve.random_f is not None and len(curve.random_f) == 10
-    assert curve.random_f[-1] == 1.0
+    assert curve.random_f[-1] == 1.0 and curve.random_f_std[-1] == 0.0
+    assert curve.random_draws == 10
     for i in (0, 6, 8):
-        expected = ev.faithfulness(random_circuit(graph, curve.n_edges[i], seed=7 + i))
-        assert curve.random_f[i] == pytest.approx(expected, abs=1e-12)
+        draws = [
+            ev.faithfulness(random_circuit(graph, curve.n_edges[i], seed=7 + i + 10 * j))
+            for j in range(10)
+        ]
+        assert curve.random_f[i] == pytest.approx(np.mean(draws), abs=1e-12)
+        assert curve.random_f_std[i] == pytest.approx(np.std(draws), abs=1e-12)
+    assert curve.random_f_std[6] > 0  # the draws differ: one draw alone would be noise
+    one = faithfulness_curve(model, graph, data, random_baseline=True, random_draws=1, seed=7)
+    expected = ev.faithfulness(random_circuit(graph, curve.n_edges[6], seed=13))
+    assert one.random_f[6] == pytest.approx(expected, abs=1e-12) and one.random_f_std[6] == 0
 
     logged = faithfulness_curve(model, graph, data, log_x=True)
     assert logged.random_f is None and logged.log_x
@@ -327,8 +337,16 @@ def test_evaluate(llama):
     )
 
     ev = CircuitEvaluator(model, graph, data)
-    expected_random = ev.faithfulness(random_circuit(graph, result.n_edges, seed=3))
-    assert result.random_f == pytest.approx(expected_random, abs=1e-12)
+    draws = [ev.faithfulness(random_circuit(graph, result.n_edges, seed=3 + j)) for j in range(10)]
+    assert result.random_fs == pytest.approx(draws, abs=1e-12)
+    assert result.random_f == pytest.approx(np.mean(draws), abs=1e-12)
+    assert (
+        result.random_f_std == pytest.approx(np.std(draws), abs=1e-12) and result.random_f_std > 0
+    )
+    single = evaluate(model, graph, data, circuit=circuit, seed=3, bootstrap=0, random_draws=1)
+    assert single.random_f == pytest.approx(draws[0], abs=1e-12) and single.random_fs == [
+        single.random_f
+    ]
     assert random_circuit(graph, 10, seed=3).sum() == 10
     assert not (random_circuit(graph, 10, seed=3) & ~graph.real_edges).any()
 
@@ -430,3 +448,21 @@ def test_bad_input_is_reported_clearly(llama):
             faithfulness_curve(model, graph, data, fractions=fractions)
     with pytest.raises(ValueError, match="unknown metric"):
         evaluate(model, graph, data, metric="accuracy")
+
+
+def test_empty_circuit_and_unattributed_graph_warn(llama):
+    model, graph, data = llama
+    empty = torch.zeros_like(graph.real_edges)
+    with pytest.warns(UserWarning, match="circuit has no edges"):
+        result = evaluate(model, graph, data, circuit=empty, bootstrap=0, random_baseline=False)
+    assert result.f == 0.0
+    bare = Graph.from_model(model)  # never attributed: every score is 0
+    with pytest.warns(UserWarning, match="never attributed"):
+        evaluate(model, bare, data, circuit=graph.real_edges, bootstrap=0, random_baseline=False)
+    with pytest.warns(UserWarning, match="never attributed"):
+        faithfulness_curve(model, bare, data, fractions=(1.0,))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an attributed graph and a real circuit: no warning
+        evaluate(model, graph, data, circuit=graph.real_edges, bootstrap=0)

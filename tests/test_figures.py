@@ -375,3 +375,22 @@ def test_plot_score_histogram(mha_graph, tmp_path):
     _, svg = plot_score_histogram(empty, tmp_path / "hist_empty")
     ids = _ids(_svg(svg), "hist-")
     assert "hist-all" in ids and "hist-circuit" not in ids
+
+
+def test_circuit_nodes_are_labelled_by_name(mha_graph):
+    from circuits.app.figures import circuit_figure
+
+    fig = circuit_figure(mha_graph)
+    labels = {t.get_text() for t in fig.axes[0].texts}
+    assert {"input", "logits", "a0.h1", "m0", "a1.h3"} <= labels
+
+
+def test_curve_legend_names_the_split_of_the_search_and_of_the_curve():
+    from circuits.app.figures import faithfulness_figure
+
+    fig = faithfulness_figure(_curve(), minimal=_minimal())
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert any("search evaluations" in t and "train split" in t for t in legend)
+    assert any("top edges" in t and "test split" in t for t in legend)
+    assert any("random circuits" in t and "test split" in t for t in legend)
+    assert any("minimal circuit" in t and "on train" in t for t in legend)

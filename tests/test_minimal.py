@@ -238,3 +238,10 @@ def test_bad_scores_and_undefined_faithfulness(llama1):
     same = PromptPairs(data.clean, data.clean.clone(), data.answers, data.distractors)
     with pytest.raises(FaithfulnessError, match="undefined"):
         minimal_circuit(model, graph, same)
+
+
+def test_unattributed_graph_warns(llama1):
+    model, graph, data = llama1
+    bare = Graph.from_model(model)  # every score 0: the ranking would be index order
+    with pytest.warns(UserWarning, match="minimal_circuit: every edge score of the graph is 0"):
+        minimal_circuit(model, bare, data, target=0.5)

@@ -376,6 +376,9 @@ def test_write_report_inlines_images(tmp_path):
         encoded = base64.b64encode(images[key]).decode("ascii")
         assert f'src="data:image/png;base64,{encoded}"' in page
     sources = re.findall(r'(?:src|href)\s*=\s*"([^"]*)"', page)
+    anchors = [s for s in sources if s.startswith("#")]  # the table of contents, in-page only
+    assert anchors and all(f'id="{a[1:]}"' in page for a in anchors)
+    sources = [s for s in sources if not s.startswith("#")]
     assert len(sources) == 3
     assert all(s.startswith("data:image/png;base64,") for s in sources)
     assert "<script" not in page and "<link" not in page

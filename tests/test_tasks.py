@@ -273,3 +273,30 @@ def test_encode_refuses_words_the_tokenizer_does_not_know(tokenizer):
             encode_examples([example], tokenizer)
     known = Example("When Mary and John went", "When Anna and Bob went", (" Mary",), (" John",))
     assert encode_examples([known], tokenizer).answers.tolist()[0][0] != tokenizer.unk_token_id
+
+
+@pytest.mark.parametrize("name", TASK_NAMES)
+def test_test_prompts_clean_or_corrupted_never_occur_in_the_train_split(name):
+    task = get_task(name)
+    train = [e for seed in range(3) for e in task.examples(300, seed=seed, split="train")]
+    test = [e for seed in range(3) for e in task.examples(100, seed=seed, split="test")]
+    train_prompts = {e.clean for e in train} | {e.corrupted for e in train}
+    assert not {e.corrupted for e in test} & train_prompts
+    assert not {e.clean for e in test} & train_prompts
+
+
+@pytest.mark.parametrize("name", TASK_NAMES)
+def test_test_examples_repeat_a_clean_prompt_only_when_the_split_is_used_up(name):
+    examples = get_task(name).examples(100, seed=0, split="test")
+    cleans = [e.clean for e in examples]
+    distinct = len(set(cleans))
+    if distinct < len(cleans):  # a small prompt space: every prompt once before any repeats
+        first_round = cleans[:distinct]
+        assert len(set(first_round)) == distinct
+    else:
+        assert distinct == 100
+
+
+def test_entity_test_split_uses_each_clean_prompt_before_repeating():
+    examples = get_task("entity-attributes").examples(100, seed=0, split="test")
+    assert len({e.clean for e in examples}) >= 80  # was 65 of 100 drawn with replacement

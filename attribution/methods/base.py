@@ -107,7 +107,8 @@ class AttributionMethod:
         name: the name users pass as ``method=``.
         needs_gradients: runs backward passes (all but ``exact``).
         integrates: takes ``steps`` and ``quadrature_rule`` (integrated gradients).
-        reports_gap: reports the IG completeness gap (``diagnostics["ig_gap"]``).
+        reports_gap: reports the IG completeness gap (``diagnostics["ig_gap"]``), a relative
+            error defined by ``gap_definition``.
         node_chunking: its activation differences can be built a chunk of upstream nodes at
             a time (``attribute(node_chunk=...)``), without changing the scores.
         ablations: the ablations it supports.
@@ -118,6 +119,10 @@ class AttributionMethod:
     needs_gradients: ClassVar[bool] = True
     integrates: ClassVar[bool] = False
     reports_gap: ClassVar[bool] = False
+    gap_definition: ClassVar[str] = (
+        "relative: |Σ scores of edges leaving input − (m(ablated) − m(clean))| / "
+        "|m(ablated) − m(clean)|"
+    )
     node_chunking: ClassVar[bool] = False
     ablations: ClassVar[tuple[str, ...]] = ABLATIONS
 

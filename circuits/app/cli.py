@@ -277,12 +277,9 @@ def _discover(args: argparse.Namespace, argv: list[str]) -> int:
         quiet=args.quiet,
         command="circuits " + shlex.join(argv),
     )
-    c, f = metrics["circuit"], metrics["faithfulness"]
-    ci = f"[{f['ci'][0]:.3f}, {f['ci'][1]:.3f}]" if f["ci"] else ""
-    print(
-        f"circuit: {c['n_edges']} of {metrics['graph']['n_edges']} edges ({c['edge_fraction']:.1%}), {c['n_nodes']} nodes; "
-        f"faithfulness on held-out prompts {f['f']:.3f} {ci}; CPR {metrics['curve']['cpr']:.3f}, CMD {metrics['curve']['cmd']:.3f}"
-    )
+    from circuits.app.checks import summary_text
+
+    print(summary_text(metrics))
     print(
         f"wrote {args.out}/ (report: {args.out / 'report.html'}) in {metrics['timings']['total_s']:.1f}s"
     )

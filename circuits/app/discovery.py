@@ -21,6 +21,7 @@ import dataclasses
 import os
 import platform
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,8 +31,10 @@ import torch
 
 from attribution import ABLATIONS, METRICS, RULES, RunSetup, attribute, get_method
 from attribution.ablation import as_ablation
+from attribution.data import PromptPairs
 from attribution.distributed import is_main_process
 from attribution.methods import method_names
+from circuits.app.checks import run_warnings, target_warnings, verdict
 from circuits.app.prompts import FILE_METRIC, check_data_file, check_user_examples, prompt_pairs
 from circuits.app.run import RUN_FORMAT, RunRecord, strict_json
 from circuits.search.faithfulness import (
@@ -43,6 +46,7 @@ from circuits.search.faithfulness import (
 )
 from circuits.search.minimal import MinimalCircuit, minimal_circuit, parse_target
 from circuits.tasks import get_task
+from circuits.tasks.accuracy import prompt_behaviour
 from graphs import Graph, ModelSpec
 from graphs.errors import CircuitDiscoveryError
 
@@ -67,6 +71,8 @@ DTYPES = {
 # device_map values that are placement strategies rather than one device (Hugging Face's).
 DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
 TOP_EDGES = 25
+N_EXAMPLE_PAIRS = 3  # prompt pairs shown in the report
+QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)  # of the per-example metrics
 
 
 class RunError(CircuitDiscoveryError, ValueError):
@@ -318,6 +324,54 @@ def _round(x: Any, digits: int = 6) -> Any:
     return x
 
 
+def _distinct_prompts(pairs: PromptPairs, role: str) -> dict[str, int]:
+    """How many different clean and corrupted prompts ``pairs`` hold (repeats inflate n);
+    two prompts are the same when their real tokens are (padding is masked out)."""
+
+    def distinct(tokens: torch.Tensor) -> int:
+        rows = torch.cat([tokens * pairs.attention_mask, pairs.attention_mask], dim=1)
+        return int(torch.unique(rows, dim=0).shape[0])
+
+    return {
+        f"n_{role}_distinct_clean": distinct(pairs.clean),
+        f"n_{role}_distinct_corrupted": distinct(pairs.corrupted),
+    }
+
+
+def _standard_error(full: list[float], empty: list[float]) -> float | None:
+    """Standard error of the mean of m(M) − m(∅) over examples (None below two)."""
+    if len(full) < 2:
+        return None
+    diff = torch.tensor(full, dtype=torch.float64) - torch.tensor(empty, dtype=torch.float64)
+    return float(diff.std() / len(diff) ** 0.5)
+
+
+def _quantiles(values: list[float]) -> list[float]:
+    return torch.quantile(
+        torch.tensor(values, dtype=torch.float64), torch.tensor(QUANTILES, dtype=torch.float64)
+    ).tolist()
+
+
+def _example_pairs(data: Any, tokenizer: Any) -> list[dict[str, str]]:
+    """The first prompt pairs, decoded from the token ids the model was given."""
+
+    def text(ids: torch.Tensor) -> str:
+        return tokenizer.decode([int(i) for i in ids if int(i) >= 0])
+
+    out = []
+    for i in range(min(N_EXAMPLE_PAIRS, len(data))):
+        real = data.attention_mask[i].bool()
+        out.append(
+            {
+                "clean": text(data.clean[i][real]),
+                "corrupted": text(data.corrupted[i][real]),
+                "answer": text(data.answers[i][:1]),
+                "distractor": text(data.distractors[i][:1]) if data.distractors.shape[1] else "",
+            }
+        )
+    return out
+
+
 @dataclass
 class Discovery:
     """What :func:`find_circuit` computed: the graph (scores, and the minimal circuit as
@@ -376,6 +430,9 @@ def find_circuit(
     t = lap("attribution_s", t)
 
     lo, hi = settings.target
+    for warning in target_warnings(parse_target(lo if hi is None else (lo, hi))):
+        # before the search, which may take long and cannot meet such a target with every edge
+        warnings.warn(f"{warning['message']}; {warning['fix']}", UserWarning, stacklevel=2)
     minimal = minimal_circuit(
         bridge, graph, train, target=lo if hi is None else (lo, hi), absolute=settings.absolute,
         quiet=quiet, setup=dataclasses.replace(setup, quiet=True),
@@ -396,8 +453,12 @@ def find_circuit(
     )  # fmt: skip
     t = lap("curve_s", t)
 
+    behaviour = prompt_behaviour(bridge, test, metric, batch_size=settings.batch_size)
+    t = lap("behaviour_s", t)
+
     n_edges_total = int(graph.real_edges.sum())
     top = graph.top_edges(TOP_EDGES)
+    circuit_edges = [e for e in graph.top_edges(n_edges_total) if e.in_graph]
     record = RunRecord(
         package_version=version(),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -425,6 +486,8 @@ def find_circuit(
             "evaluation_split": "test",
             "n_positions": train.n_pos,
             "seed": settings.seed,
+            **_distinct_prompts(train, "attribution"),
+            **_distinct_prompts(test, "evaluation"),
         },
         settings={
             "method": settings.method,
@@ -445,6 +508,7 @@ def find_circuit(
         },
         graph={"n_nodes": graph.n_nodes, "n_edges": n_edges_total},
         circuit={
+            "search_split": "train",
             "n_edges": graph.count_included_edges(),
             "n_nodes": graph.count_included_nodes(),
             "edge_fraction": graph.count_included_edges() / n_edges_total,
@@ -459,13 +523,20 @@ def find_circuit(
             "m_circuit": faith.m_circuit,
             "m_empty": faith.m_empty,
             "random_f": faith.random_f,
+            "random_f_std": faith.random_f_std,
+            "random_fs": faith.random_fs,
+            "random_draws": len(faith.random_fs),
+            "m_diff_se": _standard_error(faith.per_example_full, faith.per_example_empty),
             "n_examples": faith.n_examples,
+            "split": "test",
         },
         curve={
             "fractions": curve.fractions,
             "n_edges": curve.n_edges,
             "f": curve.f,
             "random_f": curve.random_f,
+            "random_f_std": curve.random_f_std,
+            "random_draws": curve.random_draws,
             "m_circuits": curve.m_circuits,
             "cpr": curve.cpr,
             "cmd": curve.cmd,
@@ -476,16 +547,30 @@ def find_circuit(
             "n_evaluations": len(minimal.evaluations),
             "evaluations": [asdict(e) for e in minimal.evaluations],
         },
-        attribution={k: float(v) for k, v in result.diagnostics.items()},
+        attribution={
+            **{k: float(v) for k, v in result.diagnostics.items()},
+            "ig_gap_definition": method.gap_definition if method.reports_gap else None,
+        },
         timings=timings,
         top_edges=[{"edge": e.name, "score": e.score, "in_circuit": e.in_graph} for e in top],
+        circuit_edges=[{"edge": e.name, "score": e.score} for e in circuit_edges],
+        examples=_example_pairs(test, tokenizer),
+        behaviour={
+            **behaviour,
+            "split": "test",
+            "quantiles": list(QUANTILES),
+            "m_full_quantiles": _quantiles(faith.per_example_full),
+            "m_circuit_quantiles": _quantiles(faith.per_example_circuit),
+            "m_empty_quantiles": _quantiles(faith.per_example_empty),
+        },
         figures={
             "circuit": "circuit.png",
             "faithfulness_curve": "faithfulness_curve.png",
             "score_histogram": "score_histogram.png",
         },
     )
-
+    record.verdict = verdict(record.to_dict())
+    record.warnings = run_warnings(strict_json(record.to_dict()))
     return Discovery(graph, minimal, curve, record)
 
 

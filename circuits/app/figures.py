@@ -383,6 +383,19 @@ def _render_circuit(drawing: CircuitDrawing) -> Figure:
             zorder=4,
             gid=node.gid,
         )
+        # the name beside the marker, so a reader can match nodes to the edge table
+        ax.annotate(
+            node.name,
+            (node.x, node.y),
+            xytext=(0, -9 if node.kind != "logits" else 9),
+            textcoords="offset points",
+            ha="center",
+            va="top" if node.kind != "logits" else "bottom",
+            fontsize=7,
+            color="#222222",
+            zorder=6,
+            gid=f"label-{node.gid}",
+        )
 
     if drawing.note:
         ax.text(
@@ -538,7 +551,12 @@ def faithfulness_plot_data(curve: Any, minimal: Any | None = None) -> Faithfulne
 
 
 def faithfulness_figure(
-    curve: Any, *, minimal: Any | None = None, title: str | None = None
+    curve: Any,
+    *,
+    minimal: Any | None = None,
+    title: str | None = None,
+    curve_split: str = "test",
+    search_split: str = "train",
 ) -> Figure:
     """The plot of :func:`plot_faithfulness_curve`, as a figure (not saved)."""
     data = faithfulness_plot_data(curve, minimal)
@@ -555,7 +573,7 @@ def faithfulness_figure(
                 color="#9a9a9a",
                 zorder=2,
                 gid="search-evaluations",
-                label=f"search evaluations ({len(data.evaluations)})",
+                label=f"search evaluations ({len(data.evaluations)}), {search_split} split",
             )
         if data.random_f is not None and data.random_n_edges:
             ax.plot(
@@ -566,7 +584,7 @@ def faithfulness_figure(
                 color="#7f7f7f",
                 zorder=3,
                 gid="random-baseline",
-                label="random circuit, same size",
+                label=f"random circuits, same size (mean), {curve_split} split",
             )
         area = "log-x area" if getattr(curve, "log_x", False) else "area"
         ax.plot(
@@ -577,7 +595,8 @@ def faithfulness_figure(
             color=POSITIVE,
             zorder=4,
             gid="faithfulness-curve",
-            label=f"top edges by |score|\nCPR {data.cpr:.3f}, CMD {data.cmd:.3f} ({area})",
+            label=f"top edges by |score|, {curve_split} split\n"
+            f"CPR {data.cpr:.3f}, CMD {data.cmd:.3f} ({area})",
         )
         ax.axhline(1.0, color="#333333", lw=0.8, ls=":", zorder=1, gid="f-equals-1")
         ax.axhline(0.0, color="#bbbbbb", lw=0.6, zorder=1)
@@ -607,7 +626,7 @@ def faithfulness_figure(
                 ls="none",
                 zorder=5,
                 gid="minimal-circuit",
-                label=f"minimal circuit: {n} edges, f = {f:.3f}{status}",
+                label=f"minimal circuit: {n} edges, f = {f:.3f} on {search_split}{status}",
             )
         if not data.n_edges and data.minimal is None and not data.evaluations:
             ax.text(
@@ -640,6 +659,8 @@ def plot_faithfulness_curve(
     *,
     minimal: Any | None = None,
     title: str | None = None,
+    curve_split: str = "test",
+    search_split: str = "train",
 ) -> list[Path]:
     """Plot f against circuit size (``curve``: a :class:`circuits.FaithfulnessCurve`) to
     ``path`` as PNG and SVG.
@@ -650,10 +671,17 @@ def plot_faithfulness_curve(
     them). Drawn: the curve (markers and line), the random-circuit baseline (dashed) when
     ``curve.random_f`` is set, a dotted line at f = 1, and with ``minimal`` (a
     :class:`circuits.MinimalCircuit`) its target, its search evaluations as small grey points
-    and the minimal circuit itself as a star. CPR and CMD are in the title and legend.
-    Returns ``[png_path, svg_path]``.
+    and the minimal circuit itself as a star. CPR and CMD are in the title and legend. The
+    legend names the split of each: ``curve_split`` for the curve and the random baseline,
+    ``search_split`` for the search (``circuits discover`` searches on train and draws the
+    curve on test). Returns ``[png_path, svg_path]``.
     """
-    return save_and_close(lambda: faithfulness_figure(curve, minimal=minimal, title=title), path)
+    return save_and_close(
+        lambda: faithfulness_figure(
+            curve, minimal=minimal, title=title, curve_split=curve_split, search_split=search_split
+        ),
+        path,
+    )
 
 
 # --------------------------------------------------------------------------- scores

@@ -21,7 +21,9 @@ A missing figure renders as a "figure not available" note; a missing or invalid
 from __future__ import annotations
 
 import base64
+import csv
 import html
+import io
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -30,12 +32,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from circuits.app.checks import IG_GAP_THRESHOLD, run_warnings, verdict_text
 from circuits.app.run import METRICS_FILE, RUN_FORMAT, RUN_SCHEMA_VERSION, RunFileError, RunRecord
 from graphs.atomic_files import atomic_write
 
 __all__ = [
     "FIGURES",
     "METRICS_FILE",
+    "EDGES_CSV",
     "REPORT_HTML",
     "REPORT_MD",
     "ReportError",
@@ -48,6 +52,7 @@ __all__ = [
 FORMAT, SCHEMA_VERSION = RUN_FORMAT, RUN_SCHEMA_VERSION
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
+EDGES_CSV = "circuit_edges.csv"
 # The figures every run folder should have, in report order.
 FIGURES = ("circuit", "faithfulness_curve", "score_histogram")
 
@@ -123,7 +128,10 @@ def write_report(run_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
     markdown = render_markdown(metrics, figures)
     page = render_html(metrics, images)
     md_path, html_path = run_dir / REPORT_MD, run_dir / REPORT_HTML
-    for path, text in ((md_path, markdown), (html_path, page)):
+    outputs = [(md_path, markdown), (html_path, page)]
+    if metrics.get("circuit_edges"):  # written with the report: a pure function of metrics.json
+        outputs.append((run_dir / EDGES_CSV, edges_csv(metrics)))
+    for path, text in outputs:
         with atomic_write(path) as handle:
             handle.write(text.encode("utf-8"))
     return md_path, html_path
@@ -263,7 +271,14 @@ class Figure:
     expected: str  # the file name the figure should have, for the "not available" note
 
 
-Block = Heading | Paragraph | Table | Figure
+@dataclass
+class Contents:
+    """A table of contents: ``(anchor, heading text)`` of every section."""
+
+    entries: Sequence[tuple[str, str]]
+
+
+Block = Heading | Paragraph | Table | Figure | Contents
 
 
 def _kv_table(rows: Iterable[tuple[str, object]], header: str = "Field") -> Table:
@@ -282,8 +297,6 @@ def _summary(metrics: Mapping[str, Any]) -> list[str]:
     graph = _section(metrics, "graph")
     task = _section(metrics, "task")
     faith = _section(metrics, "faithfulness")
-    search = _section(metrics, "search")
-    settings = _section(metrics, "settings")
     pieces: list[str] = []
 
     n_edges, total = circuit.get("n_edges"), graph.get("n_edges")
@@ -321,19 +334,33 @@ def _summary(metrics: Mapping[str, Any]) -> list[str]:
             label = f"{_pct(level)} CI" if level is not None else "CI"
             pieces.append(f" ({label} [{_num(ci[0])}, {_num(ci[1])}])")
         pieces.append(". ")
-        random_f = faith.get("random_f")
-        if random_f is not None:
-            pieces.append(f"A random circuit of the same size reaches f = {_num(random_f)}. ")
+        pieces += _random_text(faith)
 
     reached = circuit.get("reached_target")
-    target = _target(search.get("target", settings.get("target")))
     if reached is not None:
-        verb = "reached" if reached else "did not reach"
-        goal = f"the target {target}" if target else "its target"
-        pieces += ["The search ", Strong(verb), f" {goal}."]
+        text = verdict_text(metrics)
+        if not reached:  # the search's own words, kept for readers who grep for them
+            text = text.replace("target not reached", "did not reach the target")
+        pieces += [Strong(text), "."]
     if not pieces:
         pieces.append("This run folder records no circuit.")
     return pieces
+
+
+def _random_text(faith: Mapping[str, Any]) -> list[str]:
+    """The random baseline: mean and spread over its draws (one draw alone is noise)."""
+    random_f = faith.get("random_f")
+    if random_f is None:
+        return []
+    draws, std = faith.get("random_draws"), faith.get("random_f_std")
+    if _is_number(draws) and draws > 1 and _is_number(std):
+        fs = [x for x in faith.get("random_fs") or [] if _is_number(x)]
+        spread = f", range {_num(min(fs))} to {_num(max(fs))}" if fs else ""
+        return [
+            f"Random circuits of the same size reach f = {_num(random_f)} ± {_num(std)} "
+            f"(mean ± standard deviation over {_num(draws)} draws{spread}). "
+        ]
+    return [f"A random circuit of the same size reaches f = {_num(random_f)}. "]
 
 
 def _faithfulness_blocks(metrics: Mapping[str, Any]) -> list[Block]:
@@ -383,13 +410,14 @@ def _faithfulness_blocks(metrics: Mapping[str, Any]) -> list[Block]:
         ["m(∅), everything ablated", _num(faith.get("m_empty"))],
         [[Strong("faithfulness f")], [Strong(_num(faith.get("f")))]],
         [ci_label, ci_text],
-        ["f of a random circuit of the same size", _num(faith.get("random_f"))],
+        ["f of random circuits of the same size (mean)", _num(faith.get("random_f"))],
+        ["  standard deviation over the draws", _num(faith.get("random_f_std"))],
         ["CPR, area under f (higher is better)", _num(curve.get("cpr"))],
         ["CMD, area under |1 − f| (lower is better)", _num(curve.get("cmd"))],
     ]
     ig_gap = attribution.get("ig_gap")
     if ig_gap is not None:
-        rows.append(["integrated-gradients convergence gap", _num(ig_gap)])
+        rows.append(["integrated-gradients convergence gap (relative)", _num(ig_gap)])
     rows.append(["evaluation examples", _num(faith.get("n_examples"))])
     blocks: list[Block] = [
         Heading(2, "Faithfulness", "faithfulness"),
@@ -399,7 +427,7 @@ def _faithfulness_blocks(metrics: Mapping[str, Any]) -> list[Block]:
 
     fractions = curve.get("fractions")
     if isinstance(fractions, list) and fractions:
-        columns = {k: curve.get(k) for k in ("n_edges", "f", "random_f")}
+        columns = {k: curve.get(k) for k in ("n_edges", "f", "random_f", "random_f_std")}
         columns = {k: v if isinstance(v, list) else [] for k, v in columns.items()}
 
         def at(values: list, i: int) -> object:
@@ -411,6 +439,7 @@ def _faithfulness_blocks(metrics: Mapping[str, Any]) -> list[Block]:
                 _num(at(columns["n_edges"], i)),
                 _num(at(columns["f"], i)),
                 _num(at(columns["random_f"], i)),
+                _num(at(columns["random_f_std"], i)),
             ]
             for i, fraction in enumerate(fractions)
         ]
@@ -418,9 +447,9 @@ def _faithfulness_blocks(metrics: Mapping[str, Any]) -> list[Block]:
             Heading(3, "Faithfulness over circuit size"),
             Paragraph(
                 "Circuits made of the top-scoring edges, by share of the graph's edges, "
-                "against random circuits of the same size."
+                "against random circuits of the same size, on the held-out split."
             ),
-            Table(["Edges kept", "Edges", "f", "f (random)"], curve_rows, "rrrr"),
+            Table(["Edges kept", "Edges", "f", "f (random, mean)", "± std"], curve_rows, "rrrrr"),
         ]
 
     if attribution:
@@ -428,40 +457,62 @@ def _faithfulness_blocks(metrics: Mapping[str, Any]) -> list[Block]:
             "metric_clean": "m(clean run)",
             "metric_ablated": "m(every edge ablated)",
             "input_edge_sum": "Σ scores of the edges leaving the inputs",
-            "ig_gap": "integrated-gradients convergence gap",
+            "site_ablation_sum": "Σ over writer sites of |m(site alone ablated) − m(clean)|",
+            "ig_gap": "integrated-gradients convergence gap (relative)",
+            "ig_gap_definition": "definition of the gap",
         }
         check_rows: list[list[Inline]] = [
             [known.get(k, Code(k)), _value(v)] for k, v in _flatten(attribution)
         ]
         blocks += [
             Heading(3, "Attribution check"),
-            Paragraph(
-                "If the attribution is complete, the scores of the edges leaving the inputs sum "
-                "to m(ablated) − m(clean). The integrated-gradients convergence gap "
-                "|Σ input-edge scores − (m(ablated) − m(clean))| measures how far the attribution "
-                "is from that; it should be small next to |m(clean) − m(ablated)|, and more "
-                "integration steps shrink it. It is n/a for methods that do not integrate."
-            ),
+            Paragraph(_gap_text(attribution)),
             Table(["Quantity", "Value"], check_rows, "lr"),
         ]
     return blocks
+
+
+def _gap_text(attribution: Mapping[str, Any]) -> str:
+    """What the integrated-gradients gap of this run is (its definition comes with the run)."""
+    definition = attribution.get("ig_gap_definition")
+    if attribution.get("ig_gap") is None:
+        return (
+            "This method does not integrate, so there is no integrated-gradients completeness "
+            "check; the scores of the edges leaving the inputs need not sum to "
+            "m(ablated) − m(clean)."
+        )
+    text = (
+        "Integrated gradients are complete when the integral is exact: for input "
+        "interpolation the edges leaving the inputs sum to m(ablated) − m(clean); for "
+        "activation interpolation, per writer site, the edges leaving the site sum to the "
+        "metric change of ablating that site alone. The gap shown is the relative error of "
+        "that sum"
+    )
+    text += f" ({definition}). " if isinstance(definition, str) else ". "
+    return text + (
+        f"Above {_num(IG_GAP_THRESHOLD)} the scores are not converged: use more steps or "
+        "Gauss–Legendre quadrature."
+    )
 
 
 _CAPTIONS = {
     "circuit": "The circuit: the kept edges between model components "
     "(inputs, attention heads, MLPs, logits).",
     "faithfulness_curve": "Faithfulness f of circuits made of the top-scoring edges, "
-    "over circuit size, against random circuits of the same size.",
+    "over circuit size, on the held-out (test) split, against random circuits of the same "
+    "size; grey points are the search's evaluations on the train split.",
     "score_histogram": "Distribution of the edge attribution scores over all edges of the graph.",
 }
 
 
-def _figure_blocks(metrics: Mapping[str, Any], keys: Iterable[str]) -> list[Block]:
+def _figure_blocks(
+    metrics: Mapping[str, Any], keys: Iterable[str], first: int = 1, heading: bool = True
+) -> list[Block]:
     names = _figure_names(metrics)
     circuit = _section(metrics, "circuit")
     curve = _section(metrics, "curve")
-    blocks: list[Block] = [Heading(2, "Figures", "figures")]
-    for number, key in enumerate(keys, start=1):
+    blocks: list[Block] = [Heading(2, "Figures", "figures")] if heading else []
+    for number, key in enumerate(keys, start=first):
         caption = _CAPTIONS.get(key, key.replace("_", " ").capitalize() + ".")
         if key == "circuit" and circuit.get("n_edges") is not None:
             caption += (
@@ -571,6 +622,11 @@ def _timing_blocks(metrics: Mapping[str, Any]) -> list[Block]:
 
 
 _KNOWN = {
+    "verdict",
+    "warnings",
+    "circuit_edges",
+    "examples",
+    "behaviour",
     "format",
     "schema_version",
     "package_version",
@@ -606,10 +662,9 @@ def _document(metrics: Mapping[str, Any], figure_keys: Iterable[str]) -> list[Bl
     task = _section(metrics, "task")
     settings = _section(metrics, "settings")
     graph = _section(metrics, "graph")
-    blocks: list[Block] = [
-        Heading(1, _title(metrics)),
-        Paragraph(_summary(metrics), "summary"),
-    ]
+    keys = list(figure_keys)
+    blocks: list[Block] = [Heading(2, "Circuit", "circuit")]
+    blocks += _figure_blocks(metrics, [k for k in keys if k == "circuit"], heading=False)
     if model or graph:
         rows = _flatten(model) + [(f"graph.{k}", v) for k, v in _flatten(graph)]
         blocks += [Heading(2, "Model", "model"), _kv_table(rows)]
@@ -626,22 +681,176 @@ def _document(metrics: Mapping[str, Any], figure_keys: Iterable[str]) -> list[Bl
             ]
         blocks.append(Heading(2, "Task and data", "task"))
         if intro:
-            blocks.append(Paragraph(intro))
+            blocks.append(Paragraph(intro + _distinct_text(task)))
         blocks.append(_kv_table(_flatten(task)))
+        blocks += _example_blocks(metrics) + _behaviour_blocks(metrics)
     if settings:
         blocks += [
             Heading(2, "Settings", "settings"),
             _kv_table(_flatten(settings), "Setting"),
         ]
     blocks += _faithfulness_blocks(metrics)
-    blocks += _figure_blocks(metrics, figure_keys)
+    first = 2 if "circuit" in keys else 1
+    blocks += _figure_blocks(metrics, [k for k in keys if k != "circuit"], first)
     blocks += _search_blocks(metrics)
+    blocks += _circuit_edge_blocks(metrics)
     blocks += _top_edge_blocks(metrics)
     blocks += _timing_blocks(metrics)
     extra = {k: v for k, v in metrics.items() if k not in _KNOWN}
     if extra:
         blocks += [Heading(2, "Other fields", "other"), _kv_table(_flatten(extra))]
+    contents = [(b.anchor, b.text) for b in blocks if isinstance(b, Heading) and b.anchor]
+    head: list[Block] = [Heading(1, _title(metrics)), Paragraph(_summary(metrics), "summary")]
+    head += _warning_blocks(metrics)
+    return head + [Contents(contents)] + blocks
+
+
+def _warnings_of(metrics: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The run's recorded warnings; for records written before warnings existed, derived
+    from the numbers (the same pure function discover uses)."""
+    if "warnings" in metrics:
+        listed = metrics.get("warnings")
+        return [w for w in listed if isinstance(w, Mapping)] if isinstance(listed, list) else []
+    return run_warnings(metrics)
+
+
+def _warning_blocks(metrics: Mapping[str, Any]) -> list[Block]:
+    found = _warnings_of(metrics)
+    if not found:
+        return []
+    blocks: list[Block] = [Heading(2, "Warnings", "warnings")]
+    for w in found:
+        message, fix = _value(w.get("message", "")), w.get("fix")
+        text = [Strong("Warning: "), message + "."]
+        if fix:
+            text += [" Fix: ", _value(fix) + "."]
+        blocks.append(Paragraph(text, "warning"))
     return blocks
+
+
+def _distinct_text(task: Mapping[str, Any]) -> list[str]:
+    pieces = []
+    for role, split in (("attribution", "attribution_split"), ("evaluation", "evaluation_split")):
+        clean = task.get(f"n_{role}_distinct_clean")
+        corrupted = task.get(f"n_{role}_distinct_corrupted")
+        if clean is not None:
+            pieces.append(
+                f" The {_value(task.get(split))} examples hold {_num(clean)} distinct clean and "
+                f"{_num(corrupted)} distinct corrupted prompts."
+            )
+    if pieces:
+        pieces.append(
+            " No prompt, clean or corrupted, of one split occurs in the other; test examples "
+            "repeat a clean prompt only when the split has no unused one left."
+        )
+    return pieces
+
+
+def _example_blocks(metrics: Mapping[str, Any]) -> list[Block]:
+    examples = metrics.get("examples")
+    if not isinstance(examples, list) or not examples:
+        return []
+    rows: list[list[Inline]] = []
+    for e in examples:
+        e = e if isinstance(e, Mapping) else {}
+        rows.append(
+            [[Code(_value(e.get(k, NA)))] for k in ("clean", "corrupted", "answer", "distractor")]
+        )
+    return [
+        Heading(3, "Example prompt pairs"),
+        Paragraph("The first held-out pairs, decoded from the tokens the model was given."),
+        Table(["Clean prompt", "Corrupted prompt", "Answer", "Distractor"], rows, "llll"),
+    ]
+
+
+def _behaviour_blocks(metrics: Mapping[str, Any]) -> list[Block]:
+    b = _section(metrics, "behaviour")
+    if not b:
+        return []
+    blocks: list[Block] = [
+        Heading(3, "The model on the task"),
+        Paragraph(
+            [
+                "Accuracy is the share of held-out prompts whose arg-max next token is a correct "
+                "(clean) answer; the metric is ",
+                Code(_value(_section(metrics, "task").get("metric"))),
+                " against the clean run. A model that does the task is accurate on clean "
+                "prompts and scores a much lower metric on corrupted ones.",
+            ]
+        ),
+        Table(
+            ["Prompts", "Accuracy", "Mean metric"],
+            [
+                ["clean", _pct(b.get("accuracy_clean")), _num(b.get("metric_clean"))],
+                ["corrupted", _pct(b.get("accuracy_corrupted")), _num(b.get("metric_corrupted"))],
+            ],
+            "lrr",
+        ),
+    ]
+    quantiles = b.get("quantiles")
+    if isinstance(quantiles, list) and quantiles:
+        columns = [("m(M), full model", "m_full_quantiles"), ("m(C), circuit", "m_circuit_quantiles"),
+                   ("m(∅), everything ablated", "m_empty_quantiles")]  # fmt: skip
+        rows: list[list[Inline]] = []
+        for label, key in columns:
+            values = b.get(key) if isinstance(b.get(key), list) else []
+            rows.append(
+                [label]
+                + [_num(values[i] if i < len(values) else None) for i in range(len(quantiles))]
+            )
+        blocks += [
+            Heading(3, "Per-example metric"),
+            Paragraph(
+                "Quantiles over the held-out examples of the metric of the full model, the "
+                "circuit and the fully ablated model: how evenly the circuit keeps the behaviour."
+            ),
+            Table(
+                ["Run"] + [f"q{_num(q * 100)}" for q in quantiles], rows, "l" + "r" * len(quantiles)
+            ),
+        ]
+    return blocks
+
+
+def _circuit_edge_blocks(metrics: Mapping[str, Any]) -> list[Block]:
+    edges = metrics.get("circuit_edges")
+    if not isinstance(edges, list):
+        return []
+    blocks: list[Block] = [
+        Heading(2, "Circuit edges", "circuit-edges"),
+        Paragraph(
+            [
+                f"All {_num(len(edges))} edges of the circuit, by |score| (also in ",
+                Code(EDGES_CSV),
+                ").",
+            ]
+        ),
+    ]
+    if not edges:
+        return blocks + [Paragraph("The circuit has no edges.", "note")]
+    rows: list[list[Inline]] = []
+    for rank, item in enumerate(edges, start=1):
+        item = item if isinstance(item, Mapping) else {}
+        rows.append(
+            [str(rank), [Code(_value(item.get("edge", NA)))], _num(item.get("score"), signed=True)]
+        )
+    return blocks + [Table(["Rank", "Edge", "Score"], rows, "rlr")]
+
+
+def edges_csv(metrics: Mapping[str, Any]) -> str:
+    """The circuit's edges as CSV text (``rank,edge,upstream,port,score``), best first."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["rank", "edge", "upstream", "port", "score"])
+    edges = metrics.get("circuit_edges")
+    for rank, item in enumerate(edges if isinstance(edges, list) else [], start=1):
+        item = item if isinstance(item, Mapping) else {}
+        name = str(item.get("edge", ""))
+        upstream, _, port = name.partition("->")
+        score = item.get("score")
+        writer.writerow(
+            [rank, name, upstream, port, repr(float(score)) if _is_number(score) else ""]
+        )
+    return out.getvalue()
 
 
 def _footer(metrics: Mapping[str, Any]) -> list[str]:
@@ -724,7 +933,12 @@ def render_markdown(metrics: dict, figures: dict[str, str | None]) -> str:
             lines += ["#" * block.level + " " + _md_text(block.text), ""]
         elif isinstance(block, Paragraph):
             text = _md_inline(block.content)
+            if block.css == "warning":
+                text = f"> ⚠ {text}"
             lines += [f"*{text}*" if block.css == "note" else text, ""]
+        elif isinstance(block, Contents):
+            lines += ["**Contents**", ""]
+            lines += [f"- [{_md_text(text)}](#{anchor})" for anchor, text in block.entries] + [""]
         elif isinstance(block, Table):
             lines.append("| " + " | ".join(_md_text(h) for h in block.headers) + " |")
             lines.append("|" + "|".join("---:" if a == "r" else "---" for a in block.align) + "|")
@@ -758,6 +972,8 @@ h2 { font-size: 1.3rem; margin-top: 2.2rem; border-bottom: 1px solid #ddd; paddi
 h3 { font-size: 1.05rem; margin-top: 1.6rem; }
 p.summary { font-size: 1.08rem; background: #f4f7fb; border-left: 4px solid #3b6ea5;
   padding: 0.7rem 1rem; }
+p.warning { background: #fff4e5; border-left: 4px solid #d9822b; padding: 0.5rem 1rem; }
+nav.contents { font-size: 0.93rem; } nav.contents ul { margin: 0.2rem 0; }
 p.note, p.missing { color: #8a5a00; font-style: italic; }
 p.missing { border: 1px dashed #c9a040; padding: 1.5rem; text-align: center; }
 table { border-collapse: collapse; margin: 0.6rem 0 1rem; font-size: 0.93rem; }
@@ -819,6 +1035,12 @@ def render_html(metrics: dict, images: dict[str, bytes | None]) -> str:
         elif isinstance(block, Paragraph):
             css = f' class="{_h(block.css)}"' if block.css else ""
             out.append(f"<p{css}>{_html_inline(block.content)}</p>")
+        elif isinstance(block, Contents):
+            out.append('<nav class="contents"><strong>Contents</strong><ul>')
+            out += [
+                f'<li><a href="#{_h(anchor)}">{_h(text)}</a></li>' for anchor, text in block.entries
+            ]
+            out.append("</ul></nav>")
         elif isinstance(block, Table):
             out.append("<table>")
             out.append("<thead><tr>")

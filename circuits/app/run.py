@@ -44,7 +44,12 @@ class RunRecord:
     ``model``, ``task``, ``settings``: what was run; ``graph``, ``circuit``, ``faithfulness``
     (held-out split), ``curve``, ``search`` (train split), ``attribution`` (diagnostics):
     what it found; ``timings`` in seconds; ``top_edges``: the best-scoring edges;
-    ``figures``: file names inside the run folder."""
+    ``figures``: file names inside the run folder; ``verdict``: the target met or missed on
+    each split (search on train, faithfulness on test); ``warnings``: ``{code, message, fix}``
+    for each result that should not be trusted (:mod:`circuits.app.checks`);
+    ``circuit_edges``: every circuit edge with its score, best first; ``examples``: a few
+    prompt pairs as the model saw them; ``behaviour``: the model's accuracy and mean metric on
+    the clean and corrupted held-out prompts, and quantiles of the per-example metrics."""
 
     model: dict[str, Any]
     task: dict[str, Any]
@@ -58,6 +63,11 @@ class RunRecord:
     timings: dict[str, float]
     top_edges: list[dict[str, Any]]
     figures: dict[str, str]
+    verdict: dict[str, Any] = field(default_factory=dict)
+    warnings: list[dict[str, str]] = field(default_factory=list)
+    circuit_edges: list[dict[str, Any]] = field(default_factory=list)
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    behaviour: dict[str, Any] = field(default_factory=dict)
     package_version: str = "0+unknown"
     created: str = ""
     command: str | None = None
@@ -93,7 +103,10 @@ class RunRecord:
             )
         names = {f.name for f in fields(cls)} - {"extra"}
         known = {k: v for k, v in data.items() if k in names}
-        defaults = {"figures": {}, "top_edges": [], "timings": {}}
+        defaults = {
+            "figures": {}, "top_edges": [], "timings": {}, "warnings": [], "circuit_edges": [],
+            "examples": [],
+        }  # fmt: skip
         sections = {f.name: defaults.get(f.name, {}) for f in fields(cls) if f.name in _SECTIONS}
         sections.update(known)
         return cls(**sections, extra={k: v for k, v in data.items() if k not in names})
@@ -131,7 +144,8 @@ class RunRecord:
 
 _SECTIONS = (
     "model", "task", "settings", "graph", "circuit", "faithfulness", "curve", "search",
-    "attribution", "timings", "top_edges", "figures",
+    "attribution", "timings", "top_edges", "figures", "verdict", "warnings", "circuit_edges",
+    "examples", "behaviour",
 )  # fmt: skip
 
 

@@ -27,6 +27,7 @@ from circuits.search.faithfulness import (
     edge_mask,
     evaluator_for,
     faithfulness_from_metrics,
+    warn_if_unattributed,
 )
 from circuits.search.select import ranked_prefix
 from graphs import Graph
@@ -102,11 +103,13 @@ def minimal_circuit(
 
     When no prefix reaches the target (the full graph included, e.g. a band above 1), the
     result has ``reached=False`` and is the full graph with its ``f``. ``graph`` is not
-    modified. Prefixes are :func:`circuits.search.select.top_k` circuits without dead-edge
+    modified. Warns (``UserWarning``) when every score is 0 (the graph was never attributed).
+    Prefixes are :func:`circuits.search.select.top_k` circuits without dead-edge
     pruning, so every evaluated size is exactly the number of edges kept."""
     lo, hi = parse_target(target)
     if not torch.isfinite(graph.scores[graph.real_edges]).all():
         raise ValueError("graph scores contain NaN or infinity; re-run attribution")
+    warn_if_unattributed(graph, "minimal_circuit")
     evaluator = evaluator_for(
         model, graph, data, evaluator, setup, metric=metric, ablation=ablation,
         mean_data=mean_data, batch_size=batch_size,

@@ -6,12 +6,14 @@ from typing import Any
 
 import torch
 
+from attribution.data import PromptPairs
+from attribution.metrics import get_metric
 from attribution.passes import at_positions
 from circuits.tasks.base import Task
 from circuits.tasks.encode import encode_examples
 from circuits.tasks.registry import get_task
 
-__all__ = ["next_token_logits", "task_accuracy"]
+__all__ = ["next_token_logits", "prompt_behaviour", "task_accuracy"]
 
 
 @torch.no_grad()
@@ -54,3 +56,27 @@ def task_accuracy(
         top = logits.argmax(-1).cpu()
         correct += int((data.answers[rows] == top[:, None]).any(dim=1).sum())
     return correct / n
+
+
+@torch.no_grad()
+def prompt_behaviour(
+    model: Any, data: PromptPairs, metric: str, *, batch_size: int = 16
+) -> dict[str, float]:
+    """The model on ``data``'s clean and corrupted prompts: the share whose arg-max next token
+    is a (clean) answer, and the mean metric (against the clean run's logits), per prompt kind.
+
+    A model that does the task scores high accuracy on clean prompts and a much lower metric
+    on corrupted ones."""
+    metric_fn = get_metric(metric)
+    device = next(model.parameters()).device
+    totals = {"accuracy_clean": 0.0, "accuracy_corrupted": 0.0}
+    totals |= {"metric_clean": 0.0, "metric_corrupted": 0.0}
+    for _, batch in data.batches(batch_size):
+        batch = batch.to(device)
+        clean = next_token_logits(model, batch.clean, batch.attention_mask, batch.positions)
+        corrupted = next_token_logits(model, batch.corrupted, batch.attention_mask, batch.positions)
+        for kind, logits in (("clean", clean), ("corrupted", corrupted)):
+            top = logits.argmax(-1)
+            totals[f"accuracy_{kind}"] += float((batch.answers == top[:, None]).any(1).sum())
+            totals[f"metric_{kind}"] += float(metric_fn(logits, clean, batch).double().sum())
+    return {k: v / len(data) for k, v in totals.items()}

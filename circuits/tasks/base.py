@@ -9,6 +9,7 @@ the bundled word-level tokenizer and by a real model's BPE tokenizer alike; see
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 import re
@@ -34,6 +35,11 @@ SPLITS: tuple[str, ...] = ("train", "test")
 
 #: Share of the prompt space that belongs to the test split.
 TEST_FRACTION: float = 0.2
+
+
+#: Draws in a row that only repeat used clean prompts, after which the test split's clean
+#: prompts count as used up and may repeat (a small space, e.g. entity attributes' ~80).
+EXHAUSTED: int = 2000
 
 
 #: How the bundled word-level tokenizer splits text: the arrow, words, digit pairs ("1732" is
@@ -115,11 +121,18 @@ class Task(ABC):
         """The clean prompt followed by one of its answers, as a language-modelling line."""
         return example.clean + rng.choice(example.answers)
 
+    def corrupted_split_of(self, example: Example) -> str:
+        """The split the corrupted prompt would belong to as a clean prompt (same rule)."""
+        return self.split_of(dataclasses.replace(example, clean=example.corrupted))
+
     def examples(self, n: int, *, seed: int = 0, split: str = "train") -> list[Example]:
         """``n`` examples of ``split``, the same list for the same seed.
 
-        Examples are drawn with replacement: small prompt spaces may repeat an example, but
-        no prompt is ever in both splits.
+        An example belongs to a split when its clean *and* its corrupted prompt hash into it,
+        so no prompt, clean or corrupted, of one split occurs in the other. Test examples are
+        drawn without replacement of clean prompts: a clean prompt repeats only once every
+        clean prompt of the split has been used (the split is then cycled through again).
+        Train examples are drawn with replacement.
         """
         if split not in SPLITS:
             raise TaskError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
@@ -127,17 +140,26 @@ class Task(ABC):
             raise TaskError(f"n must be at least 1, got {n}")
         rng = random.Random(f"{self.name}:{split}:{seed}")
         out: list[Example] = []
-        tries = 0
+        used: set[str] = set()  # clean prompts of the current round (test split)
+        tries = misses = 0
         while len(out) < n:
             tries += 1
-            if tries > 200 * n + 10_000:
+            if tries > 200 * n + 10_000 + EXHAUSTED * (n + 1):
                 raise TaskError(
                     f"task {self.name!r} could not draw {n} {split} examples; its prompt space "
                     "has too few prompts in that split"
                 )
             example = self.sample(rng)
-            if self.split_of(example) == split:
-                out.append(example)
+            if self.split_of(example) != split or self.corrupted_split_of(example) != split:
+                continue
+            if split == "test" and example.clean in used:
+                misses += 1
+                if misses >= EXHAUSTED:  # every clean prompt seen: start the next round
+                    used.clear()
+                continue
+            misses = 0
+            used.add(example.clean)
+            out.append(example)
         return out
 
     def __repr__(self) -> str:
