@@ -300,3 +300,13 @@ def test_test_examples_repeat_a_clean_prompt_only_when_the_split_is_used_up(name
 def test_entity_test_split_uses_each_clean_prompt_before_repeating():
     examples = get_task("entity-attributes").examples(100, seed=0, split="test")
     assert len({e.clean for e in examples}) >= 80  # was 65 of 100 drawn with replacement
+
+
+@pytest.mark.parametrize("name", TASK_NAMES)
+def test_clean_prompts_keep_to_their_split_and_are_seeded(name):
+    task = get_task(name)
+    pool = task.clean_prompts(50, seed=2, split="test")
+    assert len(pool) == 50 and all(task.split_of(e) == "test" for e in pool)
+    assert pool == task.clean_prompts(50, seed=2, split="test")
+    train = {e.clean for e in task.clean_prompts(200, seed=2, split="train")}
+    assert not train & {e.clean for e in pool}

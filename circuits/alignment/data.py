@@ -278,7 +278,8 @@ def causal_pairs(
             f"unknown causal variable(s) {unknown}; the causal model has {list(causal_model.variables)}"
         )
     rng = random.Random(f"pairs:{seed}:{split}")
-    pool = task.examples(max(4 * n, 64), seed=seed, split=split)
+    # the pairs use clean prompts only: their corrupted prompts' split does not matter here
+    pool = task.clean_prompts(max(4 * n, 64), seed=seed, split=split)
 
     def inputs(example) -> dict[str, Any]:
         missing = [k for k in causal_model.inputs if k not in example.variables]

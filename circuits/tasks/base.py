@@ -125,6 +125,23 @@ class Task(ABC):
         """The split the corrupted prompt would belong to as a clean prompt (same rule)."""
         return self.split_of(dataclasses.replace(example, clean=example.corrupted))
 
+    def clean_prompts(self, n: int, *, seed: int = 0, split: str = "train") -> list[Example]:
+        """``n`` examples whose *clean* prompts belong to ``split``, drawn with replacement:
+        for uses that read the clean prompts only (alignment builds its counterfactual pairs
+        from two examples' clean prompts), where the corrupted prompt's split and repeats do
+        not matter. The same list for the same seed."""
+        if split not in SPLITS:
+            raise TaskError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+        rng = random.Random(f"{self.name}:{split}:{seed}")
+        out: list[Example] = []
+        for _ in range(200 * n + 10_000):
+            example = self.sample(rng)
+            if self.split_of(example) == split:
+                out.append(example)
+                if len(out) == n:
+                    return out
+        raise TaskError(f"task {self.name!r} could not draw {n} {split} examples")
+
     def examples(self, n: int, *, seed: int = 0, split: str = "train") -> list[Example]:
         """``n`` examples of ``split``, the same list for the same seed.
 
