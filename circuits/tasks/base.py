@@ -37,9 +37,10 @@ SPLITS: tuple[str, ...] = ("train", "test")
 TEST_FRACTION: float = 0.2
 
 
-#: Draws in a row that only repeat used clean prompts, after which the test split's clean
+#: Draws in a row that bring no unused clean prompt of the test split, after which its clean
 #: prompts count as used up and may repeat (a small space, e.g. entity attributes' ~80).
-EXHAUSTED: int = 2000
+#: Counted over all draws, so a split that few draws fall into is told used up as quickly.
+EXHAUSTED: int = 20_000
 
 
 #: How the bundled word-level tokenizer splits text: the arrow, words, digit pairs ("1732" is
@@ -167,12 +168,13 @@ class Task(ABC):
                     "has too few prompts in that split"
                 )
             example = self.sample(rng)
+            misses += 1
+            if misses >= EXHAUSTED:  # every clean prompt of the split seen: the next round
+                used.clear()
+                misses = 0
             if self.split_of(example) != split or self.corrupted_split_of(example) != split:
                 continue
             if split == "test" and example.clean in used:
-                misses += 1
-                if misses >= EXHAUSTED:  # every clean prompt seen: start the next round
-                    used.clear()
                 continue
             misses = 0
             used.add(example.clean)
