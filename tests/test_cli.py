@@ -367,7 +367,11 @@ def test_html_report_displays_in_headless_chromium(run_dir, tmp_path):
         rgb = matplotlib.image.imread(png)[..., :3]
         return int(((rgb.max(-1) - rgb.min(-1)) > 0.2).sum())  # saturated, i.e. not grey text
 
-    html = (run_dir / "report.html").read_text()
+    # The report's own coloured boxes (summary, warnings) are greyed in both copies, so the
+    # colour left is the figures'.
+    grey = "<style>*:not(img){background:#fff!important;border-color:#888!important;color:#000!important}</style>"
+    html = (run_dir / "report.html").read_text().replace("</head>", grey + "</head>", 1)
+    assert grey in html
     blank = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "data:image/png;base64,", html)
     assert blank != html
     (tmp_path / "report.html").write_text(html)
@@ -378,7 +382,7 @@ def test_html_report_displays_in_headless_chromium(run_dir, tmp_path):
         coloured_pixels(tmp_path / "report.png"),
         coloured_pixels(tmp_path / "blank.png"),
     )
-    assert with_figures > 5_000 and with_figures > 10 * max(without, 1)
+    assert with_figures > 2_000 and with_figures > 10 * max(without, 1)
 
 
 @pytest.mark.parametrize("command", [[], ["discover"], ["evaluate"], ["export"], ["report"]])
