@@ -1,4 +1,4 @@
-"""The ``circuits`` command line: discover, evaluate, export and report.
+"""The ``circuits`` command line: discover, evaluate, export, report, compare and serve.
 
 Exit codes: 0 success, 2 bad usage or input (unknown task/model/method, unusable output
 folder, a graph of another model, ...), 1 any other failure, 130 Ctrl-C (SIGINT), 143
@@ -224,6 +224,32 @@ def _parser() -> argparse.ArgumentParser:
         description="Rebuild the report of a run folder from its metrics.json and figures.",
     )
     r.add_argument("run_dir", type=Path, help="run folder written by `circuits discover`")
+
+    c = sub.add_parser(
+        "compare", help="two runs side by side (compare.html)",
+        description="Write compare.html: both circuits drawn side by side, their shared and "
+        "different edges, each circuit's held-out f, the edge-set Jaccard index and the Spearman "
+        "rank correlation of the two runs' scores.",
+    )  # fmt: skip
+    c.add_argument("run_a", type=Path, help="first run folder")
+    c.add_argument("run_b", type=Path, help="second run folder (same model shape)")
+    c.add_argument(
+        "--out",
+        type=Path,
+        default=Path("compare.html"),
+        help="page to write (default: compare.html)",
+    )
+
+    s = sub.add_parser(
+        "serve", help="the run's explorer with live ablation, on a local web server",
+        description="Serve RUN_DIR's explorer at http://127.0.0.1:PORT/ (this machine only) and "
+        "answer POST /faithfulness {\"edges\": [...]} by evaluating that edge set on the run's "
+        "model and held-out prompts, so the page shows f, m(C) and the CI as you toggle edges. "
+        "Ctrl-C stops it.",
+    )  # fmt: skip
+    s.add_argument("run_dir", type=Path, help="run folder written by `circuits discover`")
+    s.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0: any free one)")
+    s.add_argument("--device", help="torch device for the model (default: where it loads)")
 
     b = sub.add_parser(
         "benchmark", help="score every method against the compiled ground-truth models",
@@ -461,15 +487,52 @@ def _export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_run_dir(run_dir: Path) -> None:
+    if not run_dir.is_dir():
+        raise UsageError(
+            f"run folder {run_dir} does not exist; run `circuits discover --out {run_dir}` first"
+        )
+
+
 def _report(args: argparse.Namespace) -> int:
+    from circuits.app.explorer import update_run_folder
     from circuits.app.report import write_report
 
-    if not args.run_dir.is_dir():
-        raise UsageError(
-            f"run folder {args.run_dir} does not exist; run `circuits discover --out {args.run_dir}` first"
-        )
+    _check_run_dir(args.run_dir)
+    written = update_run_folder(args.run_dir)  # supernodes in the circuit figure, explorer.html
     md, html = write_report(args.run_dir)
-    print(f"wrote {md} and {html}")
+    print(f"wrote {md}, {html} and {', '.join(p.name for p in written)}")
+    return EXIT_OK
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from circuits.app.explorer import write_compare
+
+    for run in (args.run_a, args.run_b):
+        _check_run_dir(run)
+    out, result = write_compare(args.run_a, args.run_b, args.out)
+    fa, fb = result["a"]["f"], result["b"]["f"]
+    jac, rho = result["jaccard"], result["spearman"]
+    print(
+        f"A: {result['a']['n_edges']} edges, f {fa if fa is None else round(fa, 4)}; "
+        f"B: {result['b']['n_edges']} edges, f {fb if fb is None else round(fb, 4)}; "
+        f"{len(result['shared'])} shared edges, Jaccard {jac if jac is None else round(jac, 4)}, "
+        f"Spearman {rho if rho is None else round(rho, 4)}"
+    )
+    print(f"wrote {out}")
+    return EXIT_OK
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from circuits.app.serve import serve
+
+    _check_run_dir(args.run_dir)
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be 0-65535, got {args.port}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    serve(args.run_dir, args.port, device=args.device)
     return EXIT_OK
 
 
@@ -525,6 +588,10 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             return _export(args)
         if args.command == "benchmark":
             return _benchmark(args)
+        if args.command == "compare":
+            return _compare(args)
+        if args.command == "serve":
+            return _serve(args)
         if args.command == "data":
             from circuits.app.data_cli import run_data
 

@@ -11,8 +11,9 @@ Under ``torchrun`` every rank scores and evaluates its shard of the prompts (see
 Run folder (written to a temporary sibling folder and renamed into place at the end, so an
 interrupted run leaves nothing half-written): ``graph.graphml``, ``graph.json``,
 ``scores.safetensors`` (the same graph: scores and circuit), ``metrics.json``, the figures
-``circuit``, ``faithfulness_curve`` and ``score_histogram`` as PNG and SVG, and
-``report.md`` / ``report.html``.
+``circuit``, ``faithfulness_curve`` and ``score_histogram`` as PNG and SVG,
+``report.md`` / ``report.html`` and the interactive ``explorer.html``
+(:mod:`circuits.app.explorer`).
 """
 
 from __future__ import annotations
@@ -589,6 +590,7 @@ def discover(
         RunError: bad settings or output folder (before any model work).
         circuits.models.zoo.ZooError, circuits.models.ModelLoadError: the model cannot be loaded.
     """
+    from circuits.app.explorer import write_explorer
     from circuits.app.figures import draw_circuit, plot_faithfulness_curve, plot_score_histogram
     from circuits.app.report import write_report
     from graphs.atomic_files import atomic_directory
@@ -627,4 +629,5 @@ def discover(
         metrics = run.metrics
         RunRecord.from_dict(metrics).write(tmp)
         write_report(tmp)
+        write_explorer(tmp)
     return metrics

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import PathPatch
+from matplotlib.patches import FancyBboxPatch, PathPatch
 from matplotlib.path import Path as MplPath
 
 from circuits.plotting import DPI, figure_style, new_figure, save_and_close, save_figure
@@ -50,6 +50,8 @@ __all__ = [
     "ScoreHistogram",
     "circuit_drawing",
     "circuit_figure",
+    "node_xy",
+    "port_xy",
     "draw_circuit",
     "faithfulness_figure",
     "faithfulness_plot_data",
@@ -171,9 +173,13 @@ class CircuitDrawing:
     max_abs_score: float
     note: str | None = None
     grid: list[tuple[float, float]] = field(default_factory=list)
+    # named groups of nodes (the explorer's supernodes): (name, [(x, y) of each member])
+    supernodes: list[tuple[str, list[tuple[float, float]]]] = field(default_factory=list)
 
 
-def _node_xy(node, n_heads: int, n_layers: int) -> tuple[float, float]:
+def node_xy(node, n_heads: int, n_layers: int) -> tuple[float, float]:
+    """Where the circuit figure (and the browser explorer) puts ``node``: see
+    :class:`CircuitDrawing` for the rows."""
     centre = (n_heads - 1) / 2
     if node.kind == "input":
         return centre, -1.0
@@ -184,6 +190,13 @@ def _node_xy(node, n_heads: int, n_layers: int) -> tuple[float, float]:
     return float(node.head), 2.0 * node.layer
 
 
+def port_xy(kind: str, readers: list[tuple[float, float]]) -> tuple[float, float]:
+    """Where a key/value port shared by the query heads at ``readers`` is drawn: below their
+    centre, keys left and values right."""
+    x = sum(r[0] for r in readers) / len(readers) + (-0.14 if kind == "k" else 0.14)
+    return x, readers[0][1] - 0.38
+
+
 def _circuit_figsize(n_layers: int, n_heads: int) -> tuple[float, float]:
     rows = 2 * n_layers + 2
     height = min(max(1.2 + 0.42 * rows, 4.0), 30.0)
@@ -192,7 +205,11 @@ def _circuit_figsize(n_layers: int, n_heads: int) -> tuple[float, float]:
 
 
 def circuit_drawing(
-    graph: Graph, *, title: str | None = None, max_edges: int | None = None
+    graph: Graph,
+    *,
+    title: str | None = None,
+    max_edges: int | None = None,
+    supernodes: list[tuple[str, list[str]]] | None = None,
 ) -> CircuitDrawing:
     """Positions, styles and gids of what :func:`circuit_figure` draws; see :class:`CircuitDrawing`.
 
@@ -201,6 +218,8 @@ def circuit_drawing(
     the ends of drawn edges (every query head of a shared k/v port), plus ``input`` and
     ``logits``. Edge width is proportional to ``|score|`` relative to the largest drawn
     ``|score|``; colour is blue for a positive score, red for a negative one, grey for 0.
+    ``supernodes``: ``(name, node names)`` groups, each drawn as a labelled box around its
+    nodes' places (see :mod:`circuits.app.explorer.supernodes`).
     """
     if max_edges is not None and max_edges < 0:
         raise ValueError(f"max_edges must be >= 0, got {max_edges}")
@@ -226,7 +245,7 @@ def circuit_drawing(
     def add_node(name: str) -> DrawnNode:
         if name not in nodes:
             node = layout.node_by_name[name]
-            x, y = _node_xy(node, H, L)
+            x, y = node_xy(node, H, L)
             nodes[name] = DrawnNode(name, node.kind, x, y, svg_id("node", name))
         return nodes[name]
 
@@ -242,12 +261,12 @@ def circuit_drawing(
             target, end = readers[0].name, (readers[0].x, readers[0].y)
         else:  # a k/v port shared by a group of query heads: the line ends at the port
             if port.name not in ports:
-                x = sum(r.x for r in readers) / len(readers) + (-0.14 if port.port == "k" else 0.14)
+                x, y = port_xy(port.port, [(r.x, r.y) for r in readers])
                 ports[port.name] = DrawnPort(
                     port.name,
                     port.port,
                     x,
-                    readers[0].y - 0.38,
+                    y,
                     tuple(r.name for r in readers),
                     svg_id("port", port.name),
                 )
@@ -290,7 +309,7 @@ def circuit_drawing(
         note = EMPTY_NOTE if n_circuit == 0 else f"max_edges=0: none of {n_circuit} edges drawn"
         if n_circuit == 0:
             title += " (empty circuit)"
-    grid = [_node_xy(n, H, L) for n in layout.nodes if n.kind in ("attention", "mlp")]
+    grid = [node_xy(n, H, L) for n in layout.nodes if n.kind in ("attention", "mlp")]
     return CircuitDrawing(
         title=title,
         n_layers=L,
@@ -304,6 +323,10 @@ def circuit_drawing(
         max_abs_score=max_abs,
         note=note,
         grid=grid,
+        supernodes=[
+            (name, [node_xy(layout.node(n), H, L) for n in members])
+            for name, members in (supernodes or [])
+        ],
     )
 
 
@@ -397,6 +420,21 @@ def _render_circuit(drawing: CircuitDrawing) -> Figure:
             gid=f"label-{node.gid}",
         )
 
+    for name, points in drawing.supernodes:
+        xs, ys = [p[0] for p in points], [p[1] for p in points]
+        x0, y0 = min(xs) - 0.42, min(ys) - 0.62  # room for the node labels below the markers
+        ax.add_patch(
+            FancyBboxPatch(
+                (x0, y0), max(xs) + 0.42 - x0, max(ys) + 0.42 - y0,
+                boxstyle="round,pad=0.02,rounding_size=0.15", fc="#7b2cbf", alpha=0.12,
+                ec="#7b2cbf", lw=1.2, zorder=1.5, gid=svg_id("supernode", name.replace(" ", "_")),
+            )
+        )  # fmt: skip
+        ax.text(
+            x0 + 0.05, max(ys) + 0.45, name, fontsize=8, color="#5a189a", fontweight="bold",
+            ha="left", va="bottom", zorder=6, gid=f"label-{svg_id('supernode', name.replace(' ', '_'))}",
+        )  # fmt: skip
+
     if drawing.note:
         ax.text(
             (H - 1) / 2,
@@ -459,11 +497,16 @@ def _render_circuit(drawing: CircuitDrawing) -> Figure:
 
 
 def circuit_figure(
-    graph: Graph, *, title: str | None = None, max_edges: int | None = None
+    graph: Graph,
+    *,
+    title: str | None = None,
+    max_edges: int | None = None,
+    supernodes: list[tuple[str, list[str]]] | None = None,
 ) -> Figure:
     """The circuit drawn by :func:`draw_circuit`, as a figure (not saved)."""
     with figure_style():
-        return _render_circuit(circuit_drawing(graph, title=title, max_edges=max_edges))
+        drawing = circuit_drawing(graph, title=title, max_edges=max_edges, supernodes=supernodes)
+        return _render_circuit(drawing)
 
 
 def draw_circuit(
@@ -472,6 +515,7 @@ def draw_circuit(
     *,
     title: str | None = None,
     max_edges: int | None = None,
+    supernodes: list[tuple[str, list[str]]] | None = None,
 ) -> list[Path]:
     """Draw the circuit (edges with ``in_graph`` set) to ``path`` as PNG and SVG.
 
@@ -483,9 +527,13 @@ def draw_circuit(
     Line style tells the port kind (q, k, v, MLP input, logits), colour the sign of the score,
     width its magnitude; legends say which is which. With ``max_edges``, a larger circuit is
     cut to its top ``max_edges`` edges by ``|score|`` and the title says so. An empty circuit
-    gives a figure with an "empty circuit" note. Returns ``[png_path, svg_path]``.
+    gives a figure with an "empty circuit" note. ``supernodes`` (``(name, node names)``) are
+    drawn as labelled boxes. Returns ``[png_path, svg_path]``.
     """
-    return save_and_close(lambda: circuit_figure(graph, title=title, max_edges=max_edges), path)
+    return save_and_close(
+        lambda: circuit_figure(graph, title=title, max_edges=max_edges, supernodes=supernodes),
+        path,
+    )
 
 
 # --------------------------------------------------------------------------- faithfulness

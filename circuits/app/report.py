@@ -11,8 +11,9 @@ figures), so they always state the same things:
 * ``report.md`` references the figures by relative file name (``![circuit](circuit.png)``);
   edge names and identifiers sit in code spans so port suffixes such as ``<q>`` show literally.
 * ``report.html`` inlines every figure as a ``data:image/png;base64,…`` URI and styles itself
-  with inline CSS: it has no external references and no JavaScript, and opens offline. Every
-  piece of text is HTML-escaped.
+  with inline CSS: it has no external references and no JavaScript, and opens offline (its one
+  link goes to ``explorer.html`` beside it, :mod:`circuits.app.explorer`). Every piece of text
+  is HTML-escaped.
 
 A missing figure renders as a "figure not available" note; a missing or invalid
 ``metrics.json`` raises :class:`ReportError`.
@@ -238,6 +239,15 @@ class Code(str):
 
 class Strong(str):
     """Inline text shown in bold."""
+
+
+class Link(str):
+    """Inline text linking to a file of the run folder, named by its relative path."""
+
+    def __new__(cls, text: str, href: str) -> Link:
+        link = super().__new__(cls, text)
+        link.href = href
+        return link
 
 
 Inline = str | Sequence[str]  # plain text, or a run of str / Code / Strong pieces
@@ -665,6 +675,13 @@ def _document(metrics: Mapping[str, Any], figure_keys: Iterable[str]) -> list[Bl
     keys = list(figure_keys)
     blocks: list[Block] = [Heading(2, "Circuit", "circuit")]
     blocks += _figure_blocks(metrics, [k for k in keys if k == "circuit"], heading=False)
+    blocks.append(
+        Paragraph(
+            ["Explore the whole graph (circuit size, edge details, supernodes): ",
+             Link("explorer.html", "explorer.html"), "; ", Code("circuits serve RUN"),
+             " adds live ablation."]
+        )
+    )  # fmt: skip
     if model or graph:
         rows = _flatten(model) + [(f"graph.{k}", v) for k, v in _flatten(graph)]
         blocks += [Heading(2, "Model", "model"), _kv_table(rows)]
@@ -917,6 +934,8 @@ def _md_inline(content: Inline, *, in_table: bool = False) -> str:
                 text = text.replace("|", "\\|")
         elif isinstance(piece, Strong):
             text = f"**{_md_text(piece)}**"
+        elif isinstance(piece, Link):
+            text = f"[{_md_text(piece)}]({quote(piece.href)})"
         else:
             text = _md_text(piece)
         out.append(text)
@@ -1006,6 +1025,8 @@ def _html_inline(content: Inline) -> str:
             out.append(f"<code>{_h(piece)}</code>")
         elif isinstance(piece, Strong):
             out.append(f"<strong>{_h(piece)}</strong>")
+        elif isinstance(piece, Link):
+            out.append(f'<a href="{_h(quote(piece.href))}">{_h(piece)}</a>')
         else:
             out.append(_h(piece))
     return "".join(out)
