@@ -108,3 +108,15 @@ def random_pairs(n: int, pos: int, seed: int, *, padded: bool = False, vocab: in
 @pytest.fixture
 def tokens():
     return torch.randint(0, 100, (2, 6), generator=torch.Generator().manual_seed(0))
+
+
+@pytest.fixture(scope="session")
+def small_run_dir(tmp_path_factory):
+    """A cheap run folder of `circuits discover` (toy-gpt2, IOI, 8 train / 16 test prompts,
+    one IG step), shared by the explorer and server tests."""
+    from circuits.app.discovery import DiscoverySettings, discover
+
+    out = tmp_path_factory.mktemp("explorer") / "run"
+    settings = DiscoverySettings(n_examples=8, n_eval=16, steps=1, bootstrap=200, seed=1)
+    discover(settings, out, quiet=True)
+    return out
