@@ -221,15 +221,17 @@ def make_app(page: str, live: LiveEvaluator):
 def make_server(run_dir: str | os.PathLike[str], port: int = 8000, **live_options: Any):
     """A waitress server for ``run_dir`` on 127.0.0.1:``port`` (0: a free port), not yet
     running: ``server.run()`` serves until Ctrl-C, ``server.close()`` stops it;
-    ``server.effective_port`` is the port."""
+    ``server.effective_port`` is the port, ``server.live`` the :class:`LiveEvaluator`."""
     from waitress import create_server
 
     live = LiveEvaluator(run_dir, **live_options)
     page = explorer_page(run_dir, live={"endpoint": ENDPOINT})
-    return create_server(
+    server = create_server(
         make_app(page, live), host=HOST, port=port, threads=4,
         max_request_body_size=_WAITRESS_BODY_LIMIT, ident="circuits-serve",
     )  # fmt: skip
+    server.live = live  # the evaluator, for callers that check its answers
+    return server
 
 
 def serve(run_dir: str | os.PathLike[str], port: int = 8000, **live_options: Any) -> None:

@@ -148,7 +148,7 @@ def render_compare(result: dict[str, Any]) -> str:
     )
     payload = {"a": result["data_a"], "b": result["data_b"]}
     return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Compare runs</title>'
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>Compare runs</title>'
         "<style>body{font:14px/1.4 system-ui,sans-serif;margin:12px}"
         ".views{display:flex;gap:10px}.view{flex:1;height:560px;border:1px solid #ddd}"
         "table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:2px 6px;font-size:13px}"

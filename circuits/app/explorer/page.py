@@ -127,6 +127,7 @@ def render_explorer(data: dict[str, Any]) -> str:
     title = html.escape(f"Circuit explorer: {data['title']}")
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<link rel="icon" href="data:,">'  # no favicon request, from file:// or the server
         f"<title>{title}</title>\n<style>{_CSS}</style></head>\n<body>"
         + _BODY.replace("{title}", title)
         + f'<script type="application/json" id="explorer-data">{_json_for_script(data)}</script>\n'
