@@ -23,7 +23,7 @@ from circuits.app.explorer import (
     load_run_graph,
     spearman,
 )
-from circuits.app.explorer.page import CYTOSCAPE_SHA256, render_explorer
+from circuits.app.explorer.page import CYTOSCAPE_SHA256
 from graphs import Graph
 
 STATIC = Path(__file__).resolve().parents[1] / "circuits" / "app" / "explorer" / "static"
@@ -322,25 +322,12 @@ def test_compare_refuses_runs_of_different_models(small_run_dir, tmp_path, capsy
 # ------------------------------------------------------------------ GPT-2 small's size
 
 
-def gpt2_small_page(path: Path, seed: int = 0) -> Graph:
-    """An explorer page of a graph of GPT-2 small's shape (12 layers, 12 heads: 32,491
-    edges) with random scores and its top 200 edges as the circuit; no weights needed."""
-    from graphs import ModelSpec
-
-    graph = Graph(ModelSpec(n_layers=12, n_heads=12, model_name="gpt2-shape"))
-    gen = torch.Generator().manual_seed(seed)
-    graph.set_scores(torch.randn(graph.scores.shape, generator=gen))
-    top = torch.zeros_like(graph.in_graph).flatten()
-    top[graph.ranked_edge_indices()[:200]] = True
-    graph.set_in_graph(top.view_as(graph.in_graph))
-    path.write_text(render_explorer(explorer_data(graph, {"task": {"name": "random"}})))
-    return graph
-
-
 @needs_browser
 def test_the_page_stays_usable_at_gpt2_small_size(browser, tmp_path):
     """docs/guide.md states the load time measured by benchmarks/bench_explorer.py; this test
     asserts it with a wide margin for a loaded machine."""
+    from benchmarks.bench_explorer import gpt2_small_page
+
     graph = gpt2_small_page(tmp_path / "gpt2.html")
     assert graph.n_edges == 32491
     t0 = time.perf_counter()

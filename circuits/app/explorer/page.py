@@ -67,6 +67,7 @@ h3 { font-size: 14px; margin: 8px 0 2px; } h4 { font-size: 13px; margin: 6px 0 2
 #tooltip { position: absolute; display: none; background: #fffffe; border: 1px solid #888;
   padding: 4px 7px; font-size: 12px; pointer-events: none; z-index: 10; max-width: 320px; }
 #node-panel ol { padding-left: 18px; margin: 2px 0; font-size: 12px; }
+#node-panel { max-height: 260px; overflow-y: auto; border: 1px solid #eee; padding: 0 4px; }
 .legend span { display: inline-block; margin-right: 8px; }
 .pos { color: #2166ac; font-weight: bold; } .neg { color: #b2182b; font-weight: bold; }
 #live { display: none; background: #f4f8ff; border: 1px solid #c6d8f5; padding: 6px 8px; }
@@ -103,6 +104,7 @@ by the run's ranking; <span id="drawn-count"></span> drawn</p>
 <h2>Search</h2>
 <input id="search" type="text" placeholder="node name, e.g. a3.h0 or m2 (Enter: zoom)">
 <span id="search-count"></span>
+<div id="node-panel"><p>click a node for its edges</p></div>
 <h2>Supernodes</h2>
 <p>select nodes (click; shift-drag for a box), then:</p>
 <input id="group-name" type="text" placeholder="name, e.g. name movers">
@@ -116,7 +118,6 @@ by the run's ranking; <span id="drawn-count"></span> drawn</p>
 <textarea id="export-json" readonly></textarea>
 <p>Put the file in the run folder and run <code>circuits report RUN</code> to draw the groups in
 the circuit figure.</p>
-<div id="node-panel"><p>click a node for its edges</p></div>
 </div>
 <div id="main"><div id="cy"></div><div id="tooltip"></div></div>
 """

@@ -165,8 +165,10 @@
     tip.innerHTML = html;
     tip.style.display = "block";
     const p = ev.renderedPosition;
-    tip.style.left = p.x + 14 + "px";
-    tip.style.top = p.y + 14 + "px";
+    const box = $("cy").getBoundingClientRect();
+    // keep the box inside the drawing: flip it to the left / above near the edges
+    tip.style.left = (p.x + 330 > box.width ? p.x - 330 : p.x + 14) + "px";
+    tip.style.top = (p.y + 130 > box.height ? p.y - 130 : p.y + 14) + "px";
   }
 
   function nodeEdges(i) {
