@@ -211,3 +211,21 @@ def test_serve_command_logs_requests_and_stops_cleanly_on_ctrl_c(small_run_dir, 
     assert out.strip().endswith("stopped")
     assert re.search(r"127\.0\.0\.1 GET / 200 \d+ ms", err), err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["serve", "compare"])
+def test_help_of_the_explorer_commands_exits_0(command, capsys):
+    from circuits.app.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0 and "RUN" in capsys.readouterr().out.upper()
+
+
+def test_serve_refuses_a_missing_run_folder_and_a_bad_port(small_run_dir, tmp_path, capsys):
+    from circuits.app.cli import main
+
+    assert main(["serve", str(tmp_path / "nothing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["serve", str(small_run_dir), "--port", "70000"]) == 2
+    assert "--port must be 0-65535" in capsys.readouterr().err
