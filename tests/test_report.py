@@ -379,8 +379,9 @@ def test_write_report_inlines_images(tmp_path):
     anchors = [s for s in sources if s.startswith("#")]  # the table of contents, in-page only
     assert anchors and all(f'id="{a[1:]}"' in page for a in anchors)
     sources = [s for s in sources if not s.startswith("#")]
-    assert len(sources) == 3
-    assert all(s.startswith("data:image/png;base64,") for s in sources)
+    # the figures inlined, and one link to the explorer page beside the report
+    assert [s for s in sources if not s.startswith("data:image/png;base64,")] == ["explorer.html"]
+    assert len(sources) == 4
     assert "<script" not in page and "<link" not in page
     assert "http://" not in page and "https://" not in page
     assert "figure not available" not in page
