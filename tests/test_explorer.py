@@ -200,6 +200,7 @@ def test_grouping_two_nodes_exports_the_schema_and_report_draws_it(
     assert sorted(
         _js(browser, "return explorer.cy.nodes(':selected').map(n => n.data('label'))")
     ) == ["a0.h1", "m0"]
+    browser.find_element("id", "pin").click()  # pinned where they are: the figure's places
     browser.find_element("id", "group-name").send_keys("early")
     browser.find_element("id", "group-note").send_keys("reads the names")
     browser.find_element("id", "group").click()
@@ -208,7 +209,7 @@ def test_grouping_two_nodes_exports_the_schema_and_report_draws_it(
     assert exported == {
         "format": "circuit-discovery-supernodes", "schema_version": 1, "model": "toy-gpt2",
         "supernodes": [{"name": "early", "nodes": ["a0.h1", "m0"], "annotation": "reads the names"}],
-        "pinned": {},
+        "pinned": {"a0.h1": [1.0, 0.0], "m0": [4.0, 1.0]},  # head column, layer row
     }  # fmt: skip
     downloaded = wait_for(lambda: list(browser.downloads.glob("supernodes*.json")), what="download")
     assert json.loads(downloaded[0].read_text()) == exported
@@ -224,6 +225,10 @@ def test_grouping_two_nodes_exports_the_schema_and_report_draws_it(
         "return explorer.cy.nodes(':parent').map(n => [n.data('label'), n.children().map(c => c.data('label')).sort()])",
     )
     assert parents == [["early", ["a0.h1", "m0"]]]
+    locked = _js(
+        browser, "return explorer.cy.nodes('.pinned').map(n => [n.data('label'), n.locked()])"
+    )
+    assert sorted(locked) == [["a0.h1", True], ["m0", True]]
 
 
 def test_supernodes_file_is_checked():
@@ -338,3 +343,12 @@ def test_the_page_stays_usable_at_gpt2_small_size(browser, tmp_path):
     _set_size(browser, 2000)
     assert browser.find_element("id", "drawn-count").text == "2000"
     assert load < 15, f"loading the GPT-2 small page took {load:.1f} s"
+
+
+def test_report_of_a_folder_without_graph_files_still_works(small_run_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("metrics.json", "circuit.png", "faithfulness_curve.png", "score_histogram.png"):
+        shutil.copy(small_run_dir / name, run / name)
+    assert main(["report", str(run)]) == 0
+    assert (run / "report.html").is_file() and not (run / "explorer.html").exists()

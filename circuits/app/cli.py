@@ -501,7 +501,7 @@ def _report(args: argparse.Namespace) -> int:
     _check_run_dir(args.run_dir)
     written = update_run_folder(args.run_dir)  # supernodes in the circuit figure, explorer.html
     md, html = write_report(args.run_dir)
-    print(f"wrote {md}, {html} and {', '.join(p.name for p in written)}")
+    print(f"wrote {', '.join(str(p) for p in [md, html, *written])}")
     return EXIT_OK
 
 

@@ -34,7 +34,11 @@ def draw_supernodes(run_dir: str | os.PathLike[str]) -> bool:
 
 def update_run_folder(run_dir: str | os.PathLike[str]) -> list[Path]:
     """Draw the supernodes (when ``supernodes.json`` exists) and rewrite ``explorer.html``;
-    returns the files written."""
+    returns the files written (none for a folder without a graph file, whose report is still
+    rebuilt from ``metrics.json`` and the figures)."""
+    graph_files = ("scores.safetensors", "graph.json", "graph.graphml")
+    if not any((Path(run_dir) / name).is_file() for name in graph_files):
+        return []
     written = []
     if draw_supernodes(run_dir):
         written += [Path(run_dir) / "circuit.png", Path(run_dir) / "circuit.svg"]
