@@ -21,6 +21,17 @@ from graphs import Graph
 ABLATIONS = ("patching", "mean", "zero")
 
 
+class NoCounterfactualsError(DataError):
+    """Data without corrupted prompts given to something that needs them."""
+
+    def __init__(self, what: str):
+        super().__init__(
+            f"{what} needs corrupted (counterfactual) prompts, but the data has none "
+            "(corrupted=None); add corrupted prompts, use ablation='mean' or 'zero', or a "
+            "method that needs none (method='ifr')"
+        )
+
+
 class Ablation:
     """Base of the ablations; ``name`` is how results and the command line call it."""
 
@@ -60,6 +71,8 @@ class Patching(Ablation):
     name: ClassVar[str] = "patching"
 
     def writes(self, model, graph, batch, means, clean_writes, nodes=None):
+        if batch.corrupted is None:
+            raise NoCounterfactualsError("ablation='patching'")
         return collect_writes(
             model, graph, batch.corrupted, batch.attention_mask, clean_writes.dtype, nodes
         )

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from attribution.ablation import ABLATIONS, Ablation
+from attribution.ablation import ABLATIONS, Ablation, NoCounterfactualsError
 from attribution.data import PromptPairs
 from attribution.distributed import all_reduce_sum, is_main_process, shard_range
 from attribution.memory import attribution_peak_bytes, node_chunk_within, rows_within
@@ -134,6 +134,10 @@ def attribute(
         raise ValueError(f"steps must be >= 1, got {method.steps}")
     quadrature(method.quadrature_rule, method.steps)  # validates the rule early
     method.check(graph, setup.ablation)
+    if not data.has_corrupted and method.reads_corrupted(setup.ablation):
+        raise NoCounterfactualsError(
+            f"method {method.name!r} with ablation={setup.ablation.name!r}"
+        )
     setup.check(model, graph, data)
     metric_fn, ablation = setup.metric_fn, setup.ablation
     batch_size, quiet = setup.batch_size, setup.quiet

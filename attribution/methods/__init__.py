@@ -15,6 +15,7 @@ from attribution.methods.eap import EAP
 from attribution.methods.exact import Exact
 from attribution.methods.gradient import GradientMethod
 from attribution.methods.ig_activations import EAPIGActivations
+from attribution.methods.ifr import IFR
 from attribution.methods.ig_inputs import EAPIGInputs
 
 REGISTRY: dict[str, type[AttributionMethod]] = {}
@@ -28,7 +29,7 @@ def register(cls: type[AttributionMethod]) -> type[AttributionMethod]:
     return cls
 
 
-for _cls in (EAP, CleanCorrupted, EAPIGInputs, EAPIGActivations, Exact):
+for _cls in (EAP, CleanCorrupted, EAPIGInputs, EAPIGActivations, Exact, IFR):
     register(_cls)
 
 
@@ -60,6 +61,7 @@ __all__ = [
     "EAPIGInputs",
     "Exact",
     "GradientMethod",
+    "IFR",
     "Job",
     "batch_runs",
     "get_method",
