@@ -75,7 +75,7 @@ def _hand_ifr(model, data, layer: int, head: int | None):
             prox = [
                 max(0.0, float(y[b, p].abs().sum() - (y[b, p] - c).abs().sum())) for c in contribs
             ]
-            for name, value in zip(names, prox[:-1]):
+            for name, value in zip(names, prox[:-1], strict=True):
                 totals[name] += value / sum(prox) / y.shape[0]
     return totals
 

@@ -14,8 +14,8 @@ from attribution.methods.clean_corrupted import CleanCorrupted
 from attribution.methods.eap import EAP
 from attribution.methods.exact import Exact
 from attribution.methods.gradient import GradientMethod
-from attribution.methods.ig_activations import EAPIGActivations
 from attribution.methods.ifr import IFR
+from attribution.methods.ig_activations import EAPIGActivations
 from attribution.methods.ig_inputs import EAPIGInputs
 
 REGISTRY: dict[str, type[AttributionMethod]] = {}
