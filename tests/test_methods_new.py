@@ -127,3 +127,104 @@ def test_methods_needing_corrupted_prompts_refuse_data_without_them(method):
             model, graph, _data(), method=method, ablation="zero", quiet=True, max_rows=10_000
         )
         assert torch.equal(zero.scores, ref.scores)
+
+
+# --------------------------------------------------------------------------- RelP
+
+
+def _constant_scale(t, hook):
+    return torch.full_like(t, 1.7)
+
+
+def test_relp_equals_eap_and_exact_where_the_model_is_linear_in_the_patch():
+    """With ``ln_final``'s scale replaced by a constant, the metric is affine in the logits
+    port's input, so for edges into it RelP = EAP = exact; elsewhere RelP's rules change the
+    backward pass (it differs from EAP) but not the forward values (same clean metric)."""
+    model, graph = _case()
+    data = _data()
+    col = graph.layout.logits_port
+    with model.hooks(fwd_hooks=[("ln_final.hook_scale", _constant_scale)]):
+        res = {
+            m: attribute(model, graph, data, method=m, quiet=True, max_rows=10_000)
+            for m in ("exact", "eap", "relp")
+        }
+    exact = res["exact"].scores[:, col]
+    assert exact.abs().max() > 1e-3
+    torch.testing.assert_close(res["relp"].scores[:, col], exact, rtol=0, atol=1e-12)
+    torch.testing.assert_close(res["eap"].scores[:, col], exact, rtol=0, atol=1e-12)
+    relp = attribute(model, graph, data, method="relp", quiet=True)
+    eap = attribute(model, graph, data, method="eap", quiet=True)
+    assert (relp.scores - eap.scores).abs().max() > 1e-4
+    assert relp.diagnostics["metric_clean"] == eap.diagnostics["metric_clean"]
+
+
+def test_relp_rules_by_hand_on_one_mlp():
+    """GPT-2, final norm scale made constant: RelP's score of ``m0 -> m1`` (layer 0's MLP into
+    layer 1's MLP port) is Δ_m0 · J^T g, with g the (exact, linear) gradient of logit_diff at the
+    final residual and J the Jacobian of layer 1's MLP under the rules: ln_2 with its scale
+    frozen, GELU as pre · (gelu(pre)/pre) with the ratio frozen. Built here from the HF
+    weights directly."""
+    model, graph = _case()
+    data = _data(n=1)
+    store = {}
+
+    def save(key):
+        def fn(t, hook):
+            store[key] = t.detach().clone()
+
+        return fn
+
+    with torch.no_grad():
+        model.run_with_hooks(
+            data.clean,
+            fwd_hooks=[("blocks.1.hook_mlp_in", save("x")), ("blocks.0.hook_mlp_out", save("w0"))],
+        )
+        model.run_with_hooks(data.corrupted, fwd_hooks=[("blocks.0.hook_mlp_out", save("w0c"))])
+    hf = model.original_model
+    block = hf.transformer.h[1]
+    ln2, fc, proj = block.ln_2, block.mlp.c_fc, block.mlp.c_proj
+    w = {k: v.detach() for k, v in dict(
+        g2=ln2.weight, b2=ln2.bias, wf=fc.weight, bf=fc.bias, wp=proj.weight, bp=proj.bias,
+        gf=hf.transformer.ln_f.weight, wu=hf.lm_head.weight,
+    ).items()}  # fmt: skip
+    x = store["x"][0]  # [p, d]
+    scale = torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + ln2.eps)
+    with torch.no_grad():
+        pre0 = ((x - x.mean(-1, keepdim=True)) / scale * w["g2"] + w["b2"]) @ w["wf"] + w["bf"]
+        ratio = torch.nn.functional.gelu(pre0, approximate="tanh") / pre0
+
+    def mlp_under_rules(z):
+        pre = ((z - z.mean(-1, keepdim=True)) / scale * w["g2"] + w["b2"]) @ w["wf"] + w["bf"]
+        return (pre * ratio) @ w["wp"] + w["bp"]
+
+    a, b = int(data.answers[0, 0]), int(data.distractors[0, 0])
+    direction = (w["wu"][a] - w["wu"][b]) * w["gf"] / 1.7
+    g = torch.zeros_like(x)
+    g[-1] = direction - direction.mean()  # ln_final's centering, its scale constant 1.7
+    z = x.clone().requires_grad_(True)
+    (mlp_under_rules(z) * g).sum().backward()
+    expected = float(((store["w0c"] - store["w0"])[0] * z.grad).sum())
+
+    with model.hooks(fwd_hooks=[("ln_final.hook_scale", _constant_scale)]):
+        relp = attribute(model, graph, data, method="relp", quiet=True).scores
+        eap = attribute(model, graph, data, method="eap", quiet=True).scores
+    index = graph.layout.mlp_index(0), graph.layout.mlp_port(1)
+    print("relp", float(relp[index]), "hand", expected, "eap", float(eap[index]))
+    assert abs(expected) > 1e-6
+    assert float(relp[index]) == pytest.approx(expected, rel=1e-8)
+    assert float(eap[index]) != pytest.approx(expected, rel=1e-3)  # the rules took effect
+
+
+def test_relp_tracks_exact_patching_on_a_nonlinear_model():
+    """Correlation over edges with exact patching (docs/attribution.md lists the measured values
+    for every architecture): RelP must track it about as well as EAP does."""
+    model, graph = _case()
+    data = _data()
+    real = graph.real_edges
+    exact = attribute(model, graph, data, method="exact", quiet=True, max_rows=10_000).scores
+    corr = {}
+    for method in ("eap", "relp"):
+        scores = attribute(model, graph, data, method=method, quiet=True).scores
+        corr[method] = float(torch.corrcoef(torch.stack([scores[real], exact[real]]))[0, 1])
+    print(corr)
+    assert corr["relp"] > 0.95 and corr["relp"] > corr["eap"] - 0.05

@@ -17,6 +17,7 @@ from attribution.methods.gradient import GradientMethod
 from attribution.methods.ifr import IFR
 from attribution.methods.ig_activations import EAPIGActivations
 from attribution.methods.ig_inputs import EAPIGInputs
+from attribution.methods.relp import RelP
 
 REGISTRY: dict[str, type[AttributionMethod]] = {}
 
@@ -29,7 +30,7 @@ def register(cls: type[AttributionMethod]) -> type[AttributionMethod]:
     return cls
 
 
-for _cls in (EAP, CleanCorrupted, EAPIGInputs, EAPIGActivations, Exact, IFR):
+for _cls in (EAP, CleanCorrupted, EAPIGInputs, EAPIGActivations, Exact, IFR, RelP):
     register(_cls)
 
 
@@ -54,6 +55,7 @@ def get_method(
 __all__ = [
     "EAP",
     "REGISTRY",
+    "RelP",
     "AttributionMethod",
     "BatchRuns",
     "CleanCorrupted",
