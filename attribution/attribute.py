@@ -36,7 +36,7 @@ from attribution.ablation import ABLATIONS, Ablation, NoCounterfactualsError
 from attribution.data import PromptPairs
 from attribution.distributed import all_reduce_sum, is_main_process, shard_range
 from attribution.memory import attribution_peak_bytes, node_chunk_within, rows_within
-from attribution.methods import AttributionMethod, Job, get_method, method_names
+from attribution.methods import AttributionMethod, Ensemble, Job, get_method, method_names
 from attribution.metrics import Metric
 from attribution.passes import NonFiniteMetricError, frozen_parameters
 from attribution.quadrature import quadrature
@@ -130,6 +130,11 @@ def attribute(
         batch_size=batch_size, quiet=quiet,
     )  # fmt: skip
     method = get_method(method, steps=steps, quadrature_rule=quadrature_rule)
+    if isinstance(method, Ensemble):
+        return _ensemble(
+            method, model, graph, data, setup, max_rows=max_rows,
+            memory_budget_gb=memory_budget_gb, node_chunk=node_chunk,
+        )  # fmt: skip
     if isinstance(method.steps, bool) or not isinstance(method.steps, int) or method.steps < 1:
         raise ValueError(f"steps must be >= 1, got {method.steps}")
     quadrature(method.quadrature_rule, method.steps)  # validates the rule early
@@ -233,6 +238,44 @@ def attribute(
         timings=timings,
         diagnostics=diagnostics,
     )
+
+
+def _ensemble(
+    ensemble: Ensemble, model, graph: Graph, data: PromptPairs, setup: RunSetup, **kwargs
+) -> AttributionResult:
+    """Every member's :func:`attribute` run, combined (see :mod:`attribution.methods.ensemble`);
+    all members are checked before the first one runs."""
+    ensemble.check(graph, setup.ablation)
+    for member in ensemble.members:
+        if not data.has_corrupted and member.reads_corrupted(setup.ablation):
+            raise NoCounterfactualsError(
+                f"ensemble member {member.name!r} with ablation={setup.ablation.name!r}"
+            )
+    setup.check(model, graph, data)
+    results = [
+        attribute(model, graph, data, method=m, setup=setup, **kwargs) for m in ensemble.members
+    ]
+    scores = ensemble.combined([r.scores for r in results], graph.real_edges)
+    graph.set_scores(scores.float())
+    first = results[0].diagnostics
+    diagnostics = {
+        "metric_clean": first["metric_clean"],
+        "metric_ablated": next(
+            (
+                r.diagnostics["metric_ablated"]
+                for r in results
+                if r.diagnostics["metric_ablated"] == r.diagnostics["metric_ablated"]
+            ),
+            first["metric_ablated"],
+        ),
+        "total_score": float(scores.sum()),
+        "input_edge_sum": float(scores[0].sum()),
+    }
+    timings = {f"{r.method}.{k}": v for r in results for k, v in r.timings.items()}
+    timings["attribution"] = sum(r.timings.get("attribution", 0.0) for r in results)
+    settings = dict(results[0].settings, method=ensemble.name, **ensemble.settings())
+    settings["member_settings"] = [r.settings for r in results]
+    return AttributionResult(scores, ensemble.name, settings, timings, diagnostics)
 
 
 __all__ = ["ABLATIONS", "METHODS", "AttributionResult", "attribute"]

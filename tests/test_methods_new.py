@@ -228,3 +228,59 @@ def test_relp_tracks_exact_patching_on_a_nonlinear_model():
         corr[method] = float(torch.corrcoef(torch.stack([scores[real], exact[real]]))[0, 1])
     print(corr)
     assert corr["relp"] > 0.95 and corr["relp"] > corr["eap"] - 0.05
+
+
+# --------------------------------------------------------------------------- ensembles
+
+
+def _hand_ranks(values: list[float]) -> list[float]:
+    n = len(values)
+    return [
+        (1 + sum(v < x for v in values) + (sum(v == x for v in values) - 1) / 2) / n for x in values
+    ]
+
+
+@pytest.mark.parametrize("spec", ["ensemble:eap,ifr", ["eap", "ifr"]], ids=["string", "list"])
+def test_ensemble_averages_normalised_ranks(spec):
+    model, graph = _case()
+    data = _data()
+    real = graph.real_edges
+    eap = attribute(model, graph, data, method="eap", quiet=True).scores[real].abs().tolist()
+    ifr = attribute(model, graph, data, method="ifr", quiet=True).scores[real].abs().tolist()
+    result = attribute(model, graph, data, method=spec, quiet=True)
+    expected = [(a + b) / 2 for a, b in zip(_hand_ranks(eap), _hand_ranks(ifr), strict=True)]
+    torch.testing.assert_close(result.scores[real], torch.tensor(expected, dtype=F64))
+    assert result.method == "ensemble:eap,ifr"
+    assert torch.all(result.scores[~real] == 0) and (result.scores[real] > 0).all()
+    assert torch.equal(graph.scores, result.scores.float())
+    # IFR has ties (layer-0 ports read only the input); they share their average rank
+    assert len(set(ifr)) < len(ifr)
+
+
+def test_ensemble_z_scores():
+    model, graph = _case()
+    data = _data()
+    real = graph.real_edges
+    parts = []
+    for m in ("eap", "relp"):
+        s = attribute(model, graph, data, method=m, quiet=True).scores[real].abs()
+        parts.append((s - s.mean()) / s.std(unbiased=False))
+    result = attribute(model, graph, data, method="ensemble-z:eap,relp", quiet=True)
+    torch.testing.assert_close(result.scores[real], (parts[0] + parts[1]) / 2)
+
+
+def test_bad_ensembles_and_missing_counterfactuals_are_refused_before_work():
+    model, graph = _case()
+    calls = []
+    hook = [("blocks.0.hook_resid_pre", lambda t, hook: calls.append(1))]
+    with model.hooks(fwd_hooks=hook):
+        with pytest.raises(ValueError, match=r"unknown ensemble member 'nope'.*eap, "):
+            attribute(model, graph, _data(), method="ensemble:eap,nope", quiet=True)
+        with pytest.raises(DataError, match="ensemble member 'eap'"):
+            attribute(model, graph, _data(corrupted=False), method="ensemble:ifr,eap", quiet=True)
+    assert not calls
+    from circuits.app.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["discover", "--method", "ensemble:eap,bogus", "--out", "/nonexistent/x"])
+    assert exit_info.value.code == 2
