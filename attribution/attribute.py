@@ -12,9 +12,16 @@ write of ``u`` minus its clean write):
   input, a layer's heads, a layer's MLP) the path interpolates that site's output alone.
 - ``exact``: patch each edge on its own (``x_v += Δ_u`` in the clean run) and measure
   ``m(patched) - m(clean)``: the brute-force ground truth.
+- ``ifr``: information-flow routes, the normalised L1 proximity of ``u``'s write to port
+  ``v``'s input (forward only, no corrupted prompts; non-negative importances).
+- ``relp``: relevance patching, ``Δ_u · r_v`` with ``r_v`` from LRP rules (frozen norm scales
+  and attention patterns, identity/half rules in the MLP).
+- ``"ensemble:a,b"`` (or a list of names): the mean of the members' normalised ranks of
+  ``|score|`` (``"ensemble-z:a,b"``: of their z-scores).
 
 Scores are summed over positions and averaged over examples; their sign convention is
-``m(patched) - m(clean)`` (see :mod:`attribution.metrics`).
+``m(patched) - m(clean)`` (see :mod:`attribution.metrics`), except ``ifr`` and ensembles,
+which give non-negative magnitudes.
 
 Integrated gradients are batched: the interpolation steps of a batch are stacked into the batch
 dimension in chunks of at most ``max_rows`` rows, and the step-weighted gradients are
@@ -100,10 +107,13 @@ def attribute(
     Args:
         model: a TransformerBridge from ``circuits.load_model`` (edge hooks on).
         graph: the model's graph (``Graph.from_model(model)``).
-        data: clean/corrupted prompt pairs with answers.
+        data: clean/corrupted prompt pairs with answers (``corrupted=None``: no
+            counterfactuals, for ``ifr`` or mean/zero ablations; anything that would read them
+            raises DataError before any work).
         metric: ``"logit_diff"``, ``"prob_diff"``, ``"log_prob"``, ``"kl"`` or a callable
             ``(logits [n, vocab], clean_logits [n, vocab], data) -> [n]``.
-        method: one of :data:`METHODS`, or a method object (:mod:`attribution.methods`).
+        method: one of :data:`METHODS`, ``"ensemble:NAME,NAME,..."`` or a list of names, or a
+            method object (:mod:`attribution.methods`).
         steps: integration steps for the IG methods (used when ``method`` is a name).
         quadrature_rule: ``riemann_left`` (the reference's k/m, k=0..m-1), ``riemann_right``,
             ``riemann_middle``, ``riemann_trapezoid`` or ``gausslegendre``.
