@@ -132,12 +132,23 @@ def as_ablation(ablation: str | Ablation, mean_data: PromptPairs | None = None) 
 
 
 def check_inputs(
-    model, graph: Graph, data: PromptPairs, ablation: str | Ablation, mean_data=None
+    model,
+    graph: Graph,
+    data: PromptPairs,
+    ablation: str | Ablation,
+    mean_data=None,
+    *,
+    reads_corrupted: bool | None = None,
 ) -> Ablation:
     """The ablation object, after raising a clear error, before any model work, for an unknown
-    ablation, mean ablation without reference data, a graph of another model, empty data or
-    bad prompts."""
+    ablation, mean ablation without reference data, a graph of another model, empty data,
+    bad prompts, or data without corrupted prompts where they would be read
+    (``reads_corrupted``; default: when the ablation is patching)."""
     ablation = as_ablation(ablation, mean_data)
+    if reads_corrupted is None:
+        reads_corrupted = ablation.name == "patching"
+    if reads_corrupted and not data.has_corrupted:
+        raise NoCounterfactualsError(f"ablation={ablation.name!r}")
     graph.check_compatible(model)
     if len(data) == 0:
         raise DataError("no examples: data is empty")

@@ -153,7 +153,7 @@ def attribute(
         raise NoCounterfactualsError(
             f"method {method.name!r} with ablation={setup.ablation.name!r}"
         )
-    setup.check(model, graph, data)
+    setup.check(model, graph, data, reads_corrupted=method.reads_corrupted(setup.ablation))
     metric_fn, ablation = setup.metric_fn, setup.ablation
     batch_size, quiet = setup.batch_size, setup.quiet
 
@@ -261,7 +261,7 @@ def _ensemble(
             raise NoCounterfactualsError(
                 f"ensemble member {member.name!r} with ablation={setup.ablation.name!r}"
             )
-    setup.check(model, graph, data)
+    setup.check(model, graph, data, reads_corrupted=ensemble.reads_corrupted(setup.ablation))
     results = [
         attribute(model, graph, data, method=m, setup=setup, **kwargs) for m in ensemble.members
     ]

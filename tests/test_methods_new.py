@@ -284,3 +284,12 @@ def test_bad_ensembles_and_missing_counterfactuals_are_refused_before_work():
     with pytest.raises(SystemExit) as exit_info:
         main(["discover", "--method", "ensemble:eap,bogus", "--out", "/nonexistent/x"])
     assert exit_info.value.code == 2
+
+
+def test_faithfulness_with_patching_refuses_data_without_counterfactuals():
+    from circuits import evaluate
+
+    model, graph = _case()
+    attribute(model, graph, _data(), method="eap", quiet=True)
+    with pytest.raises(DataError, match="ablation='patching' needs corrupted"):
+        evaluate(model, graph, _data(corrupted=False), bootstrap=0)
