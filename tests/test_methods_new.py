@@ -293,3 +293,19 @@ def test_faithfulness_with_patching_refuses_data_without_counterfactuals():
     attribute(model, graph, _data(), method="eap", quiet=True)
     with pytest.raises(DataError, match="ablation='patching' needs corrupted"):
         evaluate(model, graph, _data(corrupted=False), bootstrap=0)
+
+
+def test_a_method_declaring_other_architectures_is_refused_before_work():
+    from attribution.methods import EAP
+    from attribution.methods.base import UnsupportedArchitectureError
+
+    class LlamaOnly(EAP):
+        name = "llama-only-test"
+        supported_architectures = ("LlamaForCausalLM",)
+
+    model, graph = _case()
+    calls = []
+    with model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", lambda t, hook: calls.append(1))]):
+        with pytest.raises(UnsupportedArchitectureError, match="LlamaForCausalLM only, not GPT2"):
+            attribute(model, graph, _data(), method=LlamaOnly(), quiet=True)
+    assert not calls
