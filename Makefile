@@ -35,4 +35,10 @@ bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.bench_memory
 	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.bench_graph_ops
 
-.PHONY: install demo test lint bench
+# Every method on every bundled model and task: CPR, CMD, minimal circuit, time (see
+# benchmarks/compare_methods.py). `make compare COMPARE_ARGS="--models toy-gpt2 --tasks ioi"`.
+COMPARE_ARGS ?=
+compare: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.compare_methods $(COMPARE_ARGS)
+
+.PHONY: install demo test lint bench compare

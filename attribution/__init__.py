@@ -1,4 +1,5 @@
-"""Edge scoring: EAP, EAP-IG (inputs and activations), clean-corrupted and exact patching.
+"""Edge scoring: EAP, EAP-IG (inputs and activations), clean-corrupted, exact patching, IFR,
+RelP and ensembles of them.
 
 Methods are objects registered in :mod:`attribution.methods`; ablations are objects in
 :mod:`attribution.ablation`; :class:`RunSetup` holds what every call shares."""

@@ -21,6 +21,17 @@ from graphs import Graph
 ABLATIONS = ("patching", "mean", "zero")
 
 
+class NoCounterfactualsError(DataError):
+    """Data without corrupted prompts given to something that needs them."""
+
+    def __init__(self, what: str):
+        super().__init__(
+            f"{what} needs corrupted (counterfactual) prompts, but the data has none "
+            "(corrupted=None); add corrupted prompts, use ablation='mean' or 'zero', or a "
+            "method that needs none (method='ifr')"
+        )
+
+
 class Ablation:
     """Base of the ablations; ``name`` is how results and the command line call it."""
 
@@ -60,6 +71,8 @@ class Patching(Ablation):
     name: ClassVar[str] = "patching"
 
     def writes(self, model, graph, batch, means, clean_writes, nodes=None):
+        if batch.corrupted is None:
+            raise NoCounterfactualsError("ablation='patching'")
         return collect_writes(
             model, graph, batch.corrupted, batch.attention_mask, clean_writes.dtype, nodes
         )
@@ -119,12 +132,23 @@ def as_ablation(ablation: str | Ablation, mean_data: PromptPairs | None = None) 
 
 
 def check_inputs(
-    model, graph: Graph, data: PromptPairs, ablation: str | Ablation, mean_data=None
+    model,
+    graph: Graph,
+    data: PromptPairs,
+    ablation: str | Ablation,
+    mean_data=None,
+    *,
+    reads_corrupted: bool | None = None,
 ) -> Ablation:
     """The ablation object, after raising a clear error, before any model work, for an unknown
-    ablation, mean ablation without reference data, a graph of another model, empty data or
-    bad prompts."""
+    ablation, mean ablation without reference data, a graph of another model, empty data,
+    bad prompts, or data without corrupted prompts where they would be read
+    (``reads_corrupted``; default: when the ablation is patching)."""
     ablation = as_ablation(ablation, mean_data)
+    if reads_corrupted is None:
+        reads_corrupted = ablation.name == "patching"
+    if reads_corrupted and not data.has_corrupted:
+        raise NoCounterfactualsError(f"ablation={ablation.name!r}")
     graph.check_compatible(model)
     if len(data) == 0:
         raise DataError("no examples: data is empty")

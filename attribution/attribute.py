@@ -12,9 +12,16 @@ write of ``u`` minus its clean write):
   input, a layer's heads, a layer's MLP) the path interpolates that site's output alone.
 - ``exact``: patch each edge on its own (``x_v += Δ_u`` in the clean run) and measure
   ``m(patched) - m(clean)``: the brute-force ground truth.
+- ``ifr``: information-flow routes, the normalised L1 proximity of ``u``'s write to port
+  ``v``'s input (forward only, no corrupted prompts; non-negative importances).
+- ``relp``: relevance patching, ``Δ_u · r_v`` with ``r_v`` from LRP rules (frozen norm scales
+  and attention patterns, identity/half rules in the MLP).
+- ``"ensemble:a,b"`` (or a list of names): the mean of the members' normalised ranks of
+  ``|score|`` (``"ensemble-z:a,b"``: of their z-scores).
 
 Scores are summed over positions and averaged over examples; their sign convention is
-``m(patched) - m(clean)`` (see :mod:`attribution.metrics`).
+``m(patched) - m(clean)`` (see :mod:`attribution.metrics`), except ``ifr`` and ensembles,
+which give non-negative magnitudes.
 
 Integrated gradients are batched: the interpolation steps of a batch are stacked into the batch
 dimension in chunks of at most ``max_rows`` rows, and the step-weighted gradients are
@@ -32,11 +39,11 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from attribution.ablation import ABLATIONS, Ablation
+from attribution.ablation import ABLATIONS, Ablation, NoCounterfactualsError
 from attribution.data import PromptPairs
 from attribution.distributed import all_reduce_sum, is_main_process, shard_range
 from attribution.memory import attribution_peak_bytes, node_chunk_within, rows_within
-from attribution.methods import AttributionMethod, Job, get_method, method_names
+from attribution.methods import AttributionMethod, Ensemble, Job, get_method, method_names
 from attribution.metrics import Metric
 from attribution.passes import NonFiniteMetricError, frozen_parameters
 from attribution.quadrature import quadrature
@@ -100,10 +107,13 @@ def attribute(
     Args:
         model: a TransformerBridge from ``circuits.load_model`` (edge hooks on).
         graph: the model's graph (``Graph.from_model(model)``).
-        data: clean/corrupted prompt pairs with answers.
+        data: clean/corrupted prompt pairs with answers (``corrupted=None``: no
+            counterfactuals, for ``ifr`` or mean/zero ablations; anything that would read them
+            raises DataError before any work).
         metric: ``"logit_diff"``, ``"prob_diff"``, ``"log_prob"``, ``"kl"`` or a callable
             ``(logits [n, vocab], clean_logits [n, vocab], data) -> [n]``.
-        method: one of :data:`METHODS`, or a method object (:mod:`attribution.methods`).
+        method: one of :data:`METHODS`, ``"ensemble:NAME,NAME,..."`` or a list of names, or a
+            method object (:mod:`attribution.methods`).
         steps: integration steps for the IG methods (used when ``method`` is a name).
         quadrature_rule: ``riemann_left`` (the reference's k/m, k=0..m-1), ``riemann_right``,
             ``riemann_middle``, ``riemann_trapezoid`` or ``gausslegendre``.
@@ -130,11 +140,20 @@ def attribute(
         batch_size=batch_size, quiet=quiet,
     )  # fmt: skip
     method = get_method(method, steps=steps, quadrature_rule=quadrature_rule)
+    if isinstance(method, Ensemble):
+        return _ensemble(
+            method, model, graph, data, setup, max_rows=max_rows,
+            memory_budget_gb=memory_budget_gb, node_chunk=node_chunk,
+        )  # fmt: skip
     if isinstance(method.steps, bool) or not isinstance(method.steps, int) or method.steps < 1:
         raise ValueError(f"steps must be >= 1, got {method.steps}")
     quadrature(method.quadrature_rule, method.steps)  # validates the rule early
     method.check(graph, setup.ablation)
-    setup.check(model, graph, data)
+    if not data.has_corrupted and method.reads_corrupted(setup.ablation):
+        raise NoCounterfactualsError(
+            f"method {method.name!r} with ablation={setup.ablation.name!r}"
+        )
+    setup.check(model, graph, data, reads_corrupted=method.reads_corrupted(setup.ablation))
     metric_fn, ablation = setup.metric_fn, setup.ablation
     batch_size, quiet = setup.batch_size, setup.quiet
 
@@ -229,6 +248,44 @@ def attribute(
         timings=timings,
         diagnostics=diagnostics,
     )
+
+
+def _ensemble(
+    ensemble: Ensemble, model, graph: Graph, data: PromptPairs, setup: RunSetup, **kwargs
+) -> AttributionResult:
+    """Every member's :func:`attribute` run, combined (see :mod:`attribution.methods.ensemble`);
+    all members are checked before the first one runs."""
+    ensemble.check(graph, setup.ablation)
+    for member in ensemble.members:
+        if not data.has_corrupted and member.reads_corrupted(setup.ablation):
+            raise NoCounterfactualsError(
+                f"ensemble member {member.name!r} with ablation={setup.ablation.name!r}"
+            )
+    setup.check(model, graph, data, reads_corrupted=ensemble.reads_corrupted(setup.ablation))
+    results = [
+        attribute(model, graph, data, method=m, setup=setup, **kwargs) for m in ensemble.members
+    ]
+    scores = ensemble.combined([r.scores for r in results], graph.real_edges)
+    graph.set_scores(scores.float())
+    first = results[0].diagnostics
+    diagnostics = {
+        "metric_clean": first["metric_clean"],
+        "metric_ablated": next(
+            (
+                r.diagnostics["metric_ablated"]
+                for r in results
+                if r.diagnostics["metric_ablated"] == r.diagnostics["metric_ablated"]
+            ),
+            first["metric_ablated"],
+        ),
+        "total_score": float(scores.sum()),
+        "input_edge_sum": float(scores[0].sum()),
+    }
+    timings = {f"{r.method}.{k}": v for r in results for k, v in r.timings.items()}
+    timings["attribution"] = sum(r.timings.get("attribution", 0.0) for r in results)
+    settings = dict(results[0].settings, method=ensemble.name, **ensemble.settings())
+    settings["member_settings"] = [r.settings for r in results]
+    return AttributionResult(scores, ensemble.name, settings, timings, diagnostics)
 
 
 __all__ = ["ABLATIONS", "METHODS", "AttributionResult", "attribute"]

@@ -20,7 +20,9 @@ class PromptPairs:
 
     Attributes:
         clean: long ``[n, pos]`` clean token ids.
-        corrupted: long ``[n, pos]`` corrupted token ids, same shape as ``clean``.
+        corrupted: long ``[n, pos]`` corrupted token ids, same shape as ``clean``; ``None``
+            for data without counterfactuals, which only methods and ablations that need no
+            corrupted prompts accept (``ifr``; ``ablation="mean"`` or ``"zero"``).
         answers: long ``[n, a]`` correct answer token ids (``-1`` pads ragged rows).
         distractors: long ``[n, d]`` wrong answer ids (``-1`` pads); may have ``d == 0``.
         attention_mask: ``[n, pos]``, 1 for real tokens. Padding must be on the right, so that
@@ -31,7 +33,7 @@ class PromptPairs:
     """
 
     clean: torch.Tensor
-    corrupted: torch.Tensor
+    corrupted: torch.Tensor | None
     answers: torch.Tensor
     distractors: torch.Tensor | None = None
     attention_mask: torch.Tensor | None = None
@@ -39,7 +41,8 @@ class PromptPairs:
 
     def __post_init__(self) -> None:
         self.clean = _as_long(self.clean, "clean")
-        self.corrupted = _as_long(self.corrupted, "corrupted")
+        if self.corrupted is not None:
+            self.corrupted = _as_long(self.corrupted, "corrupted")
         n = self.clean.shape[0] if self.clean.dim() == 2 else 0
         self.answers = _as_rows(self.answers, "answers", n)
         self.distractors = (
@@ -69,7 +72,7 @@ class PromptPairs:
             raise DataError(
                 f"clean tokens must be a non-empty [n, pos] tensor, got shape {tuple(self.clean.shape)}"
             )
-        if self.corrupted.shape != self.clean.shape:
+        if self.corrupted is not None and self.corrupted.shape != self.clean.shape:
             raise DataError(
                 f"clean tokens have shape {tuple(self.clean.shape)} but corrupted have {tuple(self.corrupted.shape)}: "
                 "each corrupted prompt must have as many tokens as its clean prompt (pad both to one length)"
@@ -112,6 +115,8 @@ class PromptPairs:
         if vocab_size is not None:
             for name in ("clean", "corrupted", "answers", "distractors"):
                 ids = getattr(self, name)
+                if ids is None:
+                    continue
                 valid = (
                     ids >= 0
                     if name in ("answers", "distractors")
@@ -134,11 +139,25 @@ class PromptPairs:
         for start in range(0, len(self), batch_size):
             yield start, self.select(slice(start, start + batch_size))
 
+    @property
+    def has_corrupted(self) -> bool:
+        """Whether the data holds corrupted (counterfactual) prompts."""
+        return self.corrupted is not None
+
     def select(self, index) -> PromptPairs:
-        return PromptPairs(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+        return PromptPairs(**{f.name: _apply(getattr(self, f.name), index) for f in fields(self)})
 
     def to(self, device) -> PromptPairs:
-        return PromptPairs(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        return PromptPairs(
+            **{
+                f.name: None if getattr(self, f.name) is None else getattr(self, f.name).to(device)
+                for f in fields(self)
+            }
+        )
+
+
+def _apply(tensor: torch.Tensor | None, index) -> torch.Tensor | None:
+    return None if tensor is None else tensor[index]
 
 
 def _as_long(value, name: str) -> torch.Tensor:

@@ -43,9 +43,12 @@ class RunSetup:
             else getattr(self.metric, "__name__", "callable")
         )
 
-    def check(self, model, graph, data: PromptPairs) -> None:
-        """Raise a clear error for a graph of another model or bad prompts (before any work)."""
-        check_inputs(model, graph, data, self.ablation)
+    def check(
+        self, model, graph, data: PromptPairs, *, reads_corrupted: bool | None = None
+    ) -> None:
+        """Raise a clear error for a graph of another model, bad prompts, or missing corrupted
+        prompts where they would be read (default: with patching), before any work."""
+        check_inputs(model, graph, data, self.ablation, reads_corrupted=reads_corrupted)
 
     @classmethod
     def resolve(cls, setup: RunSetup | None, defaults: dict[str, Any], **given: Any) -> RunSetup:

@@ -244,7 +244,12 @@ def test_unknown_task_model_and_method_exit_2(tmp_path, capsys):
     assert "not a bundled model (available: " in err and "toy-gpt2" in err
     with pytest.raises(SystemExit) as exit_info:
         main(["discover", "--method", "magic", "--out", str(out)])
-    assert exit_info.value.code == 2 and "invalid choice: 'magic'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "unknown method 'magic'; choose one of eap," in err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["discover", "--method", "ensemble:eap,magic", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "unknown ensemble member 'magic'" in err and "ifr" in err
     assert not out.exists() and not _leftovers(tmp_path)
 
 

@@ -37,12 +37,13 @@ def case():
 # ----------------------------------------------------------------------------- methods
 def test_registry_holds_every_method_with_its_declarations():
     assert METHODS == tuple(REGISTRY) == (
-        "eap", "clean-corrupted", "eap-ig-inputs", "eap-ig-activations", "exact",
+        "eap", "clean-corrupted", "eap-ig-inputs", "eap-ig-activations", "exact", "ifr",
+        "relp",
     )  # fmt: skip
     integrating = {name for name, cls in REGISTRY.items() if cls.integrates}
     assert integrating == {"eap-ig-inputs", "eap-ig-activations"}
     chunking = {name for name, cls in REGISTRY.items() if cls.node_chunking}
-    assert chunking == {"eap", "clean-corrupted", "eap-ig-inputs"}
+    assert chunking == {"eap", "clean-corrupted", "eap-ig-inputs", "relp"}
     assert REGISTRY["clean-corrupted"].ablations == ("patching",)
     assert not REGISTRY["exact"].needs_gradients
     with pytest.raises(ValueError, match="unknown method 'nope'; choose one of eap, "):

@@ -12,10 +12,13 @@ from __future__ import annotations
 from attribution.methods.base import AttributionMethod, BatchRuns, Job, batch_runs
 from attribution.methods.clean_corrupted import CleanCorrupted
 from attribution.methods.eap import EAP
+from attribution.methods.ensemble import Ensemble, UnknownMethodError, parse_ensemble
 from attribution.methods.exact import Exact
 from attribution.methods.gradient import GradientMethod
+from attribution.methods.ifr import IFR
 from attribution.methods.ig_activations import EAPIGActivations
 from attribution.methods.ig_inputs import EAPIGInputs
+from attribution.methods.relp import RelP
 
 REGISTRY: dict[str, type[AttributionMethod]] = {}
 
@@ -28,7 +31,7 @@ def register(cls: type[AttributionMethod]) -> type[AttributionMethod]:
     return cls
 
 
-for _cls in (EAP, CleanCorrupted, EAPIGInputs, EAPIGActivations, Exact):
+for _cls in (EAP, CleanCorrupted, EAPIGInputs, EAPIGActivations, Exact, IFR, RelP):
     register(_cls)
 
 
@@ -38,21 +41,35 @@ def method_names() -> tuple[str, ...]:
 
 
 def get_method(
-    method: str | AttributionMethod, *, steps: int = 5, quadrature_rule: str = "riemann_left"
+    method: str | list[str] | AttributionMethod,
+    *,
+    steps: int = 5,
+    quadrature_rule: str = "riemann_left",
 ) -> AttributionMethod:
-    """The method object for a name (built with ``steps`` and ``quadrature_rule``), or
-    ``method`` itself when it already is one; ValueError names the choices."""
+    """The method object for a name (built with ``steps`` and ``quadrature_rule``), an
+    :class:`Ensemble` for ``"ensemble:a,b"``, ``"ensemble-z:a,b"`` or a list of names, or
+    ``method`` itself when it already is one; UnknownMethodError (a ValueError) names the
+    choices."""
     if isinstance(method, AttributionMethod):
         return method
+    ensemble = parse_ensemble(method, REGISTRY, steps, quadrature_rule)
+    if ensemble is not None:
+        return ensemble
     cls = REGISTRY.get(method) if isinstance(method, str) else None
     if cls is None:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(REGISTRY)}")
+        raise UnknownMethodError(
+            f"unknown method {method!r}; choose one of {', '.join(REGISTRY)}, or "
+            "'ensemble:NAME,NAME,...'"
+        )
     return cls(steps=steps, quadrature_rule=quadrature_rule)
 
 
 __all__ = [
     "EAP",
     "REGISTRY",
+    "Ensemble",
+    "UnknownMethodError",
+    "RelP",
     "AttributionMethod",
     "BatchRuns",
     "CleanCorrupted",
@@ -60,6 +77,7 @@ __all__ = [
     "EAPIGInputs",
     "Exact",
     "GradientMethod",
+    "IFR",
     "Job",
     "batch_runs",
     "get_method",

@@ -23,6 +23,11 @@ from attribution.metrics import Metric
 from attribution.passes import at_positions, check_finite, collect_writes
 from attribution.sites import INPUT_HOOK
 from graphs import Graph
+from graphs.errors import CircuitDiscoveryError
+
+
+class UnsupportedArchitectureError(CircuitDiscoveryError, ValueError):
+    """A method asked to run on an architecture it does not declare support for."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,12 @@ class AttributionMethod:
         node_chunking: its activation differences can be built a chunk of upstream nodes at
             a time (``attribute(node_chunk=...)``), without changing the scores.
         ablations: the ablations it supports.
+        needs_corrupted: True when it always reads corrupted prompts, False when it never
+            does (whatever the ablation), None when it does exactly when the ablation is
+            ``patching``. Data without counterfactuals (``PromptPairs(corrupted=None)``) is
+            refused before any work where they would be read.
+        supported_architectures: the HF architectures it runs on (None: every one).
+        batch_invariant: its scores do not depend on how examples are grouped into batches.
     """
 
     name: ClassVar[str] = ""
@@ -125,6 +136,9 @@ class AttributionMethod:
     )
     node_chunking: ClassVar[bool] = False
     ablations: ClassVar[tuple[str, ...]] = ABLATIONS
+    needs_corrupted: ClassVar[bool | None] = None
+    supported_architectures: ClassVar[tuple[str, ...] | None] = None
+    batch_invariant: ClassVar[bool] = True
 
     def __init__(self, steps: int = 5, quadrature_rule: str = "riemann_left"):
         self.steps = steps
@@ -141,8 +155,20 @@ class AttributionMethod:
             return {}
         return {"steps": self.steps, "quadrature_rule": self.quadrature_rule}
 
+    def reads_corrupted(self, ablation: Ablation) -> bool:
+        """Whether a run with ``ablation`` reads the corrupted prompts."""
+        if self.needs_corrupted is None:
+            return ablation.name == "patching"
+        return self.needs_corrupted
+
     def check(self, graph: Graph, ablation: Ablation) -> None:
         """Raise ValueError, before any model work, when this method cannot run as asked."""
+        supported = self.supported_architectures
+        if supported is not None and graph.spec.architecture not in supported:
+            raise UnsupportedArchitectureError(
+                f"method {self.name!r} supports {', '.join(supported)} only, not "
+                f"{graph.spec.architecture}; pick another method (e.g. 'eap')"
+            )
         if ablation.name not in self.ablations:
             raise ValueError(
                 f"{self.name} supports ablation={' or '.join(repr(a) for a in self.ablations)} "

@@ -15,6 +15,7 @@ class CleanCorrupted(GradientMethod):
     name = "clean-corrupted"
     description = "Δ·mean of the clean and corrupted gradients"
     ablations = ("patching",)
+    needs_corrupted = True
 
     def rows_per_example(self, graph) -> int:
         return 2

@@ -50,6 +50,17 @@ def _target(text: str) -> tuple[float, float | None]:
         ) from None
 
 
+def _method_name(text: str) -> str:
+    """``--method``: a registered method or an ensemble of them, checked at parse time."""
+    from attribution.methods import get_method
+
+    try:
+        get_method(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
 def _parser() -> argparse.ArgumentParser:
     from attribution import ABLATIONS, METRICS, RULES
     from attribution.methods import method_names
@@ -121,8 +132,11 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--method",
         default="eap-ig-inputs",
-        choices=method_names(),  # read now: methods registered after import count too
-        help="edge scoring method (default: eap-ig-inputs)",
+        type=_method_name,
+        help="edge scoring method: one of "
+        + ", ".join(method_names())  # read now: methods registered after import count too
+        + ", or an ensemble 'ensemble:NAME,NAME,...' averaging the members' normalised ranks "
+        "('ensemble-z:...' averages z-scores) (default: eap-ig-inputs)",
     )
     d.add_argument("--steps", type=int, default=5, help="integrated-gradients steps (default: 5)")
     d.add_argument(

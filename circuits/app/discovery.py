@@ -34,7 +34,6 @@ from attribution import ABLATIONS, METRICS, RULES, RunSetup, attribute, get_meth
 from attribution.ablation import as_ablation
 from attribution.data import PromptPairs
 from attribution.distributed import is_main_process
-from attribution.methods import method_names
 from circuits.app.checks import run_warnings, target_warnings, verdict
 from circuits.app.prompts import FILE_METRIC, check_data_file, check_user_examples, prompt_pairs
 from circuits.app.run import RUN_FORMAT, RunRecord, strict_json
@@ -128,10 +127,10 @@ class DiscoverySettings:
             except TaskError as err:
                 raise RunError(str(err)) from None
             check_user_examples(self)  # a user's module:factory task, like a prompt file
-        if self.method not in method_names():
-            raise RunError(
-                f"unknown method {self.method!r}; choose one of {', '.join(method_names())}"
-            )
+        try:
+            get_method(self.method)  # a registered name or "ensemble:NAME,NAME"
+        except ValueError as err:
+            raise RunError(str(err)) from None
         if self.ablation not in ABLATIONS:
             raise RunError(
                 f"unknown ablation {self.ablation!r}; choose one of {', '.join(ABLATIONS)}"
