@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from attribution.ablation import ABLATIONS, Ablation
 from attribution.data import PromptPairs
-from attribution.distributed import all_reduce_sum, is_main_process, shard_range
+from attribution.distributed import all_reduce_sum, is_main_process, shard_range, world_size
 from attribution.memory import attribution_peak_bytes, node_chunk_within, rows_within
 from attribution.methods import AttributionMethod, Job, get_method, method_names
 from attribution.metrics import Metric
@@ -94,6 +94,7 @@ def attribute(
     node_chunk: int | None = None,
     quiet: bool = False,
     setup: RunSetup | None = None,
+    method_options: dict | None = None,
 ) -> AttributionResult:
     """Score every edge of ``graph`` for ``data`` and write the scores into the graph.
 
@@ -124,16 +125,25 @@ def attribute(
         quiet: no progress bars, and no printed memory prediction.
         setup: a :class:`~attribution.run_setup.RunSetup` holding metric, ablation, batch size
             and quiet at once (instead of those four arguments).
+        method_options: the method's own keyword settings when ``method`` is a name, e.g.
+            ``{"train_steps": 100, "target_edges": 20, "seed": 1}`` for ``mask``.
     """
     setup = RunSetup.resolve(
         setup, _DEFAULTS, metric=metric, ablation=ablation, mean_data=mean_data,
         batch_size=batch_size, quiet=quiet,
     )  # fmt: skip
-    method = get_method(method, steps=steps, quadrature_rule=quadrature_rule)
+    method = get_method(
+        method, steps=steps, quadrature_rule=quadrature_rule, options=method_options
+    )
     if isinstance(method.steps, bool) or not isinstance(method.steps, int) or method.steps < 1:
         raise ValueError(f"steps must be >= 1, got {method.steps}")
     quadrature(method.quadrature_rule, method.steps)  # validates the rule early
     method.check(graph, setup.ablation)
+    if not method.batch_invariant and world_size() > 1:
+        raise ValueError(
+            f"{method.name} trains on all the data at once and cannot be split over ranks; "
+            "run it without torchrun"
+        )
     setup.check(model, graph, data)
     metric_fn, ablation = setup.metric_fn, setup.ablation
     batch_size, quiet = setup.batch_size, setup.quiet
@@ -195,9 +205,16 @@ def attribute(
         disable=quiet or not is_main_process(),
         unit="row",
     )
-    job = Job(model, graph, metric_fn, ablation, means, max_rows, dtype, progress, node_chunk)
+    job = Job(
+        model, graph, metric_fn, ablation, means, max_rows, dtype, progress, node_chunk, batch_size
+    )
     with frozen_parameters(model):
-        for first, batch in local.batches(batch_size):
+        if not method.batch_invariant:
+            m_clean, m_ablated = method.score_data(job, local, scores)
+            sums += torch.tensor(
+                [float(m_clean.sum()), float(m_ablated.sum())], dtype=torch.float64
+            )
+        for first, batch in local.batches(batch_size) if method.batch_invariant else ():
             batch = batch.to(device)
             try:
                 m_clean, m_ablated = method.score_batch(job, batch, scores)

@@ -16,6 +16,7 @@ from attribution.methods.exact import Exact
 from attribution.methods.gradient import GradientMethod
 from attribution.methods.ig_activations import EAPIGActivations
 from attribution.methods.ig_inputs import EAPIGInputs
+from attribution.methods.learned_mask import LearnedMask
 
 REGISTRY: dict[str, type[AttributionMethod]] = {}
 
@@ -28,7 +29,7 @@ def register(cls: type[AttributionMethod]) -> type[AttributionMethod]:
     return cls
 
 
-for _cls in (EAP, CleanCorrupted, EAPIGInputs, EAPIGActivations, Exact):
+for _cls in (EAP, CleanCorrupted, EAPIGInputs, EAPIGActivations, Exact, LearnedMask):
     register(_cls)
 
 
@@ -38,16 +39,26 @@ def method_names() -> tuple[str, ...]:
 
 
 def get_method(
-    method: str | AttributionMethod, *, steps: int = 5, quadrature_rule: str = "riemann_left"
+    method: str | AttributionMethod,
+    *,
+    steps: int = 5,
+    quadrature_rule: str = "riemann_left",
+    options: dict | None = None,
 ) -> AttributionMethod:
-    """The method object for a name (built with ``steps`` and ``quadrature_rule``), or
+    """The method object for a name (built with ``steps``, ``quadrature_rule`` and the
+    method's own keyword ``options``, e.g. ``{"train_steps": 100}`` for ``mask``), or
     ``method`` itself when it already is one; ValueError names the choices."""
     if isinstance(method, AttributionMethod):
+        if options:
+            raise ValueError("method options go with a method name; set them on the object")
         return method
     cls = REGISTRY.get(method) if isinstance(method, str) else None
     if cls is None:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(REGISTRY)}")
-    return cls(steps=steps, quadrature_rule=quadrature_rule)
+    try:
+        return cls(steps=steps, quadrature_rule=quadrature_rule, **(options or {}))
+    except TypeError as err:
+        raise ValueError(f"bad options for method {method!r}: {err}") from None
 
 
 __all__ = [
@@ -61,6 +72,7 @@ __all__ = [
     "Exact",
     "GradientMethod",
     "Job",
+    "LearnedMask",
     "batch_runs",
     "get_method",
     "method_names",

@@ -38,6 +38,7 @@ class Job:
     dtype: torch.dtype
     progress: Any  # tqdm
     node_chunk: int | None
+    batch_size: int = 8
 
 
 @dataclass
@@ -112,6 +113,10 @@ class AttributionMethod:
         node_chunking: its activation differences can be built a chunk of upstream nodes at
             a time (``attribute(node_chunk=...)``), without changing the scores.
         ablations: the ablations it supports.
+        batch_invariant: its scores are a sum of per-batch scores (:meth:`score_batch`), so
+            they do not depend on how the data is split into batches or ordered, and shards
+            can be scored apart. False for methods that train on the whole data (learned
+            masks): :func:`attribute` then calls :meth:`score_data` once.
     """
 
     name: ClassVar[str] = ""
@@ -125,6 +130,7 @@ class AttributionMethod:
     )
     node_chunking: ClassVar[bool] = False
     ablations: ClassVar[tuple[str, ...]] = ABLATIONS
+    batch_invariant: ClassVar[bool] = True
 
     def __init__(self, steps: int = 5, quadrature_rule: str = "riemann_left"):
         self.steps = steps
@@ -163,6 +169,14 @@ class AttributionMethod:
         """Add this batch's edge scores, summed over examples and positions, into ``scores``
         ``[n_forward, n_backward]``; return the per-example metric of the clean and the
         ablated run (``[batch]`` each)."""
+        raise NotImplementedError
+
+    def score_data(
+        self, job: Job, data: PromptPairs, scores: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """For methods that are not ``batch_invariant``: add ``len(data)`` times the edge
+        scores into ``scores`` using all of ``data`` at once; return the per-example metric of
+        the clean and the ablated run (``[len(data)]`` each)."""
         raise NotImplementedError
 
     def diagnostics(self, scores: torch.Tensor, diagnostics: dict[str, float]) -> None:
