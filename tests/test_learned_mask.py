@@ -103,3 +103,41 @@ def test_unknown_mask_option_is_named():
     truth, bridge, graph = _loaded("gt-prev-token")
     with pytest.raises(ValueError, match="bad options for method 'mask'"):
         attribute(bridge, graph, truth.data, truth.metric, method="mask", method_options={"x": 1})
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--method", "eap", "--mask-steps", "5"], "go with --method mask"),
+        (["--method", "mask", "--mask-target-edges", "0"], "target_edges must be"),
+        (["--method", "mask", "--mask-steps", "0"], "train_steps must be >= 1"),
+    ],
+)
+def test_bad_mask_flags_exit_2_before_the_model_loads(
+    flags, message, tmp_path, capsys, monkeypatch
+):
+    import circuits.app.discovery as discovery
+    from circuits.app.cli import main
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(discovery, "load_for_task", no_loading)
+    assert main(["discover", *flags, "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_discover_trains_a_mask_from_the_command_line(tmp_path):
+    import json
+
+    from circuits.app.cli import main
+
+    out = tmp_path / "run"
+    args = ["discover", "--model", "toy-gpt2", "--method", "mask", "--mask-steps", "10",
+            "--mask-target-edges", "20", "--n-examples", "8", "--n-eval", "8", "--quiet",
+            "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    settings = json.loads((out / "metrics.json").read_text())["settings"]
+    assert settings["method"] == "mask"
+    assert settings["method_options"]["train_steps"] == 10
+    assert settings["method_options"]["target_edges"] == 20

@@ -70,6 +70,7 @@ class LearnedMask(AttributionMethod):
         self.train_steps, self.lr, self.target_edges = train_steps, lr, target_edges
         self.penalty, self.ramp, self.seed = penalty, ramp, seed
         self.warm_start, self.init = warm_start, init
+        self._check_options()
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -86,6 +87,16 @@ class LearnedMask(AttributionMethod):
     def check(self, graph: Graph, ablation) -> None:
         super().check(graph, ablation)
         check_target(graph, self.target_edges)
+
+    def _check_options(self) -> None:
+        """Raise MaskTrainingError for options that are wrong whatever the graph."""
+        target = self.target_edges
+        if target is not None and (
+            isinstance(target, bool) or not isinstance(target, int) or target < 1
+        ):
+            raise MaskTrainingError(
+                f"target_edges must be a whole number of edges >= 1 (or None), got {target!r}"
+            )
         if isinstance(self.train_steps, bool) or not isinstance(self.train_steps, int):
             raise MaskTrainingError(f"train_steps must be a whole number, got {self.train_steps!r}")
         if self.train_steps < 1:

@@ -114,6 +114,8 @@ class DiscoverySettings:
     memory_budget_gb: float = 4.0  # attribution's budget besides the weights
     data: str | None = None  # a prompt file (circuits.tasks.files) instead of the task
     counterfactual: str | None = None  # the counterfactual of a MIB-style prompt file
+    #: the method's own keyword settings (e.g. mask: train_steps, target_edges, lr, warm_start)
+    method_options: dict = dataclasses.field(default_factory=dict)
 
     def check(self) -> None:
         """Raise RunError for any bad setting (cheap; runs before loading the model)."""
@@ -131,6 +133,10 @@ class DiscoverySettings:
             raise RunError(
                 f"unknown method {self.method!r}; choose one of {', '.join(method_names())}"
             )
+        try:  # builds the method: a misspelt or impossible option fails before the model loads
+            get_method(self.method, steps=self.steps, options=self.method_options)
+        except ValueError as err:
+            raise RunError(str(err)) from None
         if self.ablation not in ABLATIONS:
             raise RunError(
                 f"unknown ablation {self.ablation!r}; choose one of {', '.join(ABLATIONS)}"
@@ -417,8 +423,9 @@ def find_circuit(
     # the graph files record the model as the user named it, not the folder it loaded from
     graph = Graph(dataclasses.replace(ModelSpec.from_model(bridge), model_name=settings.model))
     method = get_method(
-        settings.method, steps=settings.steps, quadrature_rule=settings.quadrature_rule
-    )
+        settings.method, steps=settings.steps, quadrature_rule=settings.quadrature_rule,
+        options=settings.method_options,
+    )  # fmt: skip
     ablation = as_ablation(settings.ablation, train if settings.ablation == "mean" else None)
     setup = RunSetup(metric, ablation, settings.batch_size, quiet=quiet)
     t = lap("data_s", t)
@@ -493,6 +500,7 @@ def find_circuit(
             "method": settings.method,
             "steps": settings.steps if method.integrates else None,
             "quadrature_rule": settings.quadrature_rule if method.integrates else None,
+            "method_options": method.settings() if settings.method_options else None,
             "ablation": settings.ablation,
             "metric": metric,
             "target": list(minimal.target),
