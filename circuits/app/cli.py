@@ -360,7 +360,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"warning: {line}", file=sys.stderr)
     data, task = split_pairs(settings, tokenizer, args.split, args.n_examples)
     mean_data = None
-    if args.ablation == "mean":
+    if args.ablation in ("mean", "optimal"):
         mean_data, _ = split_pairs(settings, tokenizer, "train", args.n_examples)
     faith = evaluate(
         bridge, graph, data, settings.task_metric, ablation=args.ablation, mean_data=mean_data,

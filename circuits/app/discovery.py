@@ -426,7 +426,8 @@ def find_circuit(
         settings.method, steps=settings.steps, quadrature_rule=settings.quadrature_rule,
         options=settings.method_options,
     )  # fmt: skip
-    ablation = as_ablation(settings.ablation, train if settings.ablation == "mean" else None)
+    reference = train if settings.ablation in ("mean", "optimal") else None
+    ablation = as_ablation(settings.ablation, reference, metric)
     setup = RunSetup(metric, ablation, settings.batch_size, quiet=quiet)
     t = lap("data_s", t)
 
