@@ -210,7 +210,10 @@ def attribute(
     )
     with frozen_parameters(model):
         if not method.batch_invariant:
-            m_clean, m_ablated = method.score_data(job, local, scores)
+            try:
+                m_clean, m_ablated = method.score_data(job, local, scores)
+            except NonFiniteMetricError as err:
+                raise NonFiniteMetricError(err.value, shard.start + err.example) from None
             sums += torch.tensor(
                 [float(m_clean.sum()), float(m_ablated.sum())], dtype=torch.float64
             )

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from attribution.data import PromptPairs
 from attribution.edge_ablation import soft_ablation_hooks
 from attribution.metrics import Metric
-from attribution.passes import at_positions
+from attribution.passes import at_positions, check_finite
 from graphs import Graph
 from graphs.errors import CircuitDiscoveryError
 
@@ -136,6 +136,9 @@ def train_mask(
         batch = batches[step % len(batches)]
         gates = sample_gates(log_alpha, generator) * real
         m = masked_metric(model, graph, batch, metric, gates)
+        check_finite(
+            m.detach(), torch.arange(len(m)) + step % len(batches) * len(batches[0].m_clean)
+        )
         fidelity = (((m - batch.m_clean) / scale) ** 2).mean()
         expected = (keep_probability(log_alpha) * real).sum()
         allowed = n_edges + (target - n_edges) * min(1.0, (step + 1) / ramp_steps)

@@ -24,6 +24,7 @@ from attribution.mask_training import (
     train_mask,
 )
 from attribution.methods.base import AttributionMethod, Job, batch_runs
+from attribution.passes import NonFiniteMetricError
 from graphs import Graph
 
 WARM_STARTS = (None, "eap-ig-inputs")
@@ -125,9 +126,12 @@ class LearnedMask(AttributionMethod):
         ablated metric per example (``[len(data)]`` each)."""
         device = scores.device
         batches, m_clean, m_ablated = [], [], []
-        for _, part in data.batches(job.batch_size):
+        for first, part in data.batches(job.batch_size):
             part = part.to(device)
-            runs = batch_runs(job, part)
+            try:
+                runs = batch_runs(job, part)
+            except NonFiniteMetricError as err:  # name the example of `data`
+                raise NonFiniteMetricError(err.value, first + err.example) from None
             batches.append(MaskBatch(part, runs.clean_logits, runs.m_clean, runs.ablated))
             m_clean.append(runs.m_clean)
             m_ablated.append(runs.m_ablated)
