@@ -141,3 +141,20 @@ def test_discover_trains_a_mask_from_the_command_line(tmp_path):
     assert settings["method"] == "mask"
     assert settings["method_options"]["train_steps"] == 10
     assert settings["method_options"]["target_edges"] == 20
+
+
+def test_gate_gradient_at_the_full_model_is_minus_the_eap_score():
+    """d m / d z_uv at z = 1 is −Δ_u · ∂m/∂x_v (amount 1 − z moves x_v by Δ_u): the gradient
+    the mask trains with, checked against EAP's scores (float64)."""
+    truth, bridge, graph = _loaded("gt-ioi", torch.float64)
+    eap = attribute(bridge, graph, truth.data, truth.metric, method="eap", quiet=True).scores
+    evaluator = CircuitEvaluator(bridge, graph, truth.data, truth.metric)
+    metric = get_metric(truth.metric)
+    gates = torch.ones(graph.real_edges.shape, dtype=torch.float64, requires_grad=True)
+    for batch, clean_logits, ablated in evaluator._batches:
+        mb = MaskBatch(batch, clean_logits, metric(clean_logits, clean_logits, batch), ablated)
+        masked_metric(bridge, graph, mb, metric, gates).sum().backward()
+    grad = gates.grad / len(truth.data)
+    real = graph.real_edges
+    torch.testing.assert_close(grad[real], -eap[real], rtol=1e-9, atol=1e-9)
+    assert eap.abs().max() > 0.1
