@@ -98,11 +98,16 @@ class ZeroAblation(Ablation):
 
 
 def as_ablation(
-    ablation: str | Ablation, mean_data: PromptPairs | None = None, metric="logit_diff"
+    ablation: str | Ablation,
+    mean_data: PromptPairs | None = None,
+    metric="logit_diff",
+    *,
+    seed: int = 0,
+    quiet: bool = True,
 ) -> Ablation:
     """The ablation object for ``ablation`` (a name, with ``mean_data`` for ``"mean"`` and
-    ``"optimal"``, or an object); ``metric`` is the one ``"optimal"`` fits its constants for.
-    ValueError names the choices or what is missing."""
+    ``"optimal"``, or an object); ``metric``, ``seed`` and ``quiet`` (progress of the fit) go
+    to ``"optimal"``'s fit of its constants. ValueError names the choices or what is missing."""
     if isinstance(ablation, Ablation):
         if mean_data is not None:
             raise ValueError(
@@ -125,7 +130,7 @@ def as_ablation(
             raise ValueError(
                 "ablation='optimal' needs mean_data: the prompts its constants are fit on"
             )
-        return OptimalAblation(mean_data, metric=metric)
+        return OptimalAblation(mean_data, metric=metric, seed=seed, quiet=quiet)
     return Patching() if ablation == "patching" else ZeroAblation()
 
 

@@ -46,7 +46,7 @@ class OptimalAblation(Ablation):
     seed: int = 0
     quiet: bool = True
     name: ClassVar[str] = "optimal"
-    _cache: dict = field(default_factory=dict, compare=False, hash=False)
+    _cache: dict = field(default_factory=dict, init=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         get_metric(self.metric)

@@ -427,7 +427,7 @@ def find_circuit(
         options=settings.method_options,
     )  # fmt: skip
     reference = train if settings.ablation in ("mean", "optimal") else None
-    ablation = as_ablation(settings.ablation, reference, metric)
+    ablation = as_ablation(settings.ablation, reference, metric, seed=settings.seed, quiet=quiet)
     setup = RunSetup(metric, ablation, settings.batch_size, quiet=quiet)
     t = lap("data_s", t)
 
