@@ -37,7 +37,8 @@ def soft_ablation_hooks(
     model, graph: Graph, ablated_writes: torch.Tensor, amount: torch.Tensor
 ) -> list:
     """Like :func:`ablation_hooks` with a continuous, differentiable ``amount`` (float
-    ``[n_forward, n_backward]`` in [0, 1]) per edge: port ``v`` reads
+    ``[n_forward, n_backward]`` in [0, 1], or ``[batch, n_forward, n_backward]``: one per row of
+    the batch) per edge: port ``v`` reads
     ``x_v + Σ_u amount_uv · (a_u(ablated) − a_u(this run))``, i.e. each edge's write
     interpolates between this run's (amount 0) and the ablated one (amount 1). Gradients flow
     to ``amount`` and through every write; at amount 0/1 it computes what
@@ -52,14 +53,17 @@ def _hooks(model, graph, ablated_writes, amount, soft: bool) -> list:
     hooks = writer_hooks(model, graph, diff, sign=-1.0, detach=not soft)
     for site in reader_sites(graph):
         cols = list(site.cols)
-        columns = amount[:, cols]  # [n_forward, n_ports]
+        columns = amount[..., cols]  # [(batch,) n_forward, n_ports]
         # a soft mask keeps every real edge in the pass so each gets its gradient
         present = real[:, cols] if soft else columns != 0
         rows = present.any(dim=1).nonzero().flatten()
         if len(rows) == 0:
             continue  # no ablated edge enters this site: leave it untouched (exactly clean)
         upto = int(rows.max()) + 1
-        weights = columns[:upto].T.contiguous()  # [n_ports, U]
+        if columns.dim() == 3:  # per row: [batch, 1, n_ports, U], broadcast over positions
+            weights = columns[:, :upto].transpose(1, 2).unsqueeze(1)
+        else:
+            weights = columns[:upto].T.contiguous()  # [n_ports, U]
 
         def patch(t, hook, upto=upto, weights=weights, per_head=site.per_head):
             part = diff[:, :, :upto]

@@ -84,26 +84,34 @@ class OptimalAblation(Ablation):
         return f"OptimalAblation({len(self.reference)} prompts, metric={self.metric!r})"
 
 
-def node_loss(
+def node_losses(
     model,
     graph: Graph,
     batch: PromptPairs,
     metric: Metric,
     clean_logits: torch.Tensor,
     m_clean: torch.Tensor,
-    node: int,
-    constant: torch.Tensor,
+    nodes: list[int],
+    constants: torch.Tensor,
 ) -> torch.Tensor:
-    """Per-example ``(m(u ← constant) − m(clean))²`` ``[n]`` for node ``node`` (differentiable
-    in ``constant``, ``[d_model]``)."""
-    n, pos = batch.clean.shape
-    ablated = constant.expand(n, pos, graph.n_forward, constant.shape[-1])
-    amount = torch.zeros(graph.real_edges.shape, dtype=constant.dtype, device=constant.device)
-    amount[node] = 1.0
+    """``(m(u ← c_u) − m(clean))²`` ``[len(nodes), n]`` for each node ``u`` of ``nodes`` with its
+    constant ``constants[j]`` (``[len(nodes), d_model]``, differentiable): one pass, the batch
+    repeated once per node, each copy ablating its own node."""
+    k, (n, pos) = len(nodes), batch.clean.shape
+    d, device = constants.shape[-1], constants.device
+    rows = batch.select(torch.arange(n).repeat(k))
+    nodes_t = torch.tensor(nodes, device=device)
+    # built out of place from the constants, so their gradient reaches the ablated writes
+    onehot = torch.nn.functional.one_hot(nodes_t, graph.n_forward).to(constants.dtype)  # [k, F]
+    ablated = onehot[:, None, None, :, None] * constants[:, None, None, None, :]
+    ablated = ablated.expand(k, n, pos, graph.n_forward, d).reshape(k * n, pos, graph.n_forward, d)
+    amount = torch.zeros(k, *graph.real_edges.shape, dtype=constants.dtype, device=device)
+    amount[torch.arange(k, device=device), nodes_t] = 1.0
+    amount = amount.repeat_interleave(n, dim=0)  # row block j ablates node j only
     with model.hooks(fwd_hooks=soft_ablation_hooks(model, graph, ablated, amount)):
-        logits = model(batch.clean, attention_mask=batch.attention_mask)
-    m = metric(at_positions(logits, batch.positions), clean_logits, batch)
-    return (m - m_clean) ** 2
+        logits = model(rows.clean, attention_mask=rows.attention_mask)
+    m = metric(at_positions(logits, rows.positions), clean_logits.repeat(k, 1), rows)
+    return ((m - m_clean.repeat(k)) ** 2).view(k, n)
 
 
 def fit_constants(
@@ -118,8 +126,13 @@ def fit_constants(
     seed: int,
     dtype: torch.dtype,
     quiet: bool = True,
+    max_rows: int = 256,
 ) -> tuple[torch.Tensor, dict[int, tuple[float, float]]]:
-    """The constants ``[n_forward, d_model]`` and each node's ``(mean loss, chosen loss)``."""
+    """The constants ``[n_forward, d_model]`` and each node's ``(mean loss, chosen loss)``.
+
+    Nodes are fit ``max_rows // batch_size`` at a time in one pass (the batch repeated per
+    node). Their losses are separate and Adam is per coordinate, so this gives what fitting
+    each node alone on the same minibatches would."""
     means = mean_writes(model, graph, data, batch_size, dtype)
     clean: list[tuple[PromptPairs, torch.Tensor, torch.Tensor]] = []
     for _, batch in data.batches(batch_size):
@@ -129,34 +142,41 @@ def fit_constants(
     generator = torch.Generator().manual_seed(seed)
     # nodes with no edge leaving them (none in practice) keep the mean
     nodes = [u for u in range(graph.n_forward) if bool(graph.real_edges[u].any())]
+    per_pass = max(1, max_rows // batch_size)
+    chunks = [nodes[i : i + per_pass] for i in range(0, len(nodes), per_pass)]
 
-    def full_loss(node: int, constant: torch.Tensor) -> float:
-        total = 0.0
+    def full_loss(chunk: list[int], constants: torch.Tensor) -> torch.Tensor:
+        total = torch.zeros(len(chunk), dtype=torch.float64)
         with torch.no_grad():
             for batch, clean_logits, m_clean in clean:
                 args = (model, graph, batch, metric, clean_logits, m_clean)
-                total += float(node_loss(*args, node, constant).sum())
+                total += node_losses(*args, chunk, constants).double().sum(1).cpu()
         return total / len(data)
 
     constants = means.clone()
     losses: dict[int, tuple[float, float]] = {}
+    progress = tqdm(
+        total=len(nodes) * steps, desc="optimal ablation", unit="node-step", disable=quiet
+    )
     with frozen_parameters(model):
-        for node in tqdm(nodes, desc="optimal ablation", unit="node", disable=quiet):
-            c = means[node].detach().clone().requires_grad_(True)
+        for chunk in chunks:
+            c = means[chunk].detach().clone().requires_grad_(True)
             optimizer = torch.optim.Adam([c], lr=lr)
             for _ in range(steps):
-                batch, clean_logits, m_clean = clean[
-                    int(torch.randint(len(clean), (1,), generator=generator))
-                ]
-                loss = node_loss(model, graph, batch, metric, clean_logits, m_clean, node, c)
+                pick = int(torch.randint(len(clean), (1,), generator=generator))
+                batch, clean_logits, m_clean = clean[pick]
+                loss = node_losses(model, graph, batch, metric, clean_logits, m_clean, chunk, c)
                 optimizer.zero_grad()
-                loss.mean().backward()
+                loss.mean(1).sum().backward()
                 optimizer.step()
-            mean_loss, fit_loss = full_loss(node, means[node]), full_loss(node, c.detach())
-            if fit_loss < mean_loss:
-                constants[node] = c.detach()
-            losses[node] = (mean_loss, min(mean_loss, fit_loss))
+                progress.update(len(chunk))
+            mean_loss, fit_loss = full_loss(chunk, means[chunk]), full_loss(chunk, c.detach())
+            for j, node in enumerate(chunk):
+                if fit_loss[j] < mean_loss[j]:
+                    constants[node] = c.detach()[j]
+                losses[node] = (float(mean_loss[j]), float(min(mean_loss[j], fit_loss[j])))
+    progress.close()
     return constants, losses
 
 
-__all__ = ["OptimalAblation", "fit_constants", "node_loss"]
+__all__ = ["OptimalAblation", "fit_constants", "node_losses"]
