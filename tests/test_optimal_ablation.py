@@ -11,6 +11,7 @@ import torch
 from attribution import OptimalAblation, attribute
 from attribution.ablation import as_ablation, mean_writes
 from attribution.metrics import get_metric
+from attribution.optimal_ablation import fit_constants
 from circuits import load_model
 from circuits.groundtruth import registry
 from circuits.search.faithfulness import CircuitEvaluator
@@ -118,3 +119,17 @@ def test_optimal_by_name_in_attribute_and_determinism():
 def test_optimal_needs_reference_data():
     with pytest.raises(ValueError, match="ablation='optimal' needs mean_data"):
         as_ablation("optimal")
+
+
+def test_fitting_many_nodes_per_pass_equals_one_node_per_pass(fitted):
+    """With one minibatch (so both draw the same ones) the batched fit (GPUs' default) gives
+    the node-by-node fit's constants: the losses are separate and Adam is per coordinate."""
+    truth, bridge, graph, _, _ = fitted
+    metric = get_metric(truth.metric)
+    kwargs = dict(steps=5, lr=0.05, batch_size=16, seed=0, dtype=torch.float64)
+    one, one_losses = fit_constants(bridge, graph, truth.data, metric, max_rows=16, **kwargs)
+    many, many_losses = fit_constants(bridge, graph, truth.data, metric, max_rows=1000, **kwargs)
+    torch.testing.assert_close(many, one, rtol=1e-9, atol=1e-9)
+    for node, (mean_loss, loss) in one_losses.items():
+        assert many_losses[node] == pytest.approx((mean_loss, loss), rel=1e-9, abs=1e-12)
+    assert any(loss < mean_loss for mean_loss, loss in one_losses.values())
