@@ -9,6 +9,7 @@ from attribution.attribute import METHODS, AttributionResult, attribute
 from attribution.data import DataError, PromptPairs
 from attribution.methods import AttributionMethod, GradientMethod, get_method, register
 from attribution.metrics import METRICS, get_metric, kl, log_prob, logit_diff, prob_diff
+from attribution.optimal_ablation import OptimalAblation
 from attribution.quadrature import RULES, quadrature
 from attribution.run_setup import RunSetup
 from graphs.errors import CircuitDiscoveryError
@@ -25,6 +26,7 @@ __all__ = [
     "DataError",
     "GradientMethod",
     "MeanAblation",
+    "OptimalAblation",
     "Patching",
     "PromptPairs",
     "RunSetup",

@@ -18,7 +18,7 @@ from attribution.data import DataError, PromptPairs
 from attribution.passes import collect_writes
 from graphs import Graph
 
-ABLATIONS = ("patching", "mean", "zero")
+ABLATIONS = ("patching", "mean", "zero", "optimal")
 
 
 class NoCounterfactualsError(DataError):
@@ -110,9 +110,17 @@ class ZeroAblation(Ablation):
         return torch.zeros_like(clean_writes[0, 0]).expand_as(clean_writes).clone(), None
 
 
-def as_ablation(ablation: str | Ablation, mean_data: PromptPairs | None = None) -> Ablation:
-    """The ablation object for ``ablation`` (a name, with ``mean_data`` for ``"mean"``, or an
-    object); ValueError names the choices or what is missing."""
+def as_ablation(
+    ablation: str | Ablation,
+    mean_data: PromptPairs | None = None,
+    metric="logit_diff",
+    *,
+    seed: int = 0,
+    quiet: bool = True,
+) -> Ablation:
+    """The ablation object for ``ablation`` (a name, with ``mean_data`` for ``"mean"`` and
+    ``"optimal"``, or an object); ``metric``, ``seed`` and ``quiet`` (progress of the fit) go
+    to ``"optimal"``'s fit of its constants. ValueError names the choices or what is missing."""
     if isinstance(ablation, Ablation):
         if mean_data is not None:
             raise ValueError(
@@ -128,6 +136,14 @@ def as_ablation(ablation: str | Ablation, mean_data: PromptPairs | None = None) 
                 "ablation='mean' needs mean_data: the prompts whose mean activations replace clean ones"
             )
         return MeanAblation(mean_data)
+    if ablation == "optimal":
+        from attribution.optimal_ablation import OptimalAblation  # it builds on this module
+
+        if mean_data is None:
+            raise ValueError(
+                "ablation='optimal' needs mean_data: the prompts its constants are fit on"
+            )
+        return OptimalAblation(mean_data, metric=metric, seed=seed, quiet=quiet)
     return Patching() if ablation == "patching" else ZeroAblation()
 
 

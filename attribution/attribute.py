@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from attribution.ablation import ABLATIONS, Ablation, NoCounterfactualsError
 from attribution.data import PromptPairs
-from attribution.distributed import all_reduce_sum, is_main_process, shard_range
+from attribution.distributed import all_reduce_sum, is_main_process, shard_range, world_size
 from attribution.memory import attribution_peak_bytes, node_chunk_within, rows_within
 from attribution.methods import AttributionMethod, Ensemble, Job, get_method, method_names
 from attribution.metrics import Metric
@@ -101,6 +101,7 @@ def attribute(
     node_chunk: int | None = None,
     quiet: bool = False,
     setup: RunSetup | None = None,
+    method_options: dict | None = None,
 ) -> AttributionResult:
     """Score every edge of ``graph`` for ``data`` and write the scores into the graph.
 
@@ -134,12 +135,16 @@ def attribute(
         quiet: no progress bars, and no printed memory prediction.
         setup: a :class:`~attribution.run_setup.RunSetup` holding metric, ablation, batch size
             and quiet at once (instead of those four arguments).
+        method_options: the method's own keyword settings when ``method`` is a name, e.g.
+            ``{"train_steps": 100, "target_edges": 20, "seed": 1}`` for ``mask``.
     """
     setup = RunSetup.resolve(
         setup, _DEFAULTS, metric=metric, ablation=ablation, mean_data=mean_data,
         batch_size=batch_size, quiet=quiet,
     )  # fmt: skip
-    method = get_method(method, steps=steps, quadrature_rule=quadrature_rule)
+    method = get_method(
+        method, steps=steps, quadrature_rule=quadrature_rule, options=method_options
+    )
     if isinstance(method, Ensemble):
         return _ensemble(
             method, model, graph, data, setup, max_rows=max_rows,
@@ -152,6 +157,11 @@ def attribute(
     if not data.has_corrupted and method.reads_corrupted(setup.ablation):
         raise NoCounterfactualsError(
             f"method {method.name!r} with ablation={setup.ablation.name!r}"
+        )
+    if not method.batch_invariant and world_size() > 1:
+        raise ValueError(
+            f"{method.name} trains on all the data at once and cannot be split over ranks; "
+            "run it without torchrun"
         )
     setup.check(model, graph, data, reads_corrupted=method.reads_corrupted(setup.ablation))
     metric_fn, ablation = setup.metric_fn, setup.ablation
@@ -214,9 +224,19 @@ def attribute(
         disable=quiet or not is_main_process(),
         unit="row",
     )
-    job = Job(model, graph, metric_fn, ablation, means, max_rows, dtype, progress, node_chunk)
+    job = Job(
+        model, graph, metric_fn, ablation, means, max_rows, dtype, progress, node_chunk, batch_size
+    )
     with frozen_parameters(model):
-        for first, batch in local.batches(batch_size):
+        if not method.batch_invariant:
+            try:
+                m_clean, m_ablated = method.score_data(job, local, scores)
+            except NonFiniteMetricError as err:
+                raise NonFiniteMetricError(err.value, shard.start + err.example) from None
+            sums += torch.tensor(
+                [float(m_clean.sum()), float(m_ablated.sum())], dtype=torch.float64
+            )
+        for first, batch in local.batches(batch_size) if method.batch_invariant else ():
             batch = batch.to(device)
             try:
                 m_clean, m_ablated = method.score_batch(job, batch, scores)

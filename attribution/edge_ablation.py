@@ -29,20 +29,47 @@ def ablation_hooks(model, graph: Graph, ablated_writes: torch.Tensor, ablate: to
     ``W^T @ diff[:, :, :U]`` with ``W`` the site's ablated-edge columns and ``U`` the upstream
     nodes that can reach it (a contiguous prefix in the layout), one broadcast matmul and no
     gathered copies."""
-    ablate = ablate.to(ablated_writes.device) & graph.real_edges.to(ablated_writes.device)
+    ablate = ablate.to(ablated_writes.device).to(torch.bool)
+    return _hooks(model, graph, ablated_writes, ablate.to(ablated_writes.dtype), soft=False)
+
+
+def soft_ablation_hooks(
+    model, graph: Graph, ablated_writes: torch.Tensor, amount: torch.Tensor
+) -> list:
+    """Like :func:`ablation_hooks` with a continuous, differentiable ``amount`` (float
+    ``[n_forward, n_backward]`` in [0, 1], or ``[batch, n_forward, n_backward]``: one per row of
+    the batch) per edge: port ``v`` reads
+    ``x_v + Σ_u amount_uv · (a_u(ablated) − a_u(this run))``, i.e. each edge's write
+    interpolates between this run's (amount 0) and the ablated one (amount 1). Gradients flow
+    to ``amount`` and through every write; at amount 0/1 it computes what
+    :func:`ablation_hooks` does for the same edges (the learned masks' test checks it)."""
+    return _hooks(model, graph, ablated_writes, amount.to(ablated_writes.device), soft=True)
+
+
+def _hooks(model, graph, ablated_writes, amount, soft: bool) -> list:
+    real = graph.real_edges.to(ablated_writes.device)
+    amount = amount.to(ablated_writes.dtype) * real
     diff = ablated_writes.clone()
-    hooks = writer_hooks(model, graph, diff, sign=-1.0)
+    hooks = writer_hooks(model, graph, diff, sign=-1.0, detach=not soft)
     for site in reader_sites(graph):
         cols = list(site.cols)
-        columns = ablate[:, cols]  # [n_forward, n_ports]
-        rows = columns.any(dim=1).nonzero().flatten()
+        columns = amount[..., cols]  # [(batch,) n_forward, n_ports]
+        # a soft mask keeps every real edge in the pass so each gets its gradient
+        present = real[:, cols] if soft else columns != 0
+        rows = present.any(dim=1).nonzero().flatten()
         if len(rows) == 0:
             continue  # no ablated edge enters this site: leave it untouched (exactly clean)
         upto = int(rows.max()) + 1
-        weights = columns[:upto].T.to(ablated_writes.dtype).contiguous()  # [n_ports, U]
+        if columns.dim() == 3:  # per row: [batch, 1, n_ports, U], broadcast over positions
+            weights = columns[:, :upto].transpose(1, 2).unsqueeze(1)
+        else:
+            weights = columns[:upto].T.contiguous()  # [n_ports, U]
 
         def patch(t, hook, upto=upto, weights=weights, per_head=site.per_head):
-            correction = torch.matmul(weights, diff[:, :, :upto])  # [b, p, n_ports, d]
+            part = diff[:, :, :upto]
+            if soft:  # later writer hooks update diff in place; autograd needs this copy
+                part = part.clone()
+            correction = torch.matmul(weights, part)  # [b, p, n_ports, d]
             if not per_head:
                 correction = correction.squeeze(2)
             # .to: with a device_map the layers (and t) may live on other devices than diff

@@ -58,7 +58,10 @@ class RunSetup:
         no argument is silently ignored."""
         if setup is None:
             mean_data = given.pop("mean_data", None)
-            given["ablation"] = as_ablation(given.get("ablation", "patching"), mean_data)
+            given["ablation"] = as_ablation(
+                given.get("ablation", "patching"), mean_data, given.get("metric", "logit_diff"),
+                quiet=given.get("quiet", True),
+            )  # fmt: skip
             return cls(**given)
         if not isinstance(setup, RunSetup):
             raise TypeError(f"setup must be a RunSetup, got {type(setup).__name__}")

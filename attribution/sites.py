@@ -91,10 +91,17 @@ def _gemma_gain(model, norm_name: str) -> torch.Tensor:
 
 
 def writer_hooks(
-    model, graph: Graph, out: torch.Tensor, sign: float = 1.0, nodes: range | None = None
+    model,
+    graph: Graph,
+    out: torch.Tensor,
+    sign: float = 1.0,
+    nodes: range | None = None,
+    *,
+    detach: bool = True,
 ) -> list:
     """Forward hooks that add ``sign * write`` of every upstream node into ``out``
-    ``[batch, pos, n_forward, d_model]`` (detached). With ``nodes`` (a range of forward
+    ``[batch, pos, n_forward, d_model]`` (detached unless ``detach=False``, which learned
+    masks need: their gradient flows through every write). With ``nodes`` (a range of forward
     indices) only those nodes' writes are kept, in ``out[:, :, node - nodes.start]``."""
     hooks = []
     pending: dict[str, torch.Tensor] = {}
@@ -114,7 +121,7 @@ def writer_hooks(
             out[:, :, rows] += sign * value.to(device=out.device, dtype=out.dtype)
 
         def save(t, hook, site=site, add=add):
-            value = t.detach()
+            value = t.detach() if detach else t
             if site.post_norm is not None:
                 pending[site.post_norm] = value  # scaled once the norm's scale is known
                 return t
@@ -127,7 +134,7 @@ def writer_hooks(
 
             def scale(t, hook, site=site, add=add, gain=gain):
                 result = pending.pop(site.post_norm)
-                add(result / t.detach().unsqueeze(-1) * gain)
+                add(result / (t.detach() if detach else t).unsqueeze(-1) * gain)
                 return t
 
             hooks.append((f"{site.post_norm}.hook_scale", scale))

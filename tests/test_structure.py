@@ -38,8 +38,9 @@ def case():
 def test_registry_holds_every_method_with_its_declarations():
     assert METHODS == tuple(REGISTRY) == (
         "eap", "clean-corrupted", "eap-ig-inputs", "eap-ig-activations", "exact", "ifr",
-        "relp",
+        "relp", "mask",
     )  # fmt: skip
+    assert {name for name, cls in REGISTRY.items() if not cls.batch_invariant} == {"mask"}
     integrating = {name for name, cls in REGISTRY.items() if cls.integrates}
     assert integrating == {"eap-ig-inputs", "eap-ig-activations"}
     chunking = {name for name, cls in REGISTRY.items() if cls.node_chunking}

@@ -18,6 +18,7 @@ from attribution.methods.gradient import GradientMethod
 from attribution.methods.ifr import IFR
 from attribution.methods.ig_activations import EAPIGActivations
 from attribution.methods.ig_inputs import EAPIGInputs
+from attribution.methods.learned_mask import LearnedMask
 from attribution.methods.relp import RelP
 
 REGISTRY: dict[str, type[AttributionMethod]] = {}
@@ -31,7 +32,7 @@ def register(cls: type[AttributionMethod]) -> type[AttributionMethod]:
     return cls
 
 
-for _cls in (EAP, CleanCorrupted, EAPIGInputs, EAPIGActivations, Exact, IFR, RelP):
+for _cls in (EAP, CleanCorrupted, EAPIGInputs, EAPIGActivations, Exact, IFR, RelP, LearnedMask):
     register(_cls)
 
 
@@ -45,12 +46,16 @@ def get_method(
     *,
     steps: int = 5,
     quadrature_rule: str = "riemann_left",
+    options: dict | None = None,
 ) -> AttributionMethod:
-    """The method object for a name (built with ``steps`` and ``quadrature_rule``), an
+    """The method object for a name (built with ``steps``, ``quadrature_rule`` and the
+    method's own keyword ``options``, e.g. ``{"train_steps": 100}`` for ``mask``), an
     :class:`Ensemble` for ``"ensemble:a,b"``, ``"ensemble-z:a,b"`` or a list of names, or
     ``method`` itself when it already is one; UnknownMethodError (a ValueError) names the
     choices."""
     if isinstance(method, AttributionMethod):
+        if options:
+            raise ValueError("method options go with a method name; set them on the object")
         return method
     ensemble = parse_ensemble(method, REGISTRY, steps, quadrature_rule)
     if ensemble is not None:
@@ -61,7 +66,10 @@ def get_method(
             f"unknown method {method!r}; choose one of {', '.join(REGISTRY)}, or "
             "'ensemble:NAME,NAME,...'"
         )
-    return cls(steps=steps, quadrature_rule=quadrature_rule)
+    try:
+        return cls(steps=steps, quadrature_rule=quadrature_rule, **(options or {}))
+    except TypeError as err:
+        raise ValueError(f"bad options for method {method!r}: {err}") from None
 
 
 __all__ = [
@@ -79,6 +87,7 @@ __all__ = [
     "GradientMethod",
     "IFR",
     "Job",
+    "LearnedMask",
     "batch_runs",
     "get_method",
     "method_names",

@@ -43,6 +43,7 @@ class Job:
     dtype: torch.dtype
     progress: Any  # tqdm
     node_chunk: int | None
+    batch_size: int = 8
 
 
 @dataclass
@@ -122,7 +123,10 @@ class AttributionMethod:
             ``patching``. Data without counterfactuals (``PromptPairs(corrupted=None)``) is
             refused before any work where they would be read.
         supported_architectures: the HF architectures it runs on (None: every one).
-        batch_invariant: its scores do not depend on how examples are grouped into batches.
+        batch_invariant: its scores are a sum of per-batch scores (:meth:`score_batch`), so
+            they do not depend on how the data is split into batches or ordered, and shards
+            can be scored apart. False for methods that train on the whole data (learned
+            masks): :func:`attribute` then calls :meth:`score_data` once.
     """
 
     name: ClassVar[str] = ""
@@ -189,6 +193,14 @@ class AttributionMethod:
         """Add this batch's edge scores, summed over examples and positions, into ``scores``
         ``[n_forward, n_backward]``; return the per-example metric of the clean and the
         ablated run (``[batch]`` each)."""
+        raise NotImplementedError
+
+    def score_data(
+        self, job: Job, data: PromptPairs, scores: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """For methods that are not ``batch_invariant``: add ``len(data)`` times the edge
+        scores into ``scores`` using all of ``data`` at once; return the per-example metric of
+        the clean and the ablated run (``[len(data)]`` each)."""
         raise NotImplementedError
 
     def diagnostics(self, scores: torch.Tensor, diagnostics: dict[str, float]) -> None:

@@ -151,6 +151,24 @@ def _parser() -> argparse.ArgumentParser:
         help="integrated-gradients rule (default: riemann_left)",
     )
     d.add_argument(
+        "--mask-steps", type=int, metavar="N",
+        help="--method mask: training steps, one batch each (default: 200)",
+    )  # fmt: skip
+    d.add_argument(
+        "--mask-target-edges", type=int, metavar="K",
+        help="--method mask: edge count the sparsity ramp aims at (default: none, a plain L0 penalty)",
+    )  # fmt: skip
+    d.add_argument(
+        "--mask-lr",
+        type=float,
+        metavar="LR",
+        help="--method mask: Adam learning rate (default: 0.1)",
+    )
+    d.add_argument(
+        "--mask-warm-start", choices=["eap-ig-inputs"],
+        help="--method mask: start the gates from EAP-IG's edge ranking (default: random start, seeded by --seed)",
+    )  # fmt: skip
+    d.add_argument(
         "--target",
         type=_target,
         default=(0.9, None),
@@ -303,7 +321,17 @@ def _discover(args: argparse.Namespace, argv: list[str]) -> int:
     if args.task is None:
         args.task = "ioi"
 
+    mask_flags = {
+        "train_steps": args.mask_steps, "target_edges": args.mask_target_edges,
+        "lr": args.mask_lr, "warm_start": args.mask_warm_start,
+    }  # fmt: skip
+    method_options = {k: v for k, v in mask_flags.items() if v is not None}
+    if method_options and args.method != "mask":
+        raise UsageError("--mask-* options go with --method mask")
+    if args.method == "mask":
+        method_options["seed"] = args.seed
     settings = DiscoverySettings(
+        method_options=method_options,
         model=args.model, task=args.task, method=args.method, steps=args.steps, quadrature_rule=args.quadrature,
         metric=args.metric, ablation=args.ablation, target=args.target, n_examples=args.n_examples,
         n_eval=args.n_eval, seed=args.seed, batch_size=args.batch_size, device=args.device,
@@ -372,7 +400,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"warning: {line}", file=sys.stderr)
     data, task = split_pairs(settings, tokenizer, args.split, args.n_examples)
     mean_data = None
-    if args.ablation == "mean":
+    if args.ablation in ("mean", "optimal"):
         mean_data, _ = split_pairs(settings, tokenizer, "train", args.n_examples)
     faith = evaluate(
         bridge, graph, data, settings.task_metric, ablation=args.ablation, mean_data=mean_data,

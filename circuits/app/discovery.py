@@ -114,6 +114,8 @@ class DiscoverySettings:
     memory_budget_gb: float = 4.0  # attribution's budget besides the weights
     data: str | None = None  # a prompt file (circuits.tasks.files) instead of the task
     counterfactual: str | None = None  # the counterfactual of a MIB-style prompt file
+    #: the method's own keyword settings (e.g. mask: train_steps, target_edges, lr, warm_start)
+    method_options: dict = dataclasses.field(default_factory=dict)
 
     def check(self) -> None:
         """Raise RunError for any bad setting (cheap; runs before loading the model)."""
@@ -127,8 +129,9 @@ class DiscoverySettings:
             except TaskError as err:
                 raise RunError(str(err)) from None
             check_user_examples(self)  # a user's module:factory task, like a prompt file
-        try:
-            get_method(self.method)  # a registered name or "ensemble:NAME,NAME"
+        try:  # builds the method: a registered name or "ensemble:NAME,NAME"; a misspelt or
+            # impossible option fails before the model loads
+            get_method(self.method, steps=self.steps, options=self.method_options)
         except ValueError as err:
             raise RunError(str(err)) from None
         if self.ablation not in ABLATIONS:
@@ -417,9 +420,11 @@ def find_circuit(
     # the graph files record the model as the user named it, not the folder it loaded from
     graph = Graph(dataclasses.replace(ModelSpec.from_model(bridge), model_name=settings.model))
     method = get_method(
-        settings.method, steps=settings.steps, quadrature_rule=settings.quadrature_rule
-    )
-    ablation = as_ablation(settings.ablation, train if settings.ablation == "mean" else None)
+        settings.method, steps=settings.steps, quadrature_rule=settings.quadrature_rule,
+        options=settings.method_options,
+    )  # fmt: skip
+    reference = train if settings.ablation in ("mean", "optimal") else None
+    ablation = as_ablation(settings.ablation, reference, metric, seed=settings.seed, quiet=quiet)
     setup = RunSetup(metric, ablation, settings.batch_size, quiet=quiet)
     t = lap("data_s", t)
 
@@ -493,6 +498,7 @@ def find_circuit(
             "method": settings.method,
             "steps": settings.steps if method.integrates else None,
             "quadrature_rule": settings.quadrature_rule if method.integrates else None,
+            "method_options": method.settings() if settings.method_options else None,
             "ablation": settings.ablation,
             "metric": metric,
             "target": list(minimal.target),
