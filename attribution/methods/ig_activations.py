@@ -22,6 +22,7 @@ from attribution.distributed import all_reduce_sum
 from attribution.methods.base import AttributionMethod, Job, batch_runs
 from attribution.methods.gradient import ig_rows_per_pass, integrate
 from attribution.passes import at_positions
+from attribution.positions import contract_by_span
 from attribution.sites import writer_sites
 
 
@@ -66,9 +67,14 @@ class EAPIGActivations(AttributionMethod):
             rows = list(site.rows)
             clean_out, abl_out = _site_outputs(job.model, batch, site, runs)
             integrate(self, job, batch, runs.clean_logits, grads, site.hook, clean_out, abl_out)
-            scores[rows] += torch.einsum(
-                "bpfd,bpkd->fk", runs.delta[:, :, rows].to(scores.dtype), grads.to(scores.dtype)
-            )
+            if batch.spans is None:
+                scores[rows] += torch.einsum(
+                    "bpfd,bpkd->fk",
+                    runs.delta[:, :, rows].to(scores.dtype),
+                    grads.to(scores.dtype),
+                )
+            else:
+                contract_by_span(scores, runs.delta[:, :, rows], grads, rows[0], None, batch.spans)
             if site.post_norm is None:
                 m_site = _site_ablated_metric(job, batch, site, runs, abl_out)
                 self._site_sums[i] += float((m_site - runs.m_clean).double().sum())
