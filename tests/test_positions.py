@@ -222,3 +222,17 @@ def test_bad_positions_fail_before_work():
         with_positions(data, SCHEMA)
     with pytest.raises(PositionError, match="repeat"):
         SpanSchema(("a", "a"))
+
+
+def test_safetensors_keep_the_position_axis(tmp_path):
+    model, graph = _case()
+    g = graph.copy()
+    attribute(model, g, _schema_data(random_pairs(3, 5, seed=6)), method="eap", quiet=True)
+    g.save(tmp_path / "g.safetensors")
+    back = Graph.load(tmp_path / "g.safetensors")
+    assert back.positions == SCHEMA.names
+    assert torch.equal(back.position_scores, g.position_scores)
+    assert back == g
+    plain = graph.copy()
+    plain.save(tmp_path / "plain.safetensors")
+    assert Graph.load(tmp_path / "plain.safetensors").positions is None
