@@ -43,12 +43,20 @@ from attribution.ablation import ABLATIONS, Ablation, NoCounterfactualsError
 from attribution.data import PromptPairs
 from attribution.distributed import all_reduce_sum, is_main_process, shard_range, world_size
 from attribution.memory import attribution_peak_bytes, node_chunk_within, rows_within
-from attribution.methods import AttributionMethod, Ensemble, Job, get_method, method_names
+from attribution.methods import (
+    REGISTRY,
+    AttributionMethod,
+    Ensemble,
+    Job,
+    get_method,
+    method_names,
+)
 from attribution.metrics import Metric
 from attribution.passes import NonFiniteMetricError, frozen_parameters
 from attribution.quadrature import quadrature
 from attribution.run_setup import RunSetup
 from graphs import Graph
+from graphs.positions import PositionError
 
 #: Names of the registered methods (see :mod:`attribution.methods`).
 METHODS = method_names()
@@ -66,6 +74,9 @@ class AttributionResult:
             ``eap-ig-inputs`` the completeness check: ``input_edge_sum`` (sum of the scores of
             edges leaving ``input``, which should equal ``metric_ablated - metric_clean``) and
             ``ig_gap`` (its relative error); ``total_score``.
+        position_scores: ``[n_spans, n_forward, n_backward]`` when ``data`` has a position
+            axis (:func:`attribution.positions.with_positions`), else None; ``scores`` is
+            their sum over spans.
     """
 
     scores: torch.Tensor
@@ -73,6 +84,7 @@ class AttributionResult:
     settings: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
     diagnostics: dict[str, float] = field(default_factory=dict)
+    position_scores: torch.Tensor | None = None
 
 
 _DEFAULTS = {
@@ -133,6 +145,11 @@ def attribute(
             cost of one extra clean (and corrupted) forward pass per further chunk; the
             scores do not change. Default: all nodes, unless the budget requires chunks.
         quiet: no progress bars, and no printed memory prediction.
+
+    Position-aware scores: give ``data`` a position axis with
+    :func:`attribution.positions.with_positions` (token positions or a span schema); the
+    graph then gets ``position_scores`` ``[n_spans, n_forward, n_backward]`` (same runs, the
+    contraction keeps each span's terms apart) and ``scores`` their sum.
         setup: a :class:`~attribution.run_setup.RunSetup` holding metric, ablation, batch size
             and quiet at once (instead of those four arguments).
         method_options: the method's own keyword settings when ``method`` is a name, e.g.
@@ -146,6 +163,11 @@ def attribute(
         method, steps=steps, quadrature_rule=quadrature_rule, options=method_options
     )
     if isinstance(method, Ensemble):
+        if data.n_spans:
+            raise PositionError(
+                "ensembles do not keep per-position scores; attribute with one method, or "
+                "give the data without positions"
+            )
         return _ensemble(
             method, model, graph, data, setup, max_rows=max_rows,
             memory_budget_gb=memory_budget_gb, node_chunk=node_chunk,
@@ -157,6 +179,13 @@ def attribute(
     if not data.has_corrupted and method.reads_corrupted(setup.ablation):
         raise NoCounterfactualsError(
             f"method {method.name!r} with ablation={setup.ablation.name!r}"
+        )
+    if data.n_spans and not method.position_aware:
+        raise PositionError(
+            f"method {method.name!r} does not keep per-position scores; with a position axis "
+            "use one of "
+            + ", ".join(n for n, cls in REGISTRY.items() if cls.position_aware)
+            + ", or give the data without positions"
         )
     if not method.batch_invariant and world_size() > 1:
         raise ValueError(
@@ -174,9 +203,11 @@ def attribute(
     budget = memory_budget_gb * 1024**3
     if max_rows is None:
         max_rows = rows_within(model, data.n_pos, budget, wanted)
+    n_spans = data.n_spans
     sizes = dict(
-        batch_size=min(batch_size, len(data)), n_pos=data.n_pos, rows=max_rows, method=method
-    )
+        batch_size=min(batch_size, len(data)), n_pos=data.n_pos, rows=max_rows, method=method,
+        n_spans=n_spans,
+    )  # fmt: skip
     if node_chunk is None and method.node_chunking:
         node_chunk = node_chunk_within(model, graph, budget, **sizes)
     if node_chunk is not None and node_chunk < 1:
@@ -206,20 +237,25 @@ def attribute(
         predicted_peak_bytes=peak["total"],
         metric=setup.metric_name,
         n_examples=len(data),
+        positions=n_spans,
     )
     timings: dict[str, float] = {}
     start = time.perf_counter()
     means = ablation.means(model, graph, batch_size, dtype, device)
     timings["mean_activations"] = time.perf_counter() - start
 
-    scores = torch.zeros(graph.n_forward, graph.n_backward, dtype=score_dtype, device=device)
+    axis = (n_spans,) if n_spans else ()
+    scores = torch.zeros(*axis, graph.n_forward, graph.n_backward, dtype=score_dtype, device=device)
     sums = torch.zeros(2, dtype=torch.float64)  # metric totals: clean, ablated
     # under torchrun each rank scores a contiguous shard; sums are all-reduced below
     shard = shard_range(len(data))
     local = data.select(slice(shard.start, shard.stop))
     # one unit = one example row through one gradient (or patched) pass: covers batches and steps
     progress = tqdm(
-        total=len(local) * method.rows_per_example(graph),
+        # exact patches every edge once per span; gradient methods' passes do not multiply
+        total=len(local)
+        * method.rows_per_example(graph)
+        * (n_spans if n_spans and not method.needs_gradients else 1),
         desc=method.name,
         disable=quiet or not is_main_process(),
         unit="row",
@@ -253,7 +289,12 @@ def attribute(
     scores = torch.where(graph.real_edges.to(device), scores, 0.0)
     timings["attribution"] = time.perf_counter() - start - timings["mean_activations"]
 
-    graph.set_scores(scores.float().cpu())
+    position_scores = None
+    if n_spans:
+        position_scores, scores = scores.cpu(), scores.sum(0)
+        graph.set_position_scores(data.span_names, position_scores.float())
+    else:
+        graph.set_scores(scores.float().cpu())
     diagnostics = {
         "metric_clean": float(sums[0]) / len(data),
         "metric_ablated": float(sums[1]) / len(data),
@@ -267,6 +308,7 @@ def attribute(
         settings=settings,
         timings=timings,
         diagnostics=diagnostics,
+        position_scores=position_scores,
     )
 
 

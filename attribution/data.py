@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from graphs.errors import CircuitDiscoveryError
+from graphs.positions import check_spans
 
 
 class DataError(CircuitDiscoveryError, ValueError):
@@ -30,6 +31,10 @@ class PromptPairs:
             looks right). Defaults to all ones.
         positions: long ``[n]`` where the metric reads the logits; defaults to each example's
             last real token.
+        spans, span_names: for position-aware attribution (see :mod:`graphs.positions`), long
+            ``[n, pos]`` span index of every token (``-1`` at padding) and the spans' names;
+            both None (the default) for position-agnostic scores. Set them with
+            :func:`attribution.positions.with_positions`.
     """
 
     clean: torch.Tensor
@@ -38,6 +43,8 @@ class PromptPairs:
     distractors: torch.Tensor | None = None
     attention_mask: torch.Tensor | None = None
     positions: torch.Tensor | None = None
+    spans: torch.Tensor | None = None
+    span_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         self.clean = _as_long(self.clean, "clean")
@@ -105,6 +112,13 @@ class PromptPairs:
             raise DataError(
                 f"example {i}: metric position {int(self.positions[i])} is outside its {int(lengths[i])} real tokens"
             )
+        if (self.spans is None) != (self.span_names is None):
+            raise DataError(
+                "spans and span_names go together: set both with "
+                "attribution.positions.with_positions(data, ...)"
+            )
+        if self.spans is not None:
+            check_spans(self.spans, mask, len(self.span_names))
         if self.answers.shape[1] == 0 or torch.any((self.answers < 0).all(dim=1)):
             i = (
                 int(torch.nonzero((self.answers < 0).all(dim=1)).flatten()[0])
@@ -144,20 +158,26 @@ class PromptPairs:
         """Whether the data holds corrupted (counterfactual) prompts."""
         return self.corrupted is not None
 
+    @property
+    def n_spans(self) -> int | None:
+        """Spans of the position axis (None: position-agnostic)."""
+        return None if self.span_names is None else len(self.span_names)
+
     def select(self, index) -> PromptPairs:
-        return PromptPairs(**{f.name: _apply(getattr(self, f.name), index) for f in fields(self)})
+        return PromptPairs(
+            **{f.name: _apply(getattr(self, f.name), lambda t: t[index]) for f in fields(self)}
+        )
 
     def to(self, device) -> PromptPairs:
         return PromptPairs(
-            **{
-                f.name: None if getattr(self, f.name) is None else getattr(self, f.name).to(device)
-                for f in fields(self)
-            }
+            **{f.name: _apply(getattr(self, f.name), lambda t: t.to(device)) for f in fields(self)}
         )
 
 
-def _apply(tensor: torch.Tensor | None, index) -> torch.Tensor | None:
-    return None if tensor is None else tensor[index]
+def _apply(value, fn):
+    """``fn`` on tensor fields; the optional fields (corrupted prompts, spans) pass through
+    when unset or names."""
+    return fn(value) if isinstance(value, torch.Tensor) else value
 
 
 def _as_long(value, name: str) -> torch.Tensor:

@@ -19,16 +19,28 @@ from attribution.sites import reader_sites, writer_hooks
 from graphs import Graph
 
 
-def ablation_hooks(model, graph: Graph, ablated_writes: torch.Tensor, ablate: torch.Tensor) -> list:
+def ablation_hooks(
+    model,
+    graph: Graph,
+    ablated_writes: torch.Tensor,
+    ablate: torch.Tensor,
+    spans: torch.Tensor | None = None,
+) -> list:
     """Hooks that ablate the edges in ``ablate`` (bool ``[n_forward, n_backward]``) during one
     forward pass on a batch whose ablated writes are ``ablated_writes``
     (``[batch, pos, n_forward, d_model]``, same batch layout as the run).
+
+    Position-aware: ``ablate`` ``[n_spans, n_forward, n_backward]`` with ``spans`` (long
+    ``[batch, pos]``, see :mod:`graphs.positions`) ablates edge ``(s, u -> v)`` at the tokens
+    of span ``s`` only; padding tokens (span ``-1``) are left clean.
 
     ``diff = a(ablated) − a(this run)`` is kept in one buffer: it starts as the ablated writes
     and each writer hook subtracts its write as the pass reaches it. Each reader site then adds
     ``W^T @ diff[:, :, :U]`` with ``W`` the site's ablated-edge columns and ``U`` the upstream
     nodes that can reach it (a contiguous prefix in the layout), one broadcast matmul and no
     gathered copies."""
+    if ablate.dim() == 3:
+        return _position_hooks(model, graph, ablated_writes, ablate, spans)
     ablate = ablate.to(ablated_writes.device).to(torch.bool)
     return _hooks(model, graph, ablated_writes, ablate.to(ablated_writes.dtype), soft=False)
 
@@ -73,6 +85,40 @@ def _hooks(model, graph, ablated_writes, amount, soft: bool) -> list:
             if not per_head:
                 correction = correction.squeeze(2)
             # .to: with a device_map the layers (and t) may live on other devices than diff
+            return t + correction.to(device=t.device, dtype=t.dtype)
+
+        hooks.append((site.hook, patch))
+    return hooks
+
+
+def _position_hooks(model, graph, ablated_writes, ablate, spans) -> list:
+    """:func:`ablation_hooks` with a span axis: each token's ablated-edge columns are those of
+    its span, so the correction is a per-token matmul ``W[b,p] @ diff[b,p, :U]``."""
+    if spans is None or spans.shape != ablated_writes.shape[:2]:
+        raise ValueError(
+            "a position-aware ablation mask [n_spans, F, K] needs the batch's spans [batch, pos]"
+        )
+    device = ablated_writes.device
+    ablate = ablate.to(device) & graph.real_edges.to(device)
+    # one extra all-False span for padding tokens (span -1)
+    padded = torch.cat([ablate, torch.zeros_like(ablate[:1])])
+    index = torch.where(spans.to(device) >= 0, spans.to(device), ablate.shape[0])
+    diff = ablated_writes.clone()
+    hooks = writer_hooks(model, graph, diff, sign=-1.0)
+    for site in reader_sites(graph):
+        cols = list(site.cols)
+        columns = padded[:, :, cols]  # [S + 1, n_forward, n_ports]
+        rows = columns.any(dim=(0, 2)).nonzero().flatten()
+        if len(rows) == 0:
+            continue
+        upto = int(rows.max()) + 1
+        per_span = columns[:, :upto].transpose(1, 2).to(ablated_writes.dtype)  # [S+1, ports, U]
+        weights = per_span[index]  # [b, p, n_ports, U]
+
+        def patch(t, hook, upto=upto, weights=weights, per_head=site.per_head):
+            correction = torch.matmul(weights, diff[:, :, :upto])  # [b, p, n_ports, d]
+            if not per_head:
+                correction = correction.squeeze(2)
             return t + correction.to(device=t.device, dtype=t.dtype)
 
         hooks.append((site.hook, patch))

@@ -39,6 +39,7 @@ def attribution_peak_bytes(
     method,
     node_chunk: int | None = None,
     dtype: torch.dtype | None = None,
+    n_spans: int | None = None,
 ) -> dict[str, int]:
     """Predicted peak bytes of :func:`attribution.attribute` beyond the model's weights.
 
@@ -51,7 +52,10 @@ def attribution_peak_bytes(
     - ``contraction``: the score contraction's matrix copies of one chunk of differences and
       of the gradients of ``K'`` ports (``K' = F'`` when chunked, else all ``K``), in float32:
       ``(F' + K')·b·p·d·4``, plus their 16-bit layouts first on 16-bit models;
-    - ``logits``: the clean and corrupted logits, ``2·b·p·V·s``.
+    - ``logits``: the clean and corrupted logits, ``2·b·p·V·s``;
+    - ``position_scores`` (with ``n_spans`` ``S``): the ``[S, F, K]`` score accumulator and
+      the per-position products of one contraction chunk, ``(S·F·K + p·F'·K')·8`` (float64
+      at worst); 0 without a position axis.
 
     ``total`` is their sum. Compared with measured peaks in ``benchmarks/bench_memory.py``."""
     dtype = dtype or next(model.parameters()).dtype
@@ -70,6 +74,7 @@ def attribution_peak_bytes(
         "write_buffers": 3 * b * p * F * d * s,
         "contraction": (F + K_chunk) * b * p * d * (4 + (s if s < 4 else 0)),
         "logits": 2 * b * p * int(model.cfg.d_vocab) * s,
+        "position_scores": (n_spans * graph.n_forward * K + p * F * K_chunk) * 8 if n_spans else 0,
     }
     parts["total"] = sum(parts.values())
     return parts

@@ -119,6 +119,10 @@ class Graph:
         nodes_in_graph: bool ``[n_nodes]`` in ``graph.nodes`` order; node membership, used by
             node-level circuits (an edge-level circuit derives it from its edges).
         real_edges: bool ``[n_forward, n_backward]``; which pairs are edges.
+        positions: the names of the position axis's spans (``graphs.positions``), or None for
+            a position-agnostic graph.
+        position_scores: float32 ``[n_spans, n_forward, n_backward]`` per-span scores (None
+            when ``positions`` is); ``scores`` is their sum over spans.
         metadata: JSON values describing how the scores were made (``circuits discover``
             records task, metric, method, ablation, split, seed and model); saved and loaded
             by every file format, and not compared by ``==``.
@@ -134,6 +138,8 @@ class Graph:
         self.in_graph = torch.zeros_like(self.real_edges)
         self.nodes_in_graph = torch.zeros(len(self.layout.nodes), dtype=torch.bool)
         self.metadata: dict[str, Any] = {}
+        self.positions: tuple[str, ...] | None = None
+        self.position_scores: torch.Tensor | None = None
 
     @classmethod
     def from_model(cls, model: Any) -> Graph:
@@ -233,6 +239,27 @@ class Graph:
             )
         self.scores = torch.where(self.real_edges, scores.detach().to("cpu", torch.float32), 0.0)
 
+    def set_position_scores(self, positions: Any, scores: torch.Tensor) -> None:
+        """Give the graph a position axis: span names ``positions`` and per-span ``scores``
+        ``[n_spans, n_forward, n_backward]``; ``scores`` becomes their sum over spans."""
+        positions = tuple(str(p) for p in positions)
+        shape = (len(positions), self.n_forward, self.n_backward)
+        if tuple(scores.shape) != shape:
+            raise GraphMismatchError(
+                f"position scores have shape {tuple(scores.shape)}, this graph with "
+                f"{len(positions)} spans needs {shape} ([span, upstream, port])"
+            )
+        self.positions = positions
+        self.position_scores = torch.where(
+            self.real_edges, scores.detach().to("cpu", torch.float32), 0.0
+        )
+        self.set_scores(scores.detach().to("cpu", torch.float64).sum(0))
+
+    @property
+    def n_positions(self) -> int | None:
+        """Spans of the position axis, None for a position-agnostic graph."""
+        return None if self.positions is None else len(self.positions)
+
     def set_in_graph(
         self, in_graph: torch.Tensor, nodes_in_graph: torch.Tensor | None = None
     ) -> None:
@@ -288,6 +315,9 @@ class Graph:
         new.in_graph = self.in_graph.clone()
         new.nodes_in_graph = self.nodes_in_graph.clone()
         new.metadata = copy.deepcopy(self.metadata)
+        new.positions = self.positions
+        if self.position_scores is not None:
+            new.position_scores = self.position_scores.clone()
         return new
 
     def check_compatible(self, model_or_spec: Any, *, fix: str = PYTHON_FIX) -> None:
@@ -307,6 +337,13 @@ class Graph:
             and torch.equal(self.scores, other.scores)
             and torch.equal(self.in_graph & self.real_edges, other.in_graph & other.real_edges)
             and torch.equal(self.nodes_in_graph, other.nodes_in_graph)
+            and self.positions == other.positions
+            and (
+                self.position_scores is None
+                if other.position_scores is None
+                else self.position_scores is not None
+                and torch.equal(self.position_scores, other.position_scores)
+            )
         )
 
     __hash__ = None  # type: ignore[assignment]

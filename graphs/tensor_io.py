@@ -3,7 +3,9 @@
 Tensors: ``scores`` float32 ``[n_forward, n_backward]``, ``in_graph`` bool (same shape),
 ``nodes_in_graph`` bool ``[n_nodes]``. Metadata (safetensors allows only strings):
 ``format``, ``schema_version``, ``model`` (the ModelSpec as JSON) and ``metadata``
-(``graph.metadata`` as JSON; optional). Reading goes through
+(``graph.metadata`` as JSON; optional). A position-aware graph adds the tensor
+``position_scores`` float32 ``[n_spans, n_forward, n_backward]`` and the metadata
+``positions`` (its span names as a JSON list). Reading goes through
 safetensors only, which never unpickles.
 """
 
@@ -41,12 +43,16 @@ def save_safetensors(graph: Graph, path: str | os.PathLike[str]) -> None:
         "in_graph": (graph.in_graph & graph.real_edges).contiguous(),
         "nodes_in_graph": graph.nodes_in_graph.to("cpu", torch.bool).contiguous(),
     }
+    if graph.position_scores is not None:
+        tensors["position_scores"] = graph.position_scores.to("cpu", torch.float32).contiguous()
     metadata = {
         "format": FORMAT_NAME,
         "schema_version": str(SCHEMA_VERSION),
         "model": json.dumps(spec_to_dict(graph.spec)),
         "metadata": metadata_to_text(graph.metadata),
     }
+    if graph.positions is not None:
+        metadata["positions"] = json.dumps(list(graph.positions))
     data = _sorted_header(safetensors_bytes(tensors, metadata=metadata))
     with atomic_write(path) as handle:
         handle.write(data)
@@ -76,7 +82,8 @@ def load_safetensors(path: str | os.PathLike[str]) -> Graph:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
             names = set(handle.keys())
-            tensors = {name: handle.get_tensor(name) for name in _TENSORS if name in names}
+            wanted = (*_TENSORS, "position_scores")
+            tensors = {name: handle.get_tensor(name) for name in wanted if name in names}
     except (SafetensorError, ValueError, OSError) as err:
         raise GraphFormatError(
             f"{path} is not a valid safetensors file (truncated or corrupt?): {err}"
@@ -129,4 +136,25 @@ def _graph_from_parts(metadata: dict[str, str], tensors: dict[str, torch.Tensor]
         tensors["in_graph"].view(torch.uint8) != 0,
         tensors["nodes_in_graph"].view(torch.uint8) != 0,
     )
+    if ("positions" in metadata) != ("position_scores" in tensors):
+        raise GraphFormatError(
+            "a position-aware graph needs both the 'positions' metadata and the "
+            "'position_scores' tensor; this file has only one"
+        )
+    if "positions" in metadata:
+        try:
+            names = json.loads(metadata["positions"])
+        except json.JSONDecodeError as err:
+            raise GraphFormatError(f"metadata 'positions' is not valid JSON: {err}") from err
+        shape = (len(names), *edge_shape)
+        ps = tensors["position_scores"]
+        if not isinstance(names, list) or ps.dtype != torch.float32 or tuple(ps.shape) != shape:
+            raise GraphFormatError(
+                f"tensor 'position_scores' is {tuple(ps.shape)}, expected float32 {shape} for "
+                "the span names in the 'positions' metadata"
+            )
+        in_graph, nodes = graph.in_graph.clone(), graph.nodes_in_graph.clone()
+        graph.set_position_scores(names, ps)
+        graph.scores = tensors["scores"].clone()  # the stored sum, bit for bit
+        graph.set_in_graph(in_graph, nodes)
     return graph

@@ -123,6 +123,8 @@ class AttributionMethod:
             ``patching``. Data without counterfactuals (``PromptPairs(corrupted=None)``) is
             refused before any work where they would be read.
         supported_architectures: the HF architectures it runs on (None: every one).
+        position_aware: it can keep each span's terms apart when the data has a position axis
+            (``attribution.with_positions``); other methods refuse such data before any work.
         batch_invariant: its scores are a sum of per-batch scores (:meth:`score_batch`), so
             they do not depend on how the data is split into batches or ordered, and shards
             can be scored apart. False for methods that train on the whole data (learned
@@ -143,6 +145,7 @@ class AttributionMethod:
     needs_corrupted: ClassVar[bool | None] = None
     supported_architectures: ClassVar[tuple[str, ...] | None] = None
     batch_invariant: ClassVar[bool] = True
+    position_aware: ClassVar[bool] = False
 
     def __init__(self, steps: int = 5, quadrature_rule: str = "riemann_left"):
         self.steps = steps

@@ -13,6 +13,7 @@ from attribution.metrics import Metric
 from attribution.passes import at_positions, check_finite
 from attribution.sites import reader_sites
 from graphs import Graph
+from graphs.positions import span_token_masks
 
 #: Graphs with more edges than this get a warning: exact patching is meant for small graphs.
 EXACT_EDGE_WARNING = 5_000
@@ -21,6 +22,8 @@ EXACT_EDGE_WARNING = 5_000
 class Exact(AttributionMethod):
     """One patched forward pass per edge (batched: many edges' copies of the batch share a
     pass), no gradients."""
+
+    position_aware = True
 
     name = "exact"
     description = "activation patching of each edge on its own"
@@ -39,13 +42,13 @@ class Exact(AttributionMethod):
         return batch_size * 32  # forward only, so rows are cheaper than a backward pass's
 
     def rows_per_example(self, graph) -> int:
-        return graph.n_edges
+        return graph.n_edges  # times the spans with a position axis (attribute() scales it)
 
     def score_batch(self, job: Job, batch: PromptPairs, scores: torch.Tensor):
         runs = batch_runs(job, batch)
         scores += exact_scores(
             job.model, job.graph, batch, job.metric_fn, runs.clean_logits, runs.m_clean,
-            runs.delta, job.max_rows, job.progress,
+            runs.delta, job.max_rows, job.progress, spans=batch.spans, n_spans=batch.n_spans,
         )  # fmt: skip
         return runs.m_clean, runs.m_ablated
 
@@ -60,15 +63,30 @@ def exact_scores(
     delta: torch.Tensor,
     max_rows: int,
     progress=None,
+    *,
+    spans: torch.Tensor | None = None,
+    n_spans: int | None = None,
 ) -> torch.Tensor:
     """Summed over the batch, ``m(clean run with x_v += Δ_u) - m(clean run)`` for every edge
     ``u -> v``: ``[n_forward, n_backward]``. ``delta`` is ``[n, pos, n_forward, d]``.
+    With ``spans`` (long ``[n, pos]``) and ``n_spans``, each edge is patched at one span's
+    tokens at a time: ``[n_spans, n_forward, n_backward]``.
 
     Several edges run in one forward pass: the batch is repeated once per edge and each copy
     patches its own edge, ``max_rows // n`` copies at a time."""
     n = len(batch)
     edges = graph.real_edges.nonzero().tolist()
-    out = torch.zeros(graph.n_forward, graph.n_backward, dtype=torch.float64, device=delta.device)
+    if spans is not None:
+        masks = span_token_masks(spans.to(delta.device), n_spans).to(delta.dtype)[..., None]
+        edges = [(s, up, port) for s in range(n_spans) for up, port in edges]
+        out = torch.zeros(
+            n_spans, graph.n_forward, graph.n_backward, dtype=torch.float64, device=delta.device
+        )
+    else:
+        masks = None
+        out = torch.zeros(
+            graph.n_forward, graph.n_backward, dtype=torch.float64, device=delta.device
+        )
     port_site = {}
     for site in reader_sites(graph):
         for offset, col in enumerate(site.cols):
@@ -77,20 +95,22 @@ def exact_scores(
     for start in range(0, len(edges), per_pass):
         chunk = edges[start : start + per_pass]
         by_hook: dict[str, list[tuple[int, int, int, bool]]] = {}
-        for copy, (up, port) in enumerate(chunk):
+        for copy, edge in enumerate(chunk):
+            span, up, port = edge if masks is not None else (None, *edge)
             hook, offset, per_head = port_site[port]
-            by_hook.setdefault(hook, []).append((copy, up, offset, per_head))
+            by_hook.setdefault(hook, []).append((copy, span, up, offset, per_head))
         hooks = []
         for hook, patches in by_hook.items():
 
             def patch(t, hook, patches=patches):
                 t = t.clone()
-                for copy, up, offset, per_head in patches:
+                for copy, span, up, offset, per_head in patches:
                     rows = slice(copy * n, (copy + 1) * n)
+                    d = delta[:, :, up] if span is None else delta[:, :, up] * masks[span]
                     if per_head:
-                        t[rows, :, offset] += delta[:, :, up].to(t.dtype)
+                        t[rows, :, offset] += d.to(t.dtype)
                     else:
-                        t[rows] += delta[:, :, up].to(t.dtype)
+                        t[rows] += d.to(t.dtype)
                 return t
 
             hooks.append((hook, patch))
@@ -101,8 +121,8 @@ def exact_scores(
         values = metric(at_positions(logits, rows.positions), clean_logits.repeat(copies, 1), rows)
         check_finite(values, torch.arange(n, device=values.device).repeat(copies))
         change = (values.view(copies, n).double() - m_clean.double()).sum(1)
-        for copy, (up, port) in enumerate(chunk):
-            out[up, port] = change[copy]
+        for copy, edge in enumerate(chunk):
+            out[tuple(edge)] = change[copy]
         if progress is not None:
             progress.update(copies * n)
     return out

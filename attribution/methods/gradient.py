@@ -20,6 +20,8 @@ from attribution.sites import INPUT_HOOK
 class GradientMethod(AttributionMethod):
     """A method whose scores are one contraction of ``Δ`` with port gradients."""
 
+    position_aware = True
+
     node_chunking = True
 
     def port_gradients(
@@ -43,7 +45,7 @@ class GradientMethod(AttributionMethod):
             dtype=job.dtype, device=runs.delta.device,
         )  # fmt: skip
         self.port_gradients(job, batch, runs, grads)
-        contract(scores, runs.delta, grads, 0, chunk if chunked else None)
+        contract(scores, runs.delta, grads, 0, chunk if chunked else None, batch.spans)
         if chunked:
             pad_mask = runs.pad_mask
             m_clean, m_ablated = runs.m_clean, runs.m_ablated
@@ -54,7 +56,7 @@ class GradientMethod(AttributionMethod):
                     job.model, graph, batch.clean, batch.attention_mask, job.dtype, nodes
                 )
                 ablated, _ = job.ablation.writes(job.model, graph, batch, job.means, clean, nodes)
-                contract(scores, (ablated - clean) * pad_mask, grads, start, chunk)
+                contract(scores, (ablated - clean) * pad_mask, grads, start, chunk, batch.spans)
             return m_clean, m_ablated
         return runs.m_clean, runs.m_ablated
 
@@ -65,12 +67,20 @@ def contract(
     grads: torch.Tensor,
     first: int,
     port_chunk: int | None = None,
+    spans: torch.Tensor | None = None,
 ) -> None:
     """``scores[first : first + F'] += Σ_{b,p,d} delta[b,p,f,d]·grads[b,p,k,d]`` in the
     scores' dtype (float32 or float64), whatever the activations' dtype.
 
     The gradients are laid out as a matrix ``port_chunk`` ports at a time (all at once by
-    default), so the float32 working copies stay bounded on 16-bit models."""
+    default), so the float32 working copies stay bounded on 16-bit models. With ``spans``
+    (long ``[b, p]``, see :mod:`graphs.positions`) ``scores`` is ``[n_spans, F, K]`` and each
+    span keeps its own terms of the same sum (:func:`attribution.positions.contract_by_span`)."""
+    if spans is not None:
+        from attribution.positions import contract_by_span
+
+        contract_by_span(scores, delta, grads, first, port_chunk, spans)
+        return
     f_rows = slice(first, first + delta.shape[2])
     flat = delta.permute(2, 0, 1, 3).reshape(delta.shape[2], -1).to(scores.dtype)  # [F', bpd]
     n_ports = grads.shape[2]

@@ -22,11 +22,14 @@ from attribution.distributed import all_reduce_sum
 from attribution.methods.base import AttributionMethod, Job, batch_runs
 from attribution.methods.gradient import ig_rows_per_pass, integrate
 from attribution.passes import at_positions
+from attribution.positions import contract_by_span
 from attribution.sites import writer_sites
 
 
 class EAPIGActivations(AttributionMethod):
     """Integrated gradients per writer site: one integration per site and batch."""
+
+    position_aware = True
 
     name = "eap-ig-activations"
     description = "Δ·gradient integrated along each writer site's interpolation"
@@ -66,9 +69,14 @@ class EAPIGActivations(AttributionMethod):
             rows = list(site.rows)
             clean_out, abl_out = _site_outputs(job.model, batch, site, runs)
             integrate(self, job, batch, runs.clean_logits, grads, site.hook, clean_out, abl_out)
-            scores[rows] += torch.einsum(
-                "bpfd,bpkd->fk", runs.delta[:, :, rows].to(scores.dtype), grads.to(scores.dtype)
-            )
+            if batch.spans is None:
+                scores[rows] += torch.einsum(
+                    "bpfd,bpkd->fk",
+                    runs.delta[:, :, rows].to(scores.dtype),
+                    grads.to(scores.dtype),
+                )
+            else:
+                contract_by_span(scores, runs.delta[:, :, rows], grads, rows[0], None, batch.spans)
             if site.post_norm is None:
                 m_site = _site_ablated_metric(job, batch, site, runs, abl_out)
                 self._site_sums[i] += float((m_site - runs.m_clean).double().sum())

@@ -167,11 +167,17 @@ class CircuitEvaluator:
     @torch.no_grad()
     def metrics(self, circuits: list[torch.Tensor]) -> torch.Tensor:
         """Per-example metric ``[k, n]`` of each circuit (bool ``[n_forward, n_backward]``
-        masks of kept edges), every other edge ablated."""
+        masks of kept edges), every other edge ablated. When the data has a position axis
+        (:func:`attribution.positions.with_positions`) a mask may also be position-aware,
+        ``[n_spans, n_forward, n_backward]``: an edge is then kept or ablated per span."""
         shape = (self.graph.n_forward, self.graph.n_backward)
+        spans = self.data.n_spans
         for i, mask in enumerate(circuits):
-            if tuple(mask.shape) != shape:
-                raise DataError(f"circuit {i} has shape {tuple(mask.shape)}, expected {shape}")
+            if tuple(mask.shape) != shape and (
+                spans is None or tuple(mask.shape) != (spans, *shape)
+            ):
+                expected = f"{shape}" + (f" or {(spans, *shape)}" if spans else "")
+                raise DataError(f"circuit {i} has shape {tuple(mask.shape)}, expected {expected}")
         parts: list[list[torch.Tensor]] = [[] for _ in circuits]
         progress = tqdm(
             total=self._n_local * len(circuits),
@@ -229,7 +235,7 @@ def circuit_metrics(
 
 def patched_metric(model, graph, batch, ablated, metric_fn, clean_logits, keep) -> torch.Tensor:
     """Per-example metric with every real edge outside ``keep`` ablated."""
-    hooks = ablation_hooks(model, graph, ablated, ~keep.to(torch.bool))
+    hooks = ablation_hooks(model, graph, ablated, ~keep.to(torch.bool), batch.spans)
     with model.hooks(fwd_hooks=hooks):
         out = model(batch.clean, attention_mask=batch.attention_mask)
     return metric_fn(at_positions(out, batch.positions), clean_logits, batch)
