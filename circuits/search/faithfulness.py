@@ -405,6 +405,34 @@ class FaithfulnessCurve:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_metrics(
+        cls,
+        fractions,
+        sizes: list[int],
+        m_circuits: list[float],
+        full: float,
+        empty: float,
+        *,
+        log_x: bool = False,
+        **random,
+    ) -> FaithfulnessCurve:
+        """The curve of mean circuit metrics ``m_circuits`` (one per size): f of each, and CPR
+        and CMD over ``fractions``; ``random`` takes the random-baseline fields."""
+        f = [faithfulness_from_metrics(full, m, empty) for m in m_circuits]
+        return cls(
+            fractions=list(fractions),
+            n_edges=sizes,
+            f=f,
+            m_full=full,
+            m_empty=empty,
+            m_circuits=m_circuits,
+            cpr=area_under(fractions, f, log_x=log_x),
+            cmd=area_under(fractions, [abs(1 - v) for v in f], log_x=log_x),
+            log_x=log_x,
+            **random,
+        )
+
 
 def area_under(fractions, values, *, log_x: bool = False) -> float:
     """Trapezoid area of ``values`` over ``fractions``; with ``log_x`` the x axis is
@@ -465,7 +493,6 @@ def faithfulness_curve(
     )  # fmt: skip
     full, empty = float(m_full.mean()), float(m_empty.mean())
     means = m_circ.mean(1).tolist()
-    f = [faithfulness_from_metrics(full, m, empty) for m in means[: len(sizes)]]
     random_f = random_std = None
     if draws:
         # [draws, sizes]: row j holds draw j of every size
@@ -473,17 +500,7 @@ def faithfulness_curve(
             [faithfulness_from_metrics(full, m, empty) for m in means[len(sizes) :]]
         ).reshape(draws, len(sizes))
         random_f, random_std = drawn.mean(0).tolist(), drawn.std(0).tolist()
-    return FaithfulnessCurve(
-        fractions=list(fractions),
-        n_edges=sizes,
-        f=f,
-        m_full=full,
-        m_empty=empty,
-        m_circuits=means[: len(sizes)],
-        cpr=area_under(fractions, f, log_x=log_x),
-        cmd=area_under(fractions, [abs(1 - v) for v in f], log_x=log_x),
-        log_x=log_x,
-        random_f=random_f,
-        random_f_std=random_std,
-        random_draws=draws,
-    )
+    return FaithfulnessCurve.from_metrics(
+        fractions, sizes, means[: len(sizes)], full, empty, log_x=log_x,
+        random_f=random_f, random_f_std=random_std, random_draws=draws,
+    )  # fmt: skip

@@ -18,7 +18,6 @@ from circuits.search.faithfulness import (
     DEFAULT_FRACTIONS,
     CircuitEvaluator,
     FaithfulnessCurve,
-    area_under,
     faithfulness_from_metrics,
 )
 from circuits.search.minimal import Evaluation, MinimalCircuit, parse_target
@@ -161,18 +160,7 @@ def position_faithfulness_curve(
     m_circ = evaluator.metrics([_mask(graph, order[:k]) for k in sizes])
     full, empty = float(evaluator.m_full.mean()), float(evaluator.m_empty.mean())
     means = m_circ.mean(1).tolist()
-    f = [faithfulness_from_metrics(full, m, empty) for m in means]
-    return FaithfulnessCurve(
-        fractions=list(fractions),
-        n_edges=sizes,
-        f=f,
-        m_full=full,
-        m_empty=empty,
-        m_circuits=means,
-        cpr=area_under(fractions, f, log_x=log_x),
-        cmd=area_under(fractions, [abs(1 - v) for v in f], log_x=log_x),
-        log_x=log_x,
-    )
+    return FaithfulnessCurve.from_metrics(fractions, sizes, means, full, empty, log_x=log_x)
 
 
 def _check_evaluator(evaluator: CircuitEvaluator, graph: Graph) -> None:
