@@ -145,15 +145,15 @@ def attribute(
             cost of one extra clean (and corrupted) forward pass per further chunk; the
             scores do not change. Default: all nodes, unless the budget requires chunks.
         quiet: no progress bars, and no printed memory prediction.
+        setup: a :class:`~attribution.run_setup.RunSetup` holding metric, ablation, batch size
+            and quiet at once (instead of those four arguments).
+        method_options: the method's own keyword settings when ``method`` is a name, e.g.
+            ``{"train_steps": 100, "target_edges": 20, "seed": 1}`` for ``mask``.
 
     Position-aware scores: give ``data`` a position axis with
     :func:`attribution.positions.with_positions` (token positions or a span schema); the
     graph then gets ``position_scores`` ``[n_spans, n_forward, n_backward]`` (same runs, the
     contraction keeps each span's terms apart) and ``scores`` their sum.
-        setup: a :class:`~attribution.run_setup.RunSetup` holding metric, ablation, batch size
-            and quiet at once (instead of those four arguments).
-        method_options: the method's own keyword settings when ``method`` is a name, e.g.
-            ``{"train_steps": 100, "target_edges": 20, "seed": 1}`` for ``mask``.
     """
     setup = RunSetup.resolve(
         setup, _DEFAULTS, metric=metric, ablation=ablation, mean_data=mean_data,
@@ -162,12 +162,15 @@ def attribute(
     method = get_method(
         method, steps=steps, quadrature_rule=quadrature_rule, options=method_options
     )
+    # before the ensemble branch: an Ensemble declares position_aware=False too
+    if data.n_spans and not method.position_aware:
+        raise PositionError(
+            f"method {method.name!r} does not keep per-position scores; with a position axis "
+            "use one of "
+            + ", ".join(n for n, cls in REGISTRY.items() if cls.position_aware)
+            + ", or give the data without positions"
+        )
     if isinstance(method, Ensemble):
-        if data.n_spans:
-            raise PositionError(
-                "ensembles do not keep per-position scores; attribute with one method, or "
-                "give the data without positions"
-            )
         return _ensemble(
             method, model, graph, data, setup, max_rows=max_rows,
             memory_budget_gb=memory_budget_gb, node_chunk=node_chunk,
@@ -179,13 +182,6 @@ def attribute(
     if not data.has_corrupted and method.reads_corrupted(setup.ablation):
         raise NoCounterfactualsError(
             f"method {method.name!r} with ablation={setup.ablation.name!r}"
-        )
-    if data.n_spans and not method.position_aware:
-        raise PositionError(
-            f"method {method.name!r} does not keep per-position scores; with a position axis "
-            "use one of "
-            + ", ".join(n for n, cls in REGISTRY.items() if cls.position_aware)
-            + ", or give the data without positions"
         )
     if not method.batch_invariant and world_size() > 1:
         raise ValueError(
