@@ -169,6 +169,13 @@ def _parser() -> argparse.ArgumentParser:
         help="--method mask: start the gates from EAP-IG's edge ranking (default: random start, seeded by --seed)",
     )  # fmt: skip
     d.add_argument(
+        "--positions", choices=["tokens", "schema"],
+        help="also find a position-aware circuit, edges per token position ('tokens': prompts of one "
+        "length) or per named span ('schema': the task's span schema or the prompt file's spans), and "
+        "compare it with the position-agnostic one (methods: eap, eap-ig-inputs, eap-ig-activations, "
+        "clean-corrupted, relp, exact) (default: position-agnostic only)",
+    )  # fmt: skip
+    d.add_argument(
         "--target",
         type=_target,
         default=(0.9, None),
@@ -336,7 +343,7 @@ def _discover(args: argparse.Namespace, argv: list[str]) -> int:
         metric=args.metric, ablation=args.ablation, target=args.target, n_examples=args.n_examples,
         n_eval=args.n_eval, seed=args.seed, batch_size=args.batch_size, device=args.device,
         dtype=args.dtype, device_map=args.device_map, memory_budget_gb=args.memory_budget_gb,
-        data=args.data, counterfactual=args.counterfactual,
+        data=args.data, counterfactual=args.counterfactual, positions=args.positions,
     )  # fmt: skip
     metrics = discover(
         settings,

@@ -35,6 +35,7 @@ from attribution.ablation import as_ablation
 from attribution.data import PromptPairs
 from attribution.distributed import is_main_process
 from circuits.app.checks import run_warnings, target_warnings, verdict
+from circuits.app.position_discovery import PositionRun, check_positions, find_position_circuit
 from circuits.app.prompts import FILE_METRIC, check_data_file, check_user_examples, prompt_pairs
 from circuits.app.run import RUN_FORMAT, RunRecord, strict_json
 from circuits.search.faithfulness import (
@@ -114,6 +115,8 @@ class DiscoverySettings:
     memory_budget_gb: float = 4.0  # attribution's budget besides the weights
     data: str | None = None  # a prompt file (circuits.tasks.files) instead of the task
     counterfactual: str | None = None  # the counterfactual of a MIB-style prompt file
+    #: "tokens" or "schema": also a position-aware circuit (circuits.search.positions)
+    positions: str | None = None
     #: the method's own keyword settings (e.g. mask: train_steps, target_edges, lr, warm_start)
     method_options: dict = dataclasses.field(default_factory=dict)
 
@@ -131,9 +134,11 @@ class DiscoverySettings:
             check_user_examples(self)  # a user's module:factory task, like a prompt file
         try:  # builds the method: a registered name or "ensemble:NAME,NAME"; a misspelt or
             # impossible option fails before the model loads
-            get_method(self.method, steps=self.steps, options=self.method_options)
+            method = get_method(self.method, steps=self.steps, options=self.method_options)
         except ValueError as err:
             raise RunError(str(err)) from None
+        if self.positions is not None:
+            check_positions(self, method)
         if self.ablation not in ABLATIONS:
             raise RunError(
                 f"unknown ablation {self.ablation!r}; choose one of {', '.join(ABLATIONS)}"
@@ -385,6 +390,8 @@ class Discovery:
     minimal: MinimalCircuit
     curve: FaithfulnessCurve
     record: RunRecord
+    #: with ``settings.positions``: the position-aware circuit and its comparison
+    positions: PositionRun | None = None
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -458,6 +465,13 @@ def find_circuit(
     )  # fmt: skip
     t = lap("curve_s", t)
 
+    position_run = None
+    if settings.positions is not None:  # the same scores, ranked per (span, edge)
+        position_run = find_position_circuit(
+            bridge, graph, train, held_out, minimal, faith.f, settings, setup, quiet=quiet
+        )
+        t = lap("positions_s", t)
+
     behaviour = prompt_behaviour(bridge, test, metric, batch_size=settings.batch_size)
     t = lap("behaviour_s", t)
 
@@ -506,6 +520,7 @@ def find_circuit(
             "batch_size": settings.batch_size,
             "memory_budget_gb": settings.memory_budget_gb,
             "device_map": settings.device_map,
+            "positions": settings.positions,
             "fractions": list(settings.fractions),
             "bootstrap": settings.bootstrap,
             "seed": settings.seed,
@@ -574,10 +589,11 @@ def find_circuit(
             "faithfulness_curve": "faithfulness_curve.png",
             "score_histogram": "score_histogram.png",
         },
+        positions=position_run.record if position_run else {},
     )
     record.verdict = verdict(record.to_dict())
     record.warnings = run_warnings(strict_json(record.to_dict()))
-    return Discovery(graph, minimal, curve, record)
+    return Discovery(graph, minimal, curve, record, position_run)
 
 
 def discover(

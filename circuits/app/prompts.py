@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from attribution.data import PromptPairs
+from attribution.positions import with_positions
 from circuits.tasks import encode_examples, get_task
 from circuits.tasks.files import PromptFile, load_prompt_file
+from graphs.positions import PositionError, SpanSchema
 
 __all__ = [
     "check_data_file",
@@ -22,6 +24,7 @@ __all__ = [
     "load_tokenizer",
     "prompt_pairs",
     "split_pairs",
+    "task_schema",
 ]
 
 #: The default metric of prompt files (answers against distractors).
@@ -74,15 +77,48 @@ def split_pairs(
     and what the run record says about them (``name``, ``description``, the file's layout and
     split)."""
     data = getattr(settings, "data", None)
+    positions = getattr(settings, "positions", None)
+    schema = positions == "schema"
     if data is None:
         task = get_task(settings.task)
-        pairs = encode_examples(task.examples(n, seed=settings.seed, split=split), tokenizer)
-        return pairs, {"name": task.name, "description": task.description}
-    prompts = load_prompt_file(
-        data, tokenizer, counterfactual=settings.counterfactual, seed=settings.seed
-    )
-    info = {"name": Path(data).stem, "description": f"prompt pairs from {data}"}
-    return prompts.encode(tokenizer, split, limit=n), {**info, **prompts.describe()}
+        examples = task.examples(n, seed=settings.seed, split=split)
+        if schema:
+            pairs = encode_examples(examples, tokenizer, schema=task_schema(task))
+        else:
+            pairs = encode_examples(examples, tokenizer)
+        info = {"name": task.name, "description": task.description}
+    else:
+        prompts = load_prompt_file(
+            data, tokenizer, counterfactual=settings.counterfactual, seed=settings.seed
+        )
+        info = {"name": Path(data).stem, "description": f"prompt pairs from {data}"}
+        info.update(prompts.describe())
+        if schema and prompts.schema is None:
+            raise PositionError(
+                f"{data}: --positions schema needs each row's spans, and this file has none; "
+                "add a spans field to every row (docs/data.md), or use --positions tokens"
+            )
+        pairs = prompts.encode(tokenizer, split, limit=n, spans=True) if schema else (
+            prompts.encode(tokenizer, split, limit=n)
+        )  # fmt: skip
+    if positions == "tokens":
+        pairs = with_positions(pairs, "tokens")
+    return pairs, info
+
+
+def task_schema(task: Any) -> SpanSchema:
+    """The span schema ``task`` declares; PositionError naming the tasks that have one."""
+    from circuits.tasks import TASK_NAMES
+
+    schema = getattr(task, "span_schema", None)
+    if schema is None:
+        with_schema = [n for n in TASK_NAMES if getattr(get_task(n), "span_schema", None)]
+        raise PositionError(
+            f"task {task.name!r} declares no span schema, so --positions schema has no spans; "
+            f"use a task that has one ({', '.join(with_schema) or 'none yet'}), a prompt file "
+            "with spans, or --positions tokens"
+        )
+    return schema
 
 
 def prompt_pairs(settings: Any, tokenizer: Any) -> tuple[PromptPairs, PromptPairs, dict[str, Any]]:

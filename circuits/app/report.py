@@ -654,6 +654,7 @@ _KNOWN = {
     "timings",
     "top_edges",
     "figures",
+    "positions",
 }
 
 
@@ -707,11 +708,15 @@ def _document(metrics: Mapping[str, Any], figure_keys: Iterable[str]) -> list[Bl
             _kv_table(_flatten(settings), "Setting"),
         ]
     blocks += _faithfulness_blocks(metrics)
+    from circuits.app.report_positions import POSITION_FIGURE, position_blocks
+
     first = 2 if "circuit" in keys else 1
-    blocks += _figure_blocks(metrics, [k for k in keys if k != "circuit"], first)
+    others = [k for k in keys if k not in ("circuit", POSITION_FIGURE)]
+    blocks += _figure_blocks(metrics, others, first)
     blocks += _search_blocks(metrics)
     blocks += _circuit_edge_blocks(metrics)
     blocks += _top_edge_blocks(metrics)
+    blocks += position_blocks(metrics, first + len(others))
     blocks += _timing_blocks(metrics)
     extra = {k: v for k, v in metrics.items() if k not in _KNOWN}
     if extra:

@@ -49,7 +49,10 @@ class RunRecord:
     for each result that should not be trusted (:mod:`circuits.app.checks`);
     ``circuit_edges``: every circuit edge with its score, best first; ``examples``: a few
     prompt pairs as the model saw them; ``behaviour``: the model's accuracy and mean metric on
-    the clean and corrupted held-out prompts, and quantiles of the per-example metrics."""
+    the clean and corrupted held-out prompts, and quantiles of the per-example metrics;
+    ``positions``: with ``--positions``, the position-aware circuit, its held-out f and curve,
+    and its comparison with the position-agnostic circuit
+    (:mod:`circuits.app.position_discovery`); empty otherwise."""
 
     model: dict[str, Any]
     task: dict[str, Any]
@@ -68,6 +71,7 @@ class RunRecord:
     circuit_edges: list[dict[str, Any]] = field(default_factory=list)
     examples: list[dict[str, Any]] = field(default_factory=list)
     behaviour: dict[str, Any] = field(default_factory=dict)
+    positions: dict[str, Any] = field(default_factory=dict)
     package_version: str = "0+unknown"
     created: str = ""
     command: str | None = None
@@ -145,7 +149,7 @@ class RunRecord:
 _SECTIONS = (
     "model", "task", "settings", "graph", "circuit", "faithfulness", "curve", "search",
     "attribution", "timings", "top_edges", "figures", "verdict", "warnings", "circuit_edges",
-    "examples", "behaviour",
+    "examples", "behaviour", "positions",
 )  # fmt: skip
 
 

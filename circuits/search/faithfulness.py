@@ -271,7 +271,9 @@ def evaluate(
     setup: RunSetup | None = None,
     evaluator: CircuitEvaluator | None = None,
 ) -> Faithfulness:
-    """Faithfulness of the circuit ``graph.in_graph`` (or the edge mask ``circuit``).
+    """Faithfulness of the circuit ``graph.in_graph`` (or the edge mask ``circuit``: bool
+    ``[n_forward, n_backward]``, or position-aware ``[n_spans, n_forward, n_backward]`` when
+    ``data`` has a position axis; random circuits are then drawn among position-aware edges).
 
     Every edge outside the circuit is replaced by its ablated value (``patching``: the
     corrupted prompt's; ``mean``: the mean over ``mean_data``; ``zero``), all at once, in one
@@ -283,9 +285,14 @@ def evaluate(
     Warns (``UserWarning``) when the circuit has no edges or the graph was never attributed
     (every score 0), since such an f says nothing about a found circuit."""
     shape = (graph.n_forward, graph.n_backward)
-    if circuit is not None and tuple(circuit.shape) != shape:
+    n_spans = None
+    if circuit is not None and circuit.dim() == 3 and data.n_spans is not None:
+        n_spans = data.n_spans
+    expected = shape if n_spans is None else (n_spans, *shape)
+    if circuit is not None and tuple(circuit.shape) != expected:
         # checked before ``&``, which would broadcast e.g. a [1, n_backward] mask silently
-        raise DataError(f"circuit has shape {tuple(circuit.shape)}, expected {shape}")
+        spans = f" or {(data.n_spans, *shape)}" if data.n_spans and n_spans is None else ""
+        raise DataError(f"circuit has shape {tuple(circuit.shape)}, expected {expected}{spans}")
     keep = (graph.in_graph if circuit is None else circuit).to(torch.bool) & graph.real_edges
     warn_if_unattributed(graph, "evaluate")
     if not keep.any():
@@ -300,7 +307,8 @@ def evaluate(
     circuits = [keep]
     if random_baseline:
         circuits += [
-            random_circuit(graph, int(keep.sum()), seed=seed + j) for j in range(random_draws)
+            random_circuit(graph, int(keep.sum()), seed=seed + j, n_spans=n_spans)
+            for j in range(random_draws)
         ]
     m_full, m_empty, m_circ = circuit_metrics(
         model, graph, data, circuits, metric, ablation=ablation, mean_data=mean_data,
@@ -361,11 +369,17 @@ def warn_if_unattributed(graph: Graph, caller: str) -> None:
         )
 
 
-def random_circuit(graph: Graph, n_edges: int, *, seed: int = 0) -> torch.Tensor:
-    """A bool edge mask of ``n_edges`` real edges drawn uniformly with ``seed``."""
-    real = graph.real_edges.flatten().nonzero().flatten()
+def random_circuit(
+    graph: Graph, n_edges: int, *, seed: int = 0, n_spans: int | None = None
+) -> torch.Tensor:
+    """A bool edge mask of ``n_edges`` real edges drawn uniformly with ``seed``; with
+    ``n_spans``, ``n_edges`` position-aware edges ``[n_spans, n_forward, n_backward]``."""
+    real_mask = graph.real_edges if n_spans is None else graph.real_edges.expand(n_spans, -1, -1)
+    real = real_mask.flatten().nonzero().flatten()
     gen = torch.Generator().manual_seed(seed)
-    return edge_mask(graph, real[torch.randperm(len(real), generator=gen)[:n_edges]])
+    mask = torch.zeros(real_mask.numel(), dtype=torch.bool)
+    mask[real[torch.randperm(len(real), generator=gen)[:n_edges]]] = True
+    return mask.view(real_mask.shape)
 
 
 def top_edges_mask(graph: Graph, n_edges: int, *, absolute: bool = True) -> torch.Tensor:
@@ -446,6 +460,19 @@ def area_under(fractions, values, *, log_x: bool = False) -> float:
     return float(np.trapezoid(y, x))
 
 
+def random_curve_stats(
+    means: list[float], draws: int, full: float, empty: float
+) -> tuple[list[float] | None, list[float] | None]:
+    """Per size, the mean and standard deviation of f over ``draws`` random circuits, from
+    their mean metrics ``means`` (draw ``j`` of every size, then draw ``j + 1``); None, None
+    without draws."""
+    if not draws:
+        return None, None
+    # [draws, sizes]: row j holds draw j of every size
+    drawn = np.array([faithfulness_from_metrics(full, m, empty) for m in means]).reshape(draws, -1)
+    return drawn.mean(0).tolist(), drawn.std(0).tolist()
+
+
 def faithfulness_curve(
     model,
     graph: Graph,
@@ -493,13 +520,7 @@ def faithfulness_curve(
     )  # fmt: skip
     full, empty = float(m_full.mean()), float(m_empty.mean())
     means = m_circ.mean(1).tolist()
-    random_f = random_std = None
-    if draws:
-        # [draws, sizes]: row j holds draw j of every size
-        drawn = np.array(
-            [faithfulness_from_metrics(full, m, empty) for m in means[len(sizes) :]]
-        ).reshape(draws, len(sizes))
-        random_f, random_std = drawn.mean(0).tolist(), drawn.std(0).tolist()
+    random_f, random_std = random_curve_stats(means[len(sizes) :], draws, full, empty)
     return FaithfulnessCurve.from_metrics(
         fractions, sizes, means[: len(sizes)], full, empty, log_x=log_x,
         random_f=random_f, random_f_std=random_std, random_draws=draws,

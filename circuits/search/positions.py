@@ -16,9 +16,12 @@ from tqdm.auto import tqdm
 from attribution.data import PromptPairs
 from circuits.search.faithfulness import (
     DEFAULT_FRACTIONS,
+    RANDOM_DRAWS,
     CircuitEvaluator,
     FaithfulnessCurve,
     faithfulness_from_metrics,
+    random_circuit,
+    random_curve_stats,
 )
 from circuits.search.minimal import Evaluation, MinimalCircuit, parse_target
 from graphs import Circuit, Graph
@@ -151,16 +154,36 @@ def position_faithfulness_curve(
     fractions: tuple[float, ...] = DEFAULT_FRACTIONS,
     absolute: bool = True,
     log_x: bool = False,
+    random_baseline: bool = False,
+    random_draws: int = RANDOM_DRAWS,
+    seed: int = 0,
 ) -> FaithfulnessCurve:
     """f of the top ``fraction`` of position-aware edges per fraction; CPR and CMD over the
-    fraction of position-aware edges kept."""
+    fraction of position-aware edges kept. ``random_baseline``: per size, the mean and
+    standard deviation of f over ``random_draws`` random position-aware circuits (draw ``j`` of
+    size ``i`` uses seed ``seed + i + j * len(fractions)``, as
+    :func:`circuits.search.faithfulness.faithfulness_curve`)."""
     _check_evaluator(evaluator, graph)
+    if random_baseline and random_draws < 1:
+        raise ValueError(f"random_draws must be at least 1, got {random_draws}")
     order = ranked_position_edges(graph, absolute=absolute)
     sizes = [max(1, round(x * len(order))) for x in fractions]
-    m_circ = evaluator.metrics([_mask(graph, order[:k]) for k in sizes])
+    masks = [_mask(graph, order[:k]) for k in sizes]
+    draws = random_draws if random_baseline else 0
+    n_spans = len(graph.positions)
+    for j in range(draws):
+        masks += [
+            random_circuit(graph, k, seed=seed + i + j * len(sizes), n_spans=n_spans)
+            for i, k in enumerate(sizes)
+        ]
+    m_circ = evaluator.metrics(masks)
     full, empty = float(evaluator.m_full.mean()), float(evaluator.m_empty.mean())
     means = m_circ.mean(1).tolist()
-    return FaithfulnessCurve.from_metrics(fractions, sizes, means, full, empty, log_x=log_x)
+    random_f, random_std = random_curve_stats(means[len(sizes) :], draws, full, empty)
+    return FaithfulnessCurve.from_metrics(
+        fractions, sizes, means[: len(sizes)], full, empty, log_x=log_x,
+        random_f=random_f, random_f_std=random_std, random_draws=draws,
+    )  # fmt: skip
 
 
 def _check_evaluator(evaluator: CircuitEvaluator, graph: Graph) -> None:
