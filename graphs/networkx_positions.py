@@ -12,7 +12,8 @@ networkx) see the graph as PEAP draws it, one column of nodes per span:
   span's name), ``span_index`` and ``in_graph``, the component's flag
   (``graph.nodes_in_graph``, the same on every copy).
 - attention port copies ``"a1.h2<q>@S1"`` (``kind="port"``, with ``node``, ``span`` and
-  ``span_index``), and port edges from each to the heads that read it at the same span; as in
+  ``span_index``), and port edges (``span``, ``span_index`` too) from each to the heads that
+  read it at the same span; as in
   the position-agnostic layout their ``in_graph`` and ``score`` are derived from the circuit's
   edges into that port at that span (any; sum) and not read back.
 - edge copies ``"{u}@{span}" -> "{port}@{span}"``: ``kind="edge"``, ``name`` (the edge's
@@ -119,7 +120,13 @@ def to_networkx_positions(
                 span_index=s,
                 in_graph=in_graph,
             )
-            port_edge = {"kind": "port", "score": port_scores[s][port.index], "in_graph": in_graph}
+            port_edge = {
+                "kind": "port",
+                "span": span,
+                "span_index": s,
+                "score": port_scores[s][port.index],
+                "in_graph": in_graph,
+            }
             G.add_edges_from(
                 (name, copy_name(reader, span), dict(port_edge)) for reader in port.nodes
             )
