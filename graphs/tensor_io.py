@@ -9,7 +9,8 @@ Tensors: ``scores`` float32 ``[n_forward, n_backward]``, ``in_graph`` bool (same
 ``position_in_graph`` (same shape; ``in_graph`` is its union over spans). Readers check that
 ``scores`` is the span sum of ``position_scores`` and ``in_graph`` the union of
 ``position_in_graph``; files without these entries load as position-agnostic graphs, as
-before. Reading goes through safetensors only, which never unpickles.
+before, and an older file whose position scores a later ``set_scores`` had made stale loads
+without them, with a warning. Reading goes through safetensors only, which never unpickles.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -163,10 +165,20 @@ def _graph_from_parts(metadata: dict[str, str], tensors: dict[str, torch.Tensor]
         graph.set_position_scores(names, ps)
         summed, stored = graph.scores, tensors["scores"]
         if not bool(((summed == stored) | (summed.isnan() & stored.isnan())).all()):
-            raise GraphFormatError(
-                "tensor 'scores' is not the sum over spans of 'position_scores'; the file is "
-                "inconsistent (re-save the graph)"
+            if "position_in_graph" in tensors:  # written by a saver that checks the sums
+                raise GraphFormatError(
+                    "tensor 'scores' is not the sum over spans of 'position_scores'; the file "
+                    "is inconsistent"
+                )
+            # Savers before check_positions existed could keep position scores that a later
+            # set_scores had made stale; the scores are what the graph meant.
+            warnings.warn(
+                "this safetensors graph's 'position_scores' do not sum to its 'scores' (saved "
+                "after graph.set_scores replaced them); loading it without the stale position "
+                "axis",
+                stacklevel=3,
             )
+            graph.drop_positions()
         graph.scores = tensors["scores"].clone()  # the stored sum, bit for bit (-0.0 kept)
         graph.set_in_graph(in_graph, nodes)
     if "position_in_graph" in tensors:

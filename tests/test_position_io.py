@@ -350,6 +350,13 @@ def test_position_agnostic_files_still_load(tmp_path):
     back = Graph.load(tmp_path / "v.safetensors")
     assert torch.equal(back.position_scores, graph.position_scores)
     assert back.position_in_graph is None and torch.equal(back.in_graph, graph.in_graph)
+    # saved by the old saver after set_scores made the position scores stale: loads without them
+    tensors["scores"] = graph.scores * 2
+    save_file(tensors, tmp_path / "stale.safetensors", metadata=meta)
+    with pytest.warns(UserWarning, match="do not sum to its 'scores'"):
+        stale = Graph.load(tmp_path / "stale.safetensors")
+    assert stale.positions is None and stale.position_scores is None
+    assert torch.equal(stale.scores, graph.scores * 2)
 
 
 def _edited_json(tmp_path, edit):
@@ -406,6 +413,16 @@ def test_inconsistent_safetensors_and_networkx_are_refused(tmp_path):
         metadata=meta,
     )
     with pytest.raises(GraphFormatError, match="not the union over spans"):
+        Graph.load(tmp_path / "g.safetensors")
+    tensors = {
+        "scores": graph.scores + 1.0,
+        "in_graph": graph.in_graph,
+        "nodes_in_graph": graph.nodes_in_graph,
+        "position_scores": graph.position_scores,
+        "position_in_graph": graph.position_in_graph,
+    }
+    save_file(tensors, tmp_path / "g.safetensors", metadata=meta)
+    with pytest.raises(GraphFormatError, match="not the sum over spans"):
         Graph.load(tmp_path / "g.safetensors")
 
     G = to_networkx(graph)
