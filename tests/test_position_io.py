@@ -163,6 +163,12 @@ def test_set_scores_drops_position_scores_it_no_longer_sums_to():
     assert graph.positions is None and graph.position_scores is None
 
     graph = positioned_graph(MHA, seed=2)
+    graph.reset()
+    assert graph.positions == SPANS and not graph.position_scores.any()
+    assert graph.position_in_graph is None and graph.count_included_edges() == 0
+    graph.check_positions()
+
+    graph = positioned_graph(MHA, seed=2)
     graph.set_position_scores(("a", "b"), torch.zeros(2, graph.n_forward, graph.n_backward))
     assert graph.position_in_graph is None  # other spans: the old per-span circuit is gone
     assert graph.count_included_edges() > 0
@@ -212,6 +218,20 @@ def test_networkx_round_trip_is_exact(spec_id, circuit):
         assert torch.equal(back.position_in_graph, graph.position_in_graph)
         kept = graph.position_in_graph
     assert torch.equal(back.position_scores, torch.where(kept, graph.position_scores, 0.0))
+
+
+def test_token_position_names_round_trip(tmp_path):
+    # spans named "0", "1", ... must come back as strings, not numbers, in every format
+    graph = Graph(GQA)
+    gen = torch.Generator().manual_seed(13)
+    graph.set_position_scores(
+        range(3), torch.randn(3, graph.n_forward, graph.n_backward, generator=gen)
+    )
+    graph.set_circuit(position_circuit(graph, graph.position_scores.abs() > 1.5))
+    assert graph.positions == ("0", "1", "2")
+    for fmt in FORMATS:
+        graph.save(tmp_path / f"g.{fmt}")
+        assert_same(graph, Graph.load(tmp_path / f"g.{fmt}"))
 
 
 def test_special_scores_round_trip(tmp_path):
