@@ -8,6 +8,10 @@ from one node into one head that a networkx ``DiGraph`` cannot hold. Render it w
 Layout hints: ``rankdir=BT`` (input at the bottom, logits on top) and one rank per layer.
 Edges are coloured by the sign of their score (blue ≥ 0, red < 0), widened by ``|score|``,
 and styled by port: q solid, k dashed, v dotted, MLP/logits inputs bold.
+
+DOT is position-agnostic: a position-aware graph is drawn with its summed scores and its
+circuit's union over spans (``circuits.app.position_figures`` draws the spans; GraphML keeps
+them for other tools).
 """
 
 from __future__ import annotations

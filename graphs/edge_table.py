@@ -9,6 +9,7 @@ edge) edges that are missing.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -47,22 +48,68 @@ class EdgeCollector:
     """Collect ``(source, target, score, in_graph)`` records, then write them into ``graph``.
 
     Each record carries a ``label`` (``"edge 17 ('input->a0.h1<q>')"``) used in messages.
+    With ``positions`` (span names) every record also carries its per-span scores, and with
+    ``position_circuit`` its per-span circuit flags; :meth:`finish` then checks that each
+    ``score`` is their sum and each ``in_graph`` their union (with ``scores_from_positions``,
+    for formats that store only the per-span scores, the records' ``score`` is not read and
+    the sum is used).
     """
 
-    def __init__(self, graph: Graph):
+    def __init__(
+        self,
+        graph: Graph,
+        positions: Sequence[str] | None = None,
+        *,
+        position_circuit: bool = False,
+        scores_from_positions: bool = False,
+    ):
         self.graph = graph
+        self.scores_from_positions = scores_from_positions and positions is not None
+        self.positions = None if positions is None else tuple(positions)
+        self.position_circuit = position_circuit and positions is not None
         self._ups: list[int] = []
         self._ports: list[int] = []
         self._scores: list[float] = []
         self._flags: list[bool] = []
         self._labels: list[str] = []
+        self._span_scores: list[list[float]] = []
+        self._span_flags: list[list[bool]] = []
 
-    def add(self, label: str, source: Any, target: Any, score: Any, in_graph: Any) -> None:
+    def add(
+        self,
+        label: str,
+        source: Any,
+        target: Any,
+        score: Any,
+        in_graph: Any,
+        *,
+        position_scores: Sequence[Any] | None = None,
+        position_flags: Sequence[Any] | None = None,
+    ) -> None:
         layout = self.graph.layout
         up = layout.node_by_name.get(source) if isinstance(source, str) else None
         port = layout.port_by_name.get(target) if isinstance(target, str) else None
         if up is None or up.forward_index < 0 or port is None:
             self._unknown(label, source, target)
+        if self.positions is not None:
+            n = len(self.positions)
+            if not isinstance(position_scores, (list, tuple)) or len(position_scores) != n:
+                got = (
+                    f"{len(position_scores)} position scores"
+                    if isinstance(position_scores, (list, tuple))
+                    else f"position scores {position_scores!r}"
+                )
+                raise GraphFormatError(
+                    f"{label} has {got}; the graph has {n} spans, so each edge needs a list of {n}"
+                )
+            self._span_scores.append([parse_score(v, label) for v in position_scores])
+            if self.position_circuit:
+                if position_flags is None or len(position_flags) != n:
+                    raise GraphFormatError(
+                        f"{label} lacks its per-span circuit flags; the graph holds a "
+                        "position-aware circuit, so every edge says at which spans it is kept"
+                    )
+                self._span_flags.append([parse_flag(f, label) for f in position_flags])
         self._ups.append(up.forward_index)
         self._ports.append(port.index)
         self._scores.append(parse_score(score, label))
@@ -125,5 +172,43 @@ class EdgeCollector:
         # float32 exactly (writers store float32 values exactly or by a verified short repr).
         scores[ups, ports] = torch.tensor(self._scores, dtype=torch.float64).to(torch.float32)
         flags[ups, ports] = torch.tensor(self._flags, dtype=torch.bool)
+        if self.positions is not None:
+            scores = self._finish_positions(ups, ports, scores, flags)
         graph.scores = scores
         graph.in_graph = flags
+
+    def _finish_positions(
+        self, ups: torch.Tensor, ports: torch.Tensor, scores: torch.Tensor, flags: torch.Tensor
+    ) -> torch.Tensor:
+        """Write the per-span records into the graph; returns the scores to keep."""
+        graph, n = self.graph, len(self.positions)
+        shape = (n, graph.n_forward, graph.n_backward)
+        per_span = torch.zeros(shape, dtype=torch.float32)
+        values = torch.tensor(self._span_scores, dtype=torch.float64).reshape(-1, n)
+        per_span[:, ups, ports] = values.T.to(torch.float32)
+        graph.set_position_scores(self.positions, per_span)
+        summed = graph.scores
+        agree = (summed == scores) | (summed.isnan() & scores.isnan())
+        bad = (~agree[ups, ports]).nonzero().flatten()
+        if self.scores_from_positions:
+            scores = summed
+        elif len(bad):
+            i = int(bad[0])
+            raise GraphFormatError(
+                f"{self._labels[i]} has score {self._scores[i]!r}, but its position scores sum "
+                f"to {float(summed[ups[i], ports[i]])!r}; the score of a position-aware edge is "
+                "the sum of its per-span scores"
+            )
+        if self.position_circuit:
+            kept = torch.zeros(shape, dtype=torch.bool)
+            kept[:, ups, ports] = torch.tensor(self._span_flags, dtype=torch.bool).reshape(-1, n).T
+            bad = (kept.any(0)[ups, ports] != flags[ups, ports]).nonzero().flatten()
+            if len(bad):
+                i = int(bad[0])
+                raise GraphFormatError(
+                    f"{self._labels[i]} has in_graph={self._flags[i]}, but the circuit keeps it "
+                    f"at {int(kept[:, ups[i], ports[i]].sum())} spans; in_graph is true exactly "
+                    "when the edge is kept at some span"
+                )
+            graph.position_in_graph = kept
+        return scores

@@ -24,6 +24,12 @@ class GraphMismatchError(GraphError, ValueError):
     """A graph is used with a model (or another graph) of a different shape."""
 
 
+class InconsistentGraphError(GraphError, ValueError):
+    """A graph's tensors disagree with each other (``scores`` not the span sum of
+    ``position_scores``, ``in_graph`` not the union of ``position_in_graph``), usually after a
+    direct write into one of them."""
+
+
 class UnknownEdgeError(GraphError, KeyError):
     """A node, port or edge name that the graph does not have."""
 

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from graphs.circuit import Circuit
-from graphs.errors import GraphMismatchError
+from graphs.errors import GraphMismatchError, InconsistentGraphError
 from graphs.layout import Layout, Node, Port
 from graphs.spec import PYTHON_FIX, ModelSpec
 
@@ -54,7 +54,15 @@ class Edge:
 
     @score.setter
     def score(self, value: float) -> None:
-        self.graph.scores[self.index] = value
+        """Write the (span-summed) score; a position-aware graph then loses its position axis,
+        since one number cannot say how the new score splits over spans."""
+        graph = self.graph
+        graph.scores[self.index] = value
+        if graph.position_scores is not None:
+            up, port = self.index
+            summed = graph.position_scores[:, up, port].double().sum().float()
+            if not _same(graph.scores[self.index], summed):
+                graph.drop_positions()
 
     @property
     def in_graph(self) -> bool:
@@ -62,7 +70,10 @@ class Edge:
 
     @in_graph.setter
     def in_graph(self, value: bool) -> None:
+        """Add the edge to the circuit or remove it; in a position-aware circuit, at every span."""
         self.graph.in_graph[self.index] = bool(value)
+        if self.graph.position_in_graph is not None:
+            self.graph.position_in_graph[(slice(None), *self.index)] = bool(value)
 
     def __repr__(self) -> str:
         return f"Edge({self.name!r}, score={self.score:.4g}, in_graph={self.in_graph})"
@@ -122,7 +133,12 @@ class Graph:
         positions: the names of the position axis's spans (``graphs.positions``), or None for
             a position-agnostic graph.
         position_scores: float32 ``[n_spans, n_forward, n_backward]`` per-span scores (None
-            when ``positions`` is); ``scores`` is their sum over spans.
+            when ``positions`` is); ``scores`` is their sum over spans (in float64, rounded
+            to float32), which :meth:`set_scores` keeps true by dropping the position axis
+            when given other scores.
+        position_in_graph: bool ``[n_spans, n_forward, n_backward]``, the position-aware
+            circuit (which edges it keeps at which span), or None when the circuit is
+            position-agnostic; ``in_graph`` is then its union over spans.
         metadata: JSON values describing how the scores were made (``circuits discover``
             records task, metric, method, ablation, split, seed and model); saved and loaded
             by every file format, and not compared by ``==``.
@@ -140,6 +156,7 @@ class Graph:
         self.metadata: dict[str, Any] = {}
         self.positions: tuple[str, ...] | None = None
         self.position_scores: torch.Tensor | None = None
+        self.position_in_graph: torch.Tensor | None = None
 
     @classmethod
     def from_model(cls, model: Any) -> Graph:
@@ -231,17 +248,29 @@ class Graph:
         return int(self.nodes_in_graph.sum())
 
     def set_scores(self, scores: torch.Tensor) -> None:
-        """Replace all scores; ``scores`` is ``[n_forward, n_backward]``; non-edges are zeroed."""
+        """Replace all scores; ``scores`` is ``[n_forward, n_backward]``; non-edges are zeroed.
+
+        A position-aware graph keeps its position axis only when the new scores are still the
+        sum of its position scores (bit for bit, NaN equal to NaN); other scores drop
+        ``positions``, ``position_scores`` and ``position_in_graph`` (``in_graph`` keeps the
+        circuit's union over spans), so the two never disagree.
+        """
         if tuple(scores.shape) != (self.n_forward, self.n_backward):
             raise GraphMismatchError(
                 f"scores have shape {tuple(scores.shape)}, this graph needs "
                 f"{(self.n_forward, self.n_backward)} ([upstream, port])"
             )
         self.scores = torch.where(self.real_edges, scores.detach().to("cpu", torch.float32), 0.0)
+        if self.position_scores is not None and not _same(
+            self.scores, self._span_sum(self.position_scores)
+        ):
+            self.drop_positions()
 
     def set_position_scores(self, positions: Any, scores: torch.Tensor) -> None:
         """Give the graph a position axis: span names ``positions`` and per-span ``scores``
-        ``[n_spans, n_forward, n_backward]``; ``scores`` becomes their sum over spans."""
+        ``[n_spans, n_forward, n_backward]`` (stored as float32); ``scores`` becomes their sum
+        over spans (float64, rounded to float32). A position-aware circuit survives only when
+        the span names are unchanged."""
         positions = tuple(str(p) for p in positions)
         shape = (len(positions), self.n_forward, self.n_backward)
         if tuple(scores.shape) != shape:
@@ -249,11 +278,63 @@ class Graph:
                 f"position scores have shape {tuple(scores.shape)}, this graph with "
                 f"{len(positions)} spans needs {shape} ([span, upstream, port])"
             )
+        if positions != self.positions:
+            self.position_in_graph = None
         self.positions = positions
         self.position_scores = torch.where(
             self.real_edges, scores.detach().to("cpu", torch.float32), 0.0
         )
-        self.set_scores(scores.detach().to("cpu", torch.float64).sum(0))
+        self.scores = self._span_sum(self.position_scores)
+
+    def _span_sum(self, position_scores: torch.Tensor) -> torch.Tensor:
+        return torch.where(self.real_edges, position_scores.double().sum(0).float(), 0.0)
+
+    def drop_positions(self) -> None:
+        """Make the graph position-agnostic: forget ``positions``, ``position_scores`` and the
+        per-span circuit (``scores`` and ``in_graph`` stay, the sums and union over spans)."""
+        self.positions = None
+        self.position_scores = None
+        self.position_in_graph = None
+
+    def check_positions(self) -> None:
+        """Raise InconsistentGraphError unless the position axis agrees with the rest of the
+        graph: ``scores`` the span sum of ``position_scores``, ``in_graph`` the union of
+        ``position_in_graph`` (the setters keep this true; a direct write into a tensor can
+        break it). File savers call this before writing."""
+        if self.positions is None:
+            if self.position_scores is not None or self.position_in_graph is not None:
+                raise InconsistentGraphError(
+                    "the graph has position scores or a per-span circuit but no span names "
+                    "(graph.positions); set both with graph.set_position_scores(names, scores)"
+                )
+            return
+        shape = (len(self.positions), self.n_forward, self.n_backward)
+        if self.position_scores is None or tuple(self.position_scores.shape) != shape:
+            got = None if self.position_scores is None else tuple(self.position_scores.shape)
+            raise InconsistentGraphError(
+                f"graph.position_scores is {got}, its {len(self.positions)} spans need {shape}; "
+                "set both with graph.set_position_scores(names, scores)"
+            )
+        if not _same(self.scores, self._span_sum(self.position_scores)):
+            bad = (~_equal_or_nan(self.scores, self._span_sum(self.position_scores))).nonzero()
+            name = self.layout.edge_name(*bad[0].tolist())
+            raise InconsistentGraphError(
+                f"graph.scores is not the sum over spans of graph.position_scores (first at "
+                f"{name!r}): a score was written into the tensor directly; use "
+                "graph.set_scores (drops the position axis) or graph.set_position_scores"
+            )
+        if self.position_in_graph is not None:
+            pig = self.position_in_graph
+            if tuple(pig.shape) != shape or pig.dtype != torch.bool:
+                raise InconsistentGraphError(
+                    f"graph.position_in_graph is {pig.dtype} {tuple(pig.shape)}, expected bool "
+                    f"{shape}; set position-aware circuits with graph.set_circuit(circuit)"
+                )
+            if not torch.equal((pig & self.real_edges).any(0), self.in_graph & self.real_edges):
+                raise InconsistentGraphError(
+                    "graph.in_graph is not the union over spans of graph.position_in_graph: a "
+                    "flag was written into a tensor directly; use graph.set_circuit(circuit)"
+                )
 
     @property
     def n_positions(self) -> int | None:
@@ -269,15 +350,23 @@ class Graph:
             raise GraphMismatchError(
                 f"in_graph has shape {tuple(in_graph.shape)}, expected {(self.n_forward, self.n_backward)}"
             )
+        if nodes_in_graph is not None and tuple(nodes_in_graph.shape) != (self.n_nodes,):
+            raise GraphMismatchError(
+                f"nodes_in_graph has shape {tuple(nodes_in_graph.shape)}, expected "
+                f"{(self.n_nodes,)} (graph.nodes order)"
+            )
         self.in_graph = in_graph.to("cpu", torch.bool) & self.real_edges
+        self.position_in_graph = None
         if nodes_in_graph is None:
             nodes_in_graph = self._nodes_touched(self.in_graph)
         self.nodes_in_graph = nodes_in_graph.to("cpu", torch.bool).clone()
 
     @property
     def circuit(self) -> Circuit:
-        """The graph's circuit (copies of its ``in_graph`` and ``nodes_in_graph`` masks)."""
-        return Circuit(self.in_graph.clone(), self.nodes_in_graph.clone())
+        """The graph's circuit (copies of its masks): edges ``[n_spans, n_forward,
+        n_backward]`` when a position-aware circuit is set, else ``[n_forward, n_backward]``."""
+        edges = self.in_graph if self.position_in_graph is None else self.position_in_graph
+        return Circuit(edges.clone(), self.nodes_in_graph.clone())
 
     def circuit_of(self, edges: torch.Tensor, nodes: torch.Tensor | None = None) -> Circuit:
         """The circuit of bool ``[n_forward, n_backward]`` ``edges`` (real edges only); its
@@ -288,8 +377,33 @@ class Graph:
         return Circuit(edges.clone(), nodes.clone())
 
     def set_circuit(self, circuit: Circuit) -> Graph:
-        """Make ``circuit`` this graph's circuit; returns the graph, so calls chain."""
-        self.set_in_graph(circuit.edges, circuit.nodes)
+        """Make ``circuit`` this graph's circuit; returns the graph, so calls chain.
+
+        A position-aware circuit (``edges`` bool ``[n_spans, n_forward, n_backward]``, from
+        :mod:`circuits.search.positions`) needs a graph with that many spans; it is kept as
+        ``position_in_graph`` and ``in_graph`` becomes its union over spans. A plain
+        ``[n_forward, n_backward]`` circuit clears ``position_in_graph``.
+        """
+        edges = circuit.edges
+        if edges.dim() != 3:
+            self.set_in_graph(edges, circuit.nodes)
+            return self
+        if self.positions is None:
+            raise GraphMismatchError(
+                f"the circuit is position-aware (edges {tuple(edges.shape)}, [span, upstream, "
+                f"port]) but this graph has no position axis ({(self.n_forward, self.n_backward)}"
+                "); attribute it with position-aware data first "
+                "(attribution.positions.with_positions)"
+            )
+        shape = (len(self.positions), self.n_forward, self.n_backward)
+        if tuple(edges.shape) != shape:
+            raise GraphMismatchError(
+                f"the position-aware circuit's edges have shape {tuple(edges.shape)}, this graph "
+                f"with {len(self.positions)} spans needs {shape} ([span, upstream, port])"
+            )
+        per_span = edges.to("cpu", torch.bool) & self.real_edges
+        self.set_in_graph(per_span.any(0), circuit.nodes)
+        self.position_in_graph = per_span.clone()
         return self
 
     def _nodes_touched(self, edges: torch.Tensor) -> torch.Tensor:
@@ -304,10 +418,14 @@ class Graph:
         return touched
 
     def reset(self) -> None:
-        """Clear scores and membership."""
+        """Clear scores and membership (position scores too; the circuit becomes empty and
+        position-agnostic)."""
         self.scores.zero_()
         self.in_graph.zero_()
         self.nodes_in_graph.zero_()
+        if self.position_scores is not None:
+            self.position_scores.zero_()
+        self.position_in_graph = None
 
     def copy(self) -> Graph:
         new = Graph(self.spec)
@@ -318,6 +436,8 @@ class Graph:
         new.positions = self.positions
         if self.position_scores is not None:
             new.position_scores = self.position_scores.clone()
+        if self.position_in_graph is not None:
+            new.position_in_graph = self.position_in_graph.clone()
         return new
 
     def check_compatible(self, model_or_spec: Any, *, fix: str = PYTHON_FIX) -> None:
@@ -338,11 +458,10 @@ class Graph:
             and torch.equal(self.in_graph & self.real_edges, other.in_graph & other.real_edges)
             and torch.equal(self.nodes_in_graph, other.nodes_in_graph)
             and self.positions == other.positions
-            and (
-                self.position_scores is None
-                if other.position_scores is None
-                else self.position_scores is not None
-                and torch.equal(self.position_scores, other.position_scores)
+            and _optional_equal(self.position_scores, other.position_scores)
+            and _optional_equal(
+                _masked(self.position_in_graph, self.real_edges),
+                _masked(other.position_in_graph, other.real_edges),
             )
         )
 
@@ -350,11 +469,12 @@ class Graph:
 
     # ---------------------------------------------------------------- files and networkx
     # Imports are local: the I/O modules import this one.
-    def to_networkx(self, *, only_in_graph: bool = False) -> Any:
-        """This graph as a ``networkx.DiGraph`` (see :mod:`graphs.networkx_io`)."""
+    def to_networkx(self, *, only_in_graph: bool = False, positions: bool | None = None) -> Any:
+        """This graph as a ``networkx.DiGraph`` (see :mod:`graphs.networkx_io`); a
+        position-aware graph gets one node per (node, span) unless ``positions=False``."""
         from graphs.networkx_io import to_networkx
 
-        return to_networkx(self, only_in_graph=only_in_graph)
+        return to_networkx(self, only_in_graph=only_in_graph, positions=positions)
 
     @classmethod
     def from_networkx(cls, G: Any) -> Graph:
@@ -383,3 +503,20 @@ class Graph:
             except GraphMismatchError as err:
                 raise GraphMismatchError(f"{path}: {err}") from err
         return graph
+
+
+def _equal_or_nan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a == b) | (a.isnan() & b.isnan())
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal values, NaN equal to NaN (a sum of spans holding NaN is NaN)."""
+    return bool(_equal_or_nan(a, b).all())
+
+
+def _optional_equal(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
+    return a is None if b is None else a is not None and torch.equal(a, b)
+
+
+def _masked(t: torch.Tensor | None, real: torch.Tensor) -> torch.Tensor | None:
+    return None if t is None else t & real

@@ -4,6 +4,11 @@ The file is ``networkx.write_graphml`` of :func:`graphs.networkx_io.to_networkx`
 GraphML ``double``: networkx writes ``str(float)``, the shortest text that reads back to the
 same float64, and a float32 score is exactly representable as a float64, so scores round-trip
 bit-exactly (including -0.0, subnormals, ``inf`` and ``nan``).
+
+A position-aware graph is written, by default, with one node per (node, span)
+(``"a0.h1@S1"``, see :mod:`graphs.networkx_positions`), so other tools draw its spans apart
+and :func:`load_graphml` reads back its span names, per-span scores and per-span circuit;
+``positions=False`` writes the position-agnostic layout (summed scores) instead.
 """
 
 from __future__ import annotations
@@ -22,10 +27,15 @@ from graphs.networkx_io import from_networkx, to_networkx
 
 
 def save_graphml(
-    graph: Graph, path: str | os.PathLike[str], *, only_in_graph: bool = False
+    graph: Graph,
+    path: str | os.PathLike[str],
+    *,
+    only_in_graph: bool = False,
+    positions: bool | None = None,
 ) -> None:
-    """Write ``graph`` as GraphML (atomically: a temporary file renamed over ``path``)."""
-    G = to_networkx(graph, only_in_graph=only_in_graph)
+    """Write ``graph`` as GraphML (atomically: a temporary file renamed over ``path``);
+    ``positions`` as in :func:`graphs.networkx_io.to_networkx`."""
+    G = to_networkx(graph, only_in_graph=only_in_graph, positions=positions)
     with atomic_write(path) as handle:
         nx.write_graphml(G, handle, named_key_ids=False)
 

@@ -21,6 +21,21 @@ Schema (version 1)::
 ``nodes`` lists every component node and ``edges`` every edge of the model, one per line, in
 index order, so two files of the same model diff line by line. ``target`` is the port name.
 
+A position-aware graph (:mod:`graphs.positions`) adds the top-level ``"positions"`` (its span
+names, in order) and gives every edge ``"position_scores"``, one score per span in that order
+(``score`` stays their sum); a position-aware circuit adds ``"in_graph_positions"`` to every
+edge, the names of the spans it is kept at (``in_graph`` is true exactly when that list is not
+empty)::
+
+    "positions": ["prefix", "IO", "S1", "end"],
+    ...
+    {"name": "a0.h1->a2.h3<v>", ..., "score": 0.5, "in_graph": true,
+     "position_scores": [0.0, 0.25, 0.25, 0.0], "in_graph_positions": ["IO"]},
+
+The fields are optional and keep schema version 1 (the meaning of ``score`` and ``in_graph``
+is unchanged): files without them load as position-agnostic graphs, and readers that do not
+know them read the summed scores and the circuit's union over spans.
+
 Scores are float32 written as the shortest decimal that reads back to the same float32
 (``0.1``, not ``0.10000000149011612``). JSON has no NaN or infinity, so NaN is written as
 ``null`` and infinities as the strings ``"inf"`` / ``"-inf"``; all three read back exactly
@@ -65,18 +80,42 @@ def _score_value(score: float) -> float | str | None:
 
 def graph_to_dict(graph: Graph) -> dict[str, Any]:
     """The JSON document as Python objects (scores are exact float64 copies of the float32s)."""
+    graph.check_positions()
     layout = graph.layout
     node_flags = graph.nodes_in_graph.tolist()
     index = graph.real_edges.nonzero()
     ups, ports = index[:, 0].tolist(), index[:, 1].tolist()
     scores = graph.scores[graph.real_edges].tolist()
     flags = graph.in_graph[graph.real_edges].tolist()
-    return {
+    edges = [
+        {
+            "name": f"{layout.upstream[u].name}->{layout.ports[p].name}",
+            "source": layout.upstream[u].name,
+            "target": layout.ports[p].name,
+            "port": layout.ports[p].port,
+            "score": _score_value(score),
+            "in_graph": flag,
+        }
+        for u, p, score, flag in zip(ups, ports, scores, flags, strict=True)
+    ]
+    data: dict[str, Any] = {
         "format": FORMAT_NAME,
         "schema_version": SCHEMA_VERSION,
         "model": spec_to_dict(graph.spec),
         "metadata": graph.metadata,
-        "nodes": [
+    }
+    if graph.positions is not None:
+        data["positions"] = list(graph.positions)
+        per_span = graph.position_scores[:, graph.real_edges].T.tolist()  # [edge, span]
+        for edge, row in zip(edges, per_span, strict=True):
+            edge["position_scores"] = [_score_value(v) for v in row]
+        if graph.position_in_graph is not None:
+            kept = graph.position_in_graph[:, graph.real_edges].T.tolist()
+            names = graph.positions
+            for edge, row in zip(edges, kept, strict=True):
+                edge["in_graph_positions"] = [n for n, k in zip(names, row, strict=True) if k]
+    data.update(
+        nodes=[
             {
                 "name": n.name,
                 "kind": n.kind,
@@ -86,18 +125,9 @@ def graph_to_dict(graph: Graph) -> dict[str, Any]:
             }
             for n in layout.nodes
         ],
-        "edges": [
-            {
-                "name": f"{layout.upstream[u].name}->{layout.ports[p].name}",
-                "source": layout.upstream[u].name,
-                "target": layout.ports[p].name,
-                "port": layout.ports[p].port,
-                "score": _score_value(score),
-                "in_graph": flag,
-            }
-            for u, p, score, flag in zip(ups, ports, scores, flags, strict=True)
-        ],
-    }
+        edges=edges,
+    )
+    return data
 
 
 def graph_from_dict(data: Any) -> Graph:
@@ -116,8 +146,13 @@ def graph_from_dict(data: Any) -> Graph:
     graph = Graph(spec_from_mapping(data["model"], what="'model' field"))
     graph.metadata = metadata_from_stored(data.get("metadata"))
     _read_nodes(graph, _list(data, "nodes"))
-    collector = EdgeCollector(graph)
-    for i, entry in enumerate(_list(data, "edges")):
+    positions = _read_positions(data)
+    entries = _list(data, "edges")
+    circuit = positions is not None and any(
+        isinstance(e, dict) and "in_graph_positions" in e for e in entries
+    )
+    collector = EdgeCollector(graph, positions, position_circuit=circuit)
+    for i, entry in enumerate(entries):
         if not isinstance(entry, dict):
             raise GraphFormatError(f"edge {i} is {type(entry).__name__}, expected an object")
         name = entry.get("name")
@@ -132,9 +167,61 @@ def graph_from_dict(data: Any) -> Graph:
             raise GraphFormatError(
                 f"{label} disagrees with its source {source!r} and target {target!r}"
             )
-        collector.add(label, source, target, entry["score"], entry["in_graph"])
+        extra: dict[str, Any] = {}
+        if positions is not None:
+            if "position_scores" not in entry:
+                raise GraphFormatError(
+                    f"{label} lacks 'position_scores'; the file has 'positions', so every edge "
+                    f"gives one score per span ({len(positions)})"
+                )
+            extra["position_scores"] = entry["position_scores"]
+            if circuit:
+                extra["position_flags"] = _span_flags(entry, positions, label)
+        elif "position_scores" in entry or "in_graph_positions" in entry:
+            raise GraphFormatError(
+                f"{label} has per-span fields but the file has no top-level 'positions' (the "
+                "span names they refer to)"
+            )
+        collector.add(label, source, target, entry["score"], entry["in_graph"], **extra)
     collector.finish(complete=True)
     return graph
+
+
+def _read_positions(data: dict[str, Any]) -> tuple[str, ...] | None:
+    if "positions" not in data:
+        return None
+    names = data["positions"]
+    if (
+        not isinstance(names, list)
+        or not names
+        or not all(isinstance(n, str) for n in names)
+        or len(set(names)) != len(names)
+    ):
+        raise GraphFormatError(
+            f"'positions' is {names!r}; it must be a non-empty list of distinct span names"
+        )
+    return tuple(names)
+
+
+def _span_flags(entry: dict[str, Any], positions: tuple[str, ...], label: str) -> list[bool]:
+    """The per-span circuit flags of an edge record from its ``in_graph_positions`` names."""
+    if "in_graph_positions" not in entry:
+        raise GraphFormatError(
+            f"{label} lacks 'in_graph_positions'; other edges have it (a position-aware "
+            "circuit), so every edge lists the spans it is kept at ([] for none)"
+        )
+    names = entry["in_graph_positions"]
+    if not isinstance(names, list) or len(set(map(str, names))) != len(names):
+        raise GraphFormatError(
+            f"{label} has in_graph_positions={names!r}; expected a list of distinct span names"
+        )
+    unknown = [n for n in names if n not in positions]
+    if unknown:
+        raise GraphFormatError(
+            f"{label} is kept at span {unknown[0]!r}, which is not in 'positions' "
+            f"({', '.join(positions)})"
+        )
+    return [n in names for n in positions]
 
 
 def _list(data: dict[str, Any], key: str) -> list[Any]:
@@ -193,6 +280,16 @@ def _value_text(value: float | str | None) -> str:
     return _number_text(value)
 
 
+def _span_text(edge: dict[str, Any]) -> str:
+    text = ""
+    if "position_scores" in edge:
+        values = ", ".join(_value_text(v) for v in edge["position_scores"])
+        text += f', "position_scores": [{values}]'
+    if "in_graph_positions" in edge:
+        text += f', "in_graph_positions": {json.dumps(edge["in_graph_positions"])}'
+    return text
+
+
 def dumps(graph: Graph) -> str:
     """The JSON text: header fields indented, then one node and one edge per line."""
     data = graph_to_dict(graph)
@@ -201,15 +298,19 @@ def dumps(graph: Graph) -> str:
     edges = ",\n    ".join(
         f'{{"name": {json.dumps(e["name"])}, "source": {json.dumps(e["source"])}, '
         f'"target": {json.dumps(e["target"])}, "port": {json.dumps(e["port"])}, '
-        f'"score": {_value_text(e["score"])}, "in_graph": {flag[e["in_graph"]]}}}'
+        f'"score": {_value_text(e["score"])}, "in_graph": {flag[e["in_graph"]]}'
+        + _span_text(e)
+        + "}"
         for e in data["edges"]
     )
+    positions = f'  "positions": {json.dumps(data["positions"])},\n' if "positions" in data else ""
     return (
         "{\n"
         f'  "format": {json.dumps(data["format"])},\n'
         f'  "schema_version": {data["schema_version"]},\n'
         f'  "model": {json.dumps(data["model"])},\n'
         f'  "metadata": {metadata_to_text(data["metadata"])},\n'
+        f"{positions}"
         f'  "nodes": [\n    {nodes}\n  ],\n'
         f'  "edges": [\n    {edges}\n  ]\n'
         "}\n"

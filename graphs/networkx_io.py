@@ -20,6 +20,12 @@ Layout of the DiGraph:
   that port at once, sign included. The port node carries the same ``in_graph``.
 - real edges ``upstream -> port node``: ``kind="edge"``, ``name``, ``port``, ``layer`` and
   ``head`` of the port, ``score`` (Python float), ``in_graph``.
+
+A position-aware graph (``graph.positions`` set) gets, by default, the layout of
+:mod:`graphs.networkx_positions` instead: the same nodes and edges once per span, named
+``"{node}@{span}"``, with the per-span scores and circuit; ``to_networkx(graph,
+positions=False)`` gives the layout above (summed scores, the circuit's union over spans),
+which reads back as a position-agnostic graph.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import networkx as nx
 import torch
 
 from graphs.edge_table import EdgeCollector, parse_flag
-from graphs.errors import GraphFormatError
+from graphs.errors import GraphFormatError, GraphMismatchError
 from graphs.graph import Graph
 from graphs.schema import (
     FORMAT_NAME,
@@ -45,12 +51,34 @@ from graphs.schema import (
 _ATTENTION_PORTS = ("q", "k", "v")
 
 
-def to_networkx(graph: Graph, *, only_in_graph: bool = False) -> nx.DiGraph:
+def to_networkx(
+    graph: Graph, *, only_in_graph: bool = False, positions: bool | None = None
+) -> nx.DiGraph:
     """The graph as a DiGraph (layout in the module docstring).
 
     ``only_in_graph=True`` keeps the in-graph edges, the ports they enter, the nodes that read
     those ports or write those edges, and the nodes flagged in ``graph.nodes_in_graph``.
+    ``positions``: one node per (node, span) (:mod:`graphs.networkx_positions`); by default
+    exactly when the graph has a position axis.
     """
+    if positions is None:
+        positions = graph.positions is not None
+    attrs = {
+        "format": FORMAT_NAME,
+        "schema_version": SCHEMA_VERSION,
+        "only_in_graph": bool(only_in_graph),
+        **spec_to_dict(graph.spec),
+        "metadata": metadata_to_text(graph.metadata),
+    }
+    if positions:
+        if graph.positions is None:
+            raise GraphMismatchError(
+                "positions=True needs a position-aware graph, and this one has no position "
+                "axis; attribute it with position-aware data (attribution.positions)"
+            )
+        from graphs.networkx_positions import to_networkx_positions
+
+        return to_networkx_positions(graph, attrs, only_in_graph=only_in_graph)
     layout = graph.layout
     included = graph.real_edges & graph.in_graph
     mask = included if only_in_graph else graph.real_edges
@@ -72,13 +100,7 @@ def to_networkx(graph: Graph, *, only_in_graph: bool = False) -> nx.DiGraph:
         kept_ports = set(range(len(layout.ports)))
         kept_nodes = set(layout.node_by_name)
 
-    G = nx.DiGraph(
-        format=FORMAT_NAME,
-        schema_version=SCHEMA_VERSION,
-        only_in_graph=bool(only_in_graph),
-        **spec_to_dict(graph.spec),
-        metadata=metadata_to_text(graph.metadata),
-    )
+    G = nx.DiGraph(**attrs)
     for node in layout.nodes:
         if node.name in kept_nodes:
             G.add_node(
@@ -140,6 +162,10 @@ def from_networkx(G: nx.DiGraph) -> Graph:
     graph.metadata = metadata_from_stored(attrs.get("metadata"))
     layout = graph.layout
     only = parse_flag(attrs.get("only_in_graph", False), "the graph", "only_in_graph")
+    if "positions" in attrs:
+        from graphs.networkx_positions import from_networkx_positions
+
+        return from_networkx_positions(G, graph, only=only)
 
     node_flags = graph.nodes_in_graph
     for name, data in G.nodes(data=True):

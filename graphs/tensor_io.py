@@ -5,8 +5,12 @@ Tensors: ``scores`` float32 ``[n_forward, n_backward]``, ``in_graph`` bool (same
 ``format``, ``schema_version``, ``model`` (the ModelSpec as JSON) and ``metadata``
 (``graph.metadata`` as JSON; optional). A position-aware graph adds the tensor
 ``position_scores`` float32 ``[n_spans, n_forward, n_backward]`` and the metadata
-``positions`` (its span names as a JSON list). Reading goes through
-safetensors only, which never unpickles.
+``positions`` (its span names as a JSON list), and a position-aware circuit the bool tensor
+``position_in_graph`` (same shape; ``in_graph`` is its union over spans). Readers check that
+``scores`` is the span sum of ``position_scores`` and ``in_graph`` the union of
+``position_in_graph``; files without these entries load as position-agnostic graphs, as
+before, and an older file whose position scores a later ``set_scores`` had made stale loads
+without them, with a warning. Reading goes through safetensors only, which never unpickles.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -38,6 +43,7 @@ _TENSORS = ("scores", "in_graph", "nodes_in_graph")
 
 def save_safetensors(graph: Graph, path: str | os.PathLike[str]) -> None:
     """Write ``graph`` as safetensors (atomically: a temporary file renamed over ``path``)."""
+    graph.check_positions()
     tensors = {
         "scores": graph.scores.detach().to("cpu", torch.float32).contiguous(),
         "in_graph": (graph.in_graph & graph.real_edges).contiguous(),
@@ -45,6 +51,8 @@ def save_safetensors(graph: Graph, path: str | os.PathLike[str]) -> None:
     }
     if graph.position_scores is not None:
         tensors["position_scores"] = graph.position_scores.to("cpu", torch.float32).contiguous()
+    if graph.position_in_graph is not None:
+        tensors["position_in_graph"] = (graph.position_in_graph & graph.real_edges).contiguous()
     metadata = {
         "format": FORMAT_NAME,
         "schema_version": str(SCHEMA_VERSION),
@@ -82,7 +90,7 @@ def load_safetensors(path: str | os.PathLike[str]) -> Graph:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
             names = set(handle.keys())
-            wanted = (*_TENSORS, "position_scores")
+            wanted = (*_TENSORS, "position_scores", "position_in_graph")
             tensors = {name: handle.get_tensor(name) for name in wanted if name in names}
     except (SafetensorError, ValueError, OSError) as err:
         raise GraphFormatError(
@@ -155,6 +163,46 @@ def _graph_from_parts(metadata: dict[str, str], tensors: dict[str, torch.Tensor]
             )
         in_graph, nodes = graph.in_graph.clone(), graph.nodes_in_graph.clone()
         graph.set_position_scores(names, ps)
-        graph.scores = tensors["scores"].clone()  # the stored sum, bit for bit
+        summed, stored = graph.scores, tensors["scores"]
+        if not bool(((summed == stored) | (summed.isnan() & stored.isnan())).all()):
+            if "position_in_graph" in tensors:  # written by a saver that checks the sums
+                raise GraphFormatError(
+                    "tensor 'scores' is not the sum over spans of 'position_scores'; the file "
+                    "is inconsistent"
+                )
+            # Savers before check_positions existed could keep position scores that a later
+            # set_scores had made stale; the scores are what the graph meant.
+            warnings.warn(
+                "this safetensors graph's 'position_scores' do not sum to its 'scores' (saved "
+                "after graph.set_scores replaced them); loading it without the stale position "
+                "axis",
+                stacklevel=3,
+            )
+            graph.drop_positions()
+        graph.scores = tensors["scores"].clone()  # the stored sum, bit for bit (-0.0 kept)
         graph.set_in_graph(in_graph, nodes)
+    if "position_in_graph" in tensors:
+        pig = tensors["position_in_graph"]
+        if (
+            graph.positions is None
+            or pig.dtype != torch.bool
+            or tuple(pig.shape)
+            != (
+                len(graph.positions),
+                *edge_shape,
+            )
+        ):
+            shape = None if graph.positions is None else (len(graph.positions), *edge_shape)
+            raise GraphFormatError(
+                f"tensor 'position_in_graph' is {str(pig.dtype).removeprefix('torch.')} "
+                f"{tuple(pig.shape)}, expected bool {shape} (a position-aware circuit needs the "
+                "file's 'positions' and 'position_scores')"
+            )
+        per_span = (pig.view(torch.uint8) != 0) & graph.real_edges
+        if not torch.equal(per_span.any(0), graph.in_graph):
+            raise GraphFormatError(
+                "tensor 'in_graph' is not the union over spans of 'position_in_graph'; the "
+                "file is inconsistent (re-save the graph)"
+            )
+        graph.position_in_graph = per_span
     return graph

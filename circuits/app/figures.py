@@ -46,6 +46,7 @@ __all__ = [
     "DrawnEdge",
     "DrawnNode",
     "DrawnPort",
+    "NODE_STYLES",
     "FaithfulnessPlotData",
     "ScoreHistogram",
     "circuit_drawing",
@@ -87,7 +88,7 @@ _PORT_BEND = {"q": 0.0, "k": 0.14, "v": -0.14, "mlp": 0.08, "logits": 0.0}
 POSITIVE = "#2166ac"
 NEGATIVE = "#b2182b"
 ZERO = "#888888"
-_NODE_STYLE = {  # marker, face colour, label
+NODE_STYLES = {  # node kind -> (marker, face colour, legend label)
     "attention": ("o", "#f4a261", "attention head"),
     "mlp": ("s", "#2a9d8f", "MLP"),
     "input": ("D", "#555555", "input / logits"),
@@ -392,7 +393,7 @@ def _render_circuit(drawing: CircuitDrawing) -> Figure:
             gid=port.gid,
         )
     for node in drawing.nodes.values():
-        marker, face, _ = _NODE_STYLE[node.kind]
+        marker, face, _ = NODE_STYLES[node.kind]
         size = marker_size * (1.1 if node.kind in ("input", "logits") else 1.0)
         ax.plot(
             [node.x],
@@ -469,7 +470,7 @@ def _render_circuit(drawing: CircuitDrawing) -> Figure:
     handles: list[Any] = []
     seen = set()
     for kind in ("attention", "mlp", "input"):
-        marker, face, label = _NODE_STYLE[kind]
+        marker, face, label = NODE_STYLES[kind]
         if label not in seen:
             seen.add(label)
             handles.append(
