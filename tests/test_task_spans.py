@@ -376,3 +376,62 @@ def test_eap_position_scores_on_ioi_sum_to_position_agnostic_scores():
     best = per_span.abs().amax(dim=(1, 2))
     for name in ("A", "B", "S2", "END"):
         assert best[IOI_SPANS.index(name)] > 1e-3 * scale, name
+
+
+def test_data_check_lists_the_spans_and_refuses_bad_ones(tmp_path, capsys):
+    from circuits.app.cli import main
+
+    path = _jsonl(tmp_path / "p.jsonl", [ROW1, ROW2])
+    assert main(["data", "check", str(path), "--model", "toy-gpt2"]) == 0
+    out = capsys.readouterr().out
+    # ROW1's split: <bos> When | Mary | and | John | went to the store , | ...
+    assert "8 spans in every row, median tokens: prefix 2, IO 1, and 1, S1 1, middle 5" in out
+    assert "clean and corrupted prompts and their spans have equal token lengths" in out
+    bad = _jsonl(tmp_path / "bad.jsonl", [ROW1, _with(ROW1, spans={**ROW1["spans"], "IO": 3})])
+    assert main(["data", "check", str(bad), "--model", "toy-gpt2"]) == 2
+    assert "bad.jsonl:2: no corrupted_spans, and span IO starts inside the word 'When'" in (
+        capsys.readouterr().err
+    )
+
+
+USER_MODULE = '''
+from circuits.tasks.ioi import IOI
+
+
+class Shifted(IOI):
+    """IOI whose corrupted S2 span starts one character late in every example."""
+
+    def sample(self, rng):
+        e = super().sample(rng)
+        starts = list(e.corrupted_span_starts)
+        starts[5] += 1
+        return type(e)(e.clean, e.corrupted, e.answers, e.distractors,
+                       span_starts=e.span_starts, corrupted_span_starts=tuple(starts))
+
+
+def shifted():
+    return Shifted()
+'''
+
+
+def test_user_tasks_spans_are_checked_for_position_aware_runs(tmp_path, monkeypatch):
+    from circuits.tasks.user import user_task_problems
+
+    tokenizer = word_tokenizer()
+    for spec in ("circuits.tasks.ioi:ioi_abba", "circuits.tasks.ioi:ioi_baba"):
+        task = get_task(spec)
+        assert user_task_problems(spec, task, tokenizer, 6, 0, spans=True) == []
+    (tmp_path / "span_tasks.py").write_text(USER_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = "span_tasks:shifted"
+    task = get_task(spec)
+    assert user_task_problems(spec, task, tokenizer, 3, 0) == []  # position-agnostic: fine
+    problems = user_task_problems(spec, task, tokenizer, 3, 0, spans=True)
+    assert len(problems) == 6  # each example of both splits
+    assert problems[0].startswith(
+        "span_tasks:shifted:train: example 1: the corrupted prompt: span S2"
+    )
+    assert "inside the token" in problems[0]
+    none = user_task_problems("circuits.tasks.copying:Copying", get_task("copying"), tokenizer, 2, 0,
+                              spans=True)  # fmt: skip
+    assert len(none) == 1 and "has no span_schema" in none[0]

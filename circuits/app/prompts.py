@@ -66,7 +66,10 @@ def check_user_examples(settings: Any) -> None:
 
     if is_task_spec(settings.task):
         n = max(settings.n_examples, settings.n_eval)
-        check_user_task(settings.task, load_tokenizer(settings.model), n, settings.seed)
+        spans = getattr(settings, "positions", None) == "schema"
+        check_user_task(
+            settings.task, load_tokenizer(settings.model), n, settings.seed, spans=spans
+        )
 
 
 def split_pairs(

@@ -46,7 +46,7 @@ from attribution.positions import with_positions
 from circuits.tasks.base import SPLITS, TEST_FRACTION, Example, TaskError
 from circuits.tasks.encode import encode_examples, pad_id, pad_rows, span_tensor, token_ids
 from circuits.tasks.file_spans import DuplicateKey, read_span_cells, strict_object
-from circuits.tasks.spans import token_offsets, token_starts
+from circuits.tasks.spans import char_problems, token_offsets, token_starts
 from graphs.positions import PositionError, SpanSchema
 
 __all__ = [
@@ -666,6 +666,13 @@ def span_token_problems(
     problems = []
     for r, c_tokens, k_tokens in zip(rows, clean, corrupted, strict=True):
         where = f"{prompts.path}:{r.line}"
+        found = char_problems(r.span_starts, r.clean, schema, f"{where}: the {sides[0]} prompt")
+        found += char_problems(
+            r.corrupted_span_starts, r.corrupted, schema, f"{where}: the {sides[1]} prompt"
+        )
+        if found:  # rows not read from a file (a user task's examples) come here unchecked
+            problems += found
+            continue
         try:
             a = token_starts(
                 c_tokens, r.span_starts, r.clean, schema, f"{where}: the {sides[0]} prompt"
