@@ -244,7 +244,7 @@ def test_prompt_file_spans_give_the_hand_written_tensor(tmp_path):
     names = tuple(ROW1["spans"])
     path = _jsonl(tmp_path / "p.jsonl", [ROW1, ROW2])
     prompts = load_prompt_file(path, tokenizer)
-    assert prompts.schema == SpanSchema(names) and prompts.describe()["spans"] == list(names)
+    assert prompts.schema == SpanSchema(names) and prompts.describe()["file_spans"] == list(names)
     data = prompts.encode(tokenizer, spans=True)
     assert data.span_names == names
     assert torch.equal(data.spans, _expected(EXPECTED1, EXPECTED2))
@@ -266,7 +266,7 @@ def test_prompt_file_spans_give_the_hand_written_tensor(tmp_path):
     # a file without spans has no position axis
     bare = _jsonl(tmp_path / "bare.jsonl", [{k: v for k, v in ROW1.items() if k != "spans"}])
     no_spans = load_prompt_file(bare, tokenizer)
-    assert no_spans.schema is None
+    assert no_spans.schema is None and "file_spans" not in no_spans.describe()
     with pytest.raises(PositionError, match="gives no spans"):
         no_spans.encode(tokenizer, spans=True)
 

@@ -192,6 +192,7 @@ class PromptFile:
             if self.split_source == "file"
             else f"seeded {1 - TEST_FRACTION:.0%}/{TEST_FRACTION:.0%} shuffle (seed {self.seed})"
         )
+        spans = {"file_spans": list(self.schema.names)} if self.schema is not None else {}
         return {
             "data_file": str(self.path),
             "data_format": self.format,
@@ -200,7 +201,7 @@ class PromptFile:
             "n_train_rows": len(self.splits["train"]),
             "n_test_rows": len(self.splits["test"]),
             "split": split,
-            "spans": list(self.schema.names) if self.schema is not None else None,
+            **spans,  # the span names the rows give, only when they do
         }
 
 
