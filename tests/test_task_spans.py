@@ -263,6 +263,15 @@ def test_prompt_file_spans_give_the_hand_written_tensor(tmp_path):
     assert torch.equal(from_csv.spans, data.spans)
     first = prompts.encode(tokenizer, limit=1, spans=True)
     assert first.spans.tolist() == [EXPECTED1]
+    # the reference EAP-IG layout (answers as token ids) takes spans the same way
+    ids = tokenizer.convert_tokens_to_ids(["Mary", "John"])
+    with (tmp_path / "eap.csv").open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["clean", "corrupted", "correct_idx", "incorrect_idx", "spans"])
+        w.writerow([ROW1["clean"], ROW1["corrupted"], ids[0], ids[1], json.dumps(ROW1["spans"])])
+    eap = load_prompt_file(tmp_path / "eap.csv", tokenizer)
+    assert eap.format == "eap-ig"
+    assert eap.encode(tokenizer, spans=True).spans.tolist() == [EXPECTED1]
     # a file without spans has no position axis
     bare = _jsonl(tmp_path / "bare.jsonl", [{k: v for k, v in ROW1.items() if k != "spans"}])
     no_spans = load_prompt_file(bare, tokenizer)
