@@ -249,16 +249,15 @@ def test_prompt_file_spans_give_the_hand_written_tensor(tmp_path):
     assert data.span_names == names
     assert torch.equal(data.spans, _expected(EXPECTED1, EXPECTED2))
     plain = prompts.encode(tokenizer)
-    assert getattr(plain, "spans", None) is None and torch.equal(plain.clean, data.clean)
+    assert plain.spans is None and torch.equal(plain.clean, data.clean)
     # the same rows in CSV (the cells hold the JSON), and limit keeps the first rows
     header = ["clean", "corrupted", "answer", "distractor", "spans", "corrupted_spans"]
     with (tmp_path / "p.csv").open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(header)
         for r in (ROW1, ROW2):
-            w.writerow([r[h] if isinstance(r.get(h, ""), str) else json.dumps(r[h])
-                        for h in header[:4]] + [json.dumps(r[h]) if h in r else ""
-                                                for h in header[4:]])  # fmt: skip
+            spans = [json.dumps(r[h]) if h in r else "" for h in header[4:]]
+            w.writerow([r[h] for h in header[:4]] + spans)
     from_csv = load_prompt_file(tmp_path / "p.csv", tokenizer).encode(tokenizer, spans=True)
     assert torch.equal(from_csv.spans, data.spans)
     first = prompts.encode(tokenizer, limit=1, spans=True)

@@ -172,16 +172,19 @@ class PromptFile:
         )
         if schema is None:
             return pairs
-        whats = [f"{self.path}:{r.line}" for r in rows]
         span_t = span_tensor(
-            tokenizer, [r.clean for r in rows], [r.span_starts for r in rows], schema, whats
+            tokenizer,
+            [r.clean for r in rows],
+            [r.span_starts for r in rows],
+            schema,
+            [f"{self.path}:{r.line}: the clean prompt" for r in rows],
         )
         corrupted_spans = span_tensor(
             tokenizer,
             [r.corrupted for r in rows],
             [r.corrupted_span_starts for r in rows],
             schema,
-            whats,
+            [f"{self.path}:{r.line}: the corrupted prompt" for r in rows],
         )
         return with_positions(pairs, schema, span_t, corrupted_spans)
 
@@ -662,8 +665,11 @@ def span_token_problems(
     rows, schema = prompts.rows, prompts.schema
     if schema is None or not rows:
         return []
-    clean = token_offsets(tokenizer, [r.clean for r in rows])
-    corrupted = token_offsets(tokenizer, [r.corrupted for r in rows])
+    try:
+        clean = token_offsets(tokenizer, [r.clean for r in rows])
+        corrupted = token_offsets(tokenizer, [r.corrupted for r in rows])
+    except PositionError as err:  # a tokenizer without character offsets
+        return [f"{prompts.path}: {err}"]
     problems = []
     for r, c_tokens, k_tokens in zip(rows, clean, corrupted, strict=True):
         where = f"{prompts.path}:{r.line}"
