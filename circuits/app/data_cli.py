@@ -34,8 +34,9 @@ def data_parser(sub: argparse._SubParsersAction) -> None:
     c = dsub.add_parser(
         "check",
         help="validate a prompt file against a model's tokenizer",
-        description="Print the rows, splits, token lengths and answers of FILE under MODEL's "
-        "tokenizer; exit 2 listing every problem (with its line) if it cannot be used.",
+        description="Print the rows, splits, token lengths, answers and (when the rows give "
+        "them) spans of FILE under MODEL's tokenizer; exit 2 listing every problem (with its "
+        "line) if it cannot be used.",
     )
     c.add_argument("file", help="prompt file (.jsonl or .csv)")
     c.add_argument(

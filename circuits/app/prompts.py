@@ -11,6 +11,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from attribution.data import PromptPairs
 from attribution.positions import with_positions
 from circuits.tasks import encode_examples, get_task
@@ -67,7 +69,10 @@ def check_user_examples(settings: Any) -> None:
 
     if is_task_spec(settings.task):
         n = max(settings.n_examples, settings.n_eval)
-        check_user_task(settings.task, load_tokenizer(settings.model), n, settings.seed)
+        spans = getattr(settings, "positions", None) == "schema"
+        check_user_task(
+            settings.task, load_tokenizer(settings.model), n, settings.seed, spans=spans
+        )
 
 
 def split_pairs(
@@ -147,5 +152,14 @@ def data_summary(prompts: PromptFile, tokenizer: Any) -> str:
             f"(median {statistics.median(lengths):g}); {int((pairs.answers >= 0).sum())} answers "
             f"and {int((pairs.distractors >= 0).sum())} distractors, each one token"
         )
-    lines.append("ok: clean and corrupted prompts have equal token lengths; no problems found")
+        if prompts.schema is not None:
+            spanned = prompts.encode(tokenizer, split, spans=True)
+            lengths = spanned.spans.unsqueeze(-1) == torch.arange(len(prompts.schema))
+            medians = lengths.sum(dim=1).median(dim=0).values.tolist()
+            lines.append(
+                f"{split}: {len(prompts.schema)} spans in every row, median tokens: "
+                + ", ".join(f"{n} {m}" for n, m in zip(prompts.schema.names, medians, strict=True))
+            )
+    same = "prompts" + (" and their spans" if prompts.schema is not None else "")
+    lines.append(f"ok: clean and corrupted {same} have equal token lengths; no problems found")
     return "\n".join(lines)

@@ -5,7 +5,7 @@
 """
 
 from circuits.tasks.accuracy import task_accuracy
-from circuits.tasks.base import SPLITS, Example, Task, TaskError, split_of, words_of
+from circuits.tasks.base import SPLITS, Example, Task, TaskError, join_spans, split_of, words_of
 from circuits.tasks.causal import CausalModel
 from circuits.tasks.copying import Copying
 from circuits.tasks.encode import encode_examples, token_ids
@@ -36,6 +36,7 @@ __all__ = [
     "all_words",
     "encode_examples",
     "get_task",
+    "join_spans",
     "load_prompt_file",
     "read_prompt_file",
     "split_of",

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from graphs.errors import CircuitDiscoveryError
+from graphs.positions import SpanSchema
 
 __all__ = [
     "SPLITS",
@@ -26,6 +27,7 @@ __all__ = [
     "Example",
     "Task",
     "TaskError",
+    "join_spans",
     "split_of",
     "words_of",
 ]
@@ -70,6 +72,9 @@ class Example:
         corrupted_answers: the corrupted prompt's own correct continuations.
         variables: the task's ground-truth variables (names, years, bounds, entity, ...), for
             causal models and reports.
+        span_starts: where each span of the task's :attr:`Task.span_schema` begins in
+            ``clean``, as character offsets (the first 0); empty for tasks without a schema.
+        corrupted_span_starts: the same for ``corrupted``.
     """
 
     clean: str
@@ -78,6 +83,18 @@ class Example:
     distractors: tuple[str, ...] = ()
     corrupted_answers: tuple[str, ...] = ()
     variables: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    span_starts: tuple[int, ...] = field(default=(), compare=False, hash=False)
+    corrupted_span_starts: tuple[int, ...] = field(default=(), compare=False, hash=False)
+
+
+def join_spans(pieces: list[str]) -> tuple[str, tuple[int, ...]]:
+    """``pieces`` (the text of each span, in order) joined, and the character where each
+    begins: ``join_spans(["When ", "Mary"]) == ("When Mary", (0, 5))``."""
+    starts, at = [], 0
+    for piece in pieces:
+        starts.append(at)
+        at += len(piece)
+    return "".join(pieces), tuple(starts)
 
 
 def split_of(key: str) -> str:
@@ -102,6 +119,10 @@ class Task(ABC):
     metric: str = "logit_diff"
     #: One-line description for ``--help`` and reports.
     description: str = ""
+    #: Named spans every prompt of the task has, in prompt order, for position-aware
+    #: circuits (``encode_examples(..., schema=task.span_schema)``); None when the task's
+    #: prompts have no natural spans. ``sample`` then fills each example's span starts.
+    span_schema: SpanSchema | None = None
 
     @abstractmethod
     def sample(self, rng: random.Random) -> Example:

@@ -14,9 +14,19 @@ from typing import Any
 import torch
 
 from attribution.data import DataError, PromptPairs
+from attribution.positions import with_positions
 from circuits.tasks.base import Example
+from circuits.tasks.spans import char_problems, token_offsets, token_starts
+from graphs.positions import PositionError, SpanSchema, spans_from_starts
 
-__all__ = ["continuation_ids", "encode_examples", "pad_id", "pad_rows", "token_ids"]
+__all__ = [
+    "continuation_ids",
+    "encode_examples",
+    "pad_id",
+    "pad_rows",
+    "span_tensor",
+    "token_ids",
+]
 
 
 def token_ids(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
@@ -112,13 +122,83 @@ def _rows(rows: list[list[int]]) -> torch.Tensor:
     return out
 
 
-def encode_examples(examples: Sequence[Example], tokenizer: Any) -> PromptPairs:
+def span_tensor(
+    tokenizer: Any,
+    texts: Sequence[str],
+    char_starts: Sequence[Sequence[int]],
+    schema: SpanSchema,
+    whats: Sequence[str],
+) -> torch.Tensor:
+    """Long ``[n, longest]`` span index of every token of ``texts`` (``-1`` at padding) from
+    each text's character span starts (:mod:`circuits.tasks.spans`); PositionError, beginning
+    with the text's ``whats[i]``, when the starts do not fit the text or its tokens."""
+    offsets = token_offsets(tokenizer, texts)
+    rows = []
+    for text, starts, tokens, what in zip(texts, char_starts, offsets, whats, strict=True):
+        problems = char_problems(list(starts), text, schema, what)
+        if problems:
+            raise PositionError(problems[0])
+        rows.append(token_starts(tokens, starts, text, schema, what))
+    lengths = [len(t) for t in offsets]
+    return spans_from_starts(rows, lengths, max(lengths), schema)
+
+
+def _example_spans(
+    examples: Sequence[Example], tokenizer: Any, schema: SpanSchema
+) -> tuple[torch.Tensor, torch.Tensor]:
+    for i, e in enumerate(examples):
+        for side, starts in (("clean", e.span_starts), ("corrupted", e.corrupted_span_starts)):
+            if not starts:
+                raise PositionError(
+                    f"example {i} has no {side} span starts, but the span schema has spans "
+                    f"({', '.join(schema.names)}); fill Example.span_starts and "
+                    "corrupted_span_starts (the character where each span begins) in the task's "
+                    "sample, or encode without a schema"
+                )
+    clean = span_tensor(
+        tokenizer,
+        [e.clean for e in examples],
+        [e.span_starts for e in examples],
+        schema,
+        [f"example {i}: the clean prompt" for i in range(len(examples))],
+    )
+    corrupted = span_tensor(
+        tokenizer,
+        [e.corrupted for e in examples],
+        [e.corrupted_span_starts for e in examples],
+        schema,
+        [f"example {i}: the corrupted prompt" for i in range(len(examples))],
+    )
+    bad = [i for i in range(len(examples)) if not torch.equal(clean[i], corrupted[i])]
+    if bad:
+        i = bad[0]
+        raise PositionError(
+            f"example {i}: the corrupted prompt's spans (token span indices "
+            f"{corrupted[i].tolist()}) differ from the clean prompt's ({clean[i].tolist()}) for "
+            f"{examples[i].clean!r} vs {examples[i].corrupted!r}; each span must have as many "
+            "tokens in both (choose corrupted words of the same token length)"
+        )
+    return clean, corrupted
+
+
+def encode_examples(
+    examples: Sequence[Example], tokenizer: Any, *, schema: SpanSchema | None = None
+) -> PromptPairs:
     """Tokenise ``examples`` into right-padded prompt pairs read at each prompt's last token.
+
+    With ``schema`` the pairs also get a position axis
+    (:func:`attribution.positions.with_positions`): ``spans`` long ``[n, pos]``, each token's
+    span index (``-1`` at padding), from the examples' character ``span_starts`` and
+    ``corrupted_span_starts``, mapped onto the clean and the corrupted tokens separately
+    (:mod:`circuits.tasks.spans`); the two must give the same token spans.
 
     Raises:
         DataError: a word the tokenizer does not know (it would become its unknown token), a
             corrupted prompt with a different number of tokens than its clean one, or an
             answer or distractor that is not exactly one token after its prompt.
+        PositionError: (with ``schema``) an example without span starts, starts that do not
+            fit its prompt, a tokenizer without character offsets, or corrupted spans of
+            other token lengths than the clean ones; the message names the example.
     """
     if not examples:
         raise DataError("no examples to encode")
@@ -145,10 +225,14 @@ def encode_examples(examples: Sequence[Example], tokenizer: Any) -> PromptPairs:
     )
     clean_t, mask = pad_rows(clean, pad_id(tokenizer))
     corrupted_t, _ = pad_rows(corrupted, pad_id(tokenizer))  # same lengths, so the same mask
-    return PromptPairs(
+    pairs = PromptPairs(
         clean=clean_t,
         corrupted=corrupted_t,
         answers=_rows(answers),
         distractors=_rows(distractors),
         attention_mask=mask,
     )
+    if schema is None:
+        return pairs
+    spans, corrupted_spans = _example_spans(examples, tokenizer, schema)
+    return with_positions(pairs, schema, spans, corrupted_spans)

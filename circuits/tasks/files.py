@@ -17,6 +17,11 @@ Three row layouts, recognised from the columns (all rows of a file share one):
 In CSV, a list cell is JSON (``["a", "b"]``). Without a ``split`` column the rows are split
 80/20 into train/test with a seeded shuffle (:data:`TEST_FRACTION`).
 
+Any layout may give each row's spans for position-aware circuits: ``spans`` (and optionally
+``corrupted_spans``), a JSON object of span names in prompt order, see
+:mod:`circuits.tasks.file_spans`. Every row or none has them, all with the same names;
+:attr:`PromptFile.schema` holds the names.
+
 Every problem is reported with ``FILE:LINE``, what is wrong and the fix, all of them at once
 (:class:`PromptFileError`), before any model work: :func:`read_prompt_file` checks the
 structure, :func:`token_problems` what depends on the tokenizer.
@@ -37,8 +42,12 @@ from typing import Any
 import torch
 
 from attribution.data import PromptPairs
+from attribution.positions import with_positions
 from circuits.tasks.base import SPLITS, TEST_FRACTION, Example, TaskError
-from circuits.tasks.encode import encode_examples, pad_id, pad_rows, token_ids
+from circuits.tasks.encode import encode_examples, pad_id, pad_rows, span_tensor, token_ids
+from circuits.tasks.file_spans import DuplicateKey, read_span_cells, strict_object
+from circuits.tasks.spans import char_problems, token_offsets, token_starts
+from graphs.positions import PositionError, SpanSchema
 
 __all__ = [
     "FORMATS",
@@ -48,6 +57,7 @@ __all__ = [
     "load_prompt_file",
     "read_prompt_file",
     "read_rows",
+    "span_token_problems",
     "token_problems",
 ]
 
@@ -83,9 +93,19 @@ class PromptRow:
     split: str | None = None
     id: str | None = None
     kind: str | None = None  # counterfactual files: "cause" or "isolate"
+    span_names: tuple[str, ...] = ()  # the row's spans (file_spans), () without
+    span_starts: tuple[int, ...] = ()
+    corrupted_span_starts: tuple[int, ...] = ()
 
     def example(self) -> Example:
-        return Example(self.clean, self.corrupted, self.answers, self.distractors)
+        return Example(
+            self.clean,
+            self.corrupted,
+            self.answers,
+            self.distractors,
+            span_starts=self.span_starts,
+            corrupted_span_starts=self.corrupted_span_starts,
+        )
 
 
 @dataclass
@@ -99,6 +119,8 @@ class PromptFile:
     seed: int
     counterfactual: str | None = None
     splits: dict[str, list[PromptRow]] = field(default_factory=dict)
+    #: The rows' span names when they give spans (``spans`` cells), else None.
+    schema: SpanSchema | None = None
 
     def rows_of(self, split: str) -> list[PromptRow]:
         if split not in SPLITS:
@@ -106,13 +128,27 @@ class PromptFile:
         return self.splits[split]
 
     def encode(
-        self, tokenizer: Any, split: str | None = None, limit: int | None = None
+        self,
+        tokenizer: Any,
+        split: str | None = None,
+        *,
+        limit: int | None = None,
+        spans: bool = False,
     ) -> PromptPairs:
         """Prompt pairs of ``split`` (every row when None), the first ``limit`` rows.
 
         Text answers go through :func:`encode_examples`, so a row gives the same tensors as
-        the equivalent bundled-task example.
+        the equivalent bundled-task example. With ``spans`` the pairs have the file's position
+        axis (``spans`` long ``[n, pos]``, ``span_names`` the :attr:`schema`); PositionError
+        when the file gives no spans.
         """
+        schema = self.schema if spans else None
+        if spans and schema is None:
+            raise PositionError(
+                f"{self.path} gives no spans, so its pairs have no position axis; add a spans "
+                'cell to every row ({"name": start, ...}, see docs/guide.md) or use '
+                "positions='tokens'"
+            )
         rows = self.rows if split is None else self.rows_of(split)
         rows = rows[:limit] if limit is not None else rows
         if not rows:
@@ -122,18 +158,35 @@ class PromptFile:
                 ]
             )
         if self.format != "eap-ig":
-            return encode_examples([r.example() for r in rows], tokenizer)
+            return encode_examples([r.example() for r in rows], tokenizer, schema=schema)
         clean = token_ids(tokenizer, [r.clean for r in rows])
         corrupted = token_ids(tokenizer, [r.corrupted for r in rows])
         clean_t, mask = pad_rows(clean, pad_id(tokenizer))
         corrupted_t, _ = pad_rows(corrupted, pad_id(tokenizer))
-        return PromptPairs(
+        pairs = PromptPairs(
             clean=clean_t,
             corrupted=corrupted_t,
             answers=_id_rows([r.answer_ids for r in rows]),
             distractors=_id_rows([r.distractor_ids for r in rows]),
             attention_mask=mask,
         )
+        if schema is None:
+            return pairs
+        span_t = span_tensor(
+            tokenizer,
+            [r.clean for r in rows],
+            [r.span_starts for r in rows],
+            schema,
+            [f"{self.path}:{r.line}: the clean prompt" for r in rows],
+        )
+        corrupted_spans = span_tensor(
+            tokenizer,
+            [r.corrupted for r in rows],
+            [r.corrupted_span_starts for r in rows],
+            schema,
+            [f"{self.path}:{r.line}: the corrupted prompt" for r in rows],
+        )
+        return with_positions(pairs, schema, span_t, corrupted_spans)
 
     def describe(self) -> dict[str, Any]:
         """What ``metrics.json`` and the report state about the data."""
@@ -142,6 +195,7 @@ class PromptFile:
             if self.split_source == "file"
             else f"seeded {1 - TEST_FRACTION:.0%}/{TEST_FRACTION:.0%} shuffle (seed {self.seed})"
         )
+        spans = {"file_spans": list(self.schema.names)} if self.schema is not None else {}
         return {
             "data_file": str(self.path),
             "data_format": self.format,
@@ -150,6 +204,7 @@ class PromptFile:
             "n_train_rows": len(self.splits["train"]),
             "n_test_rows": len(self.splits["test"]),
             "split": split,
+            **spans,  # the span names the rows give, only when they do
         }
 
 
@@ -190,7 +245,10 @@ def _records(path: Path, text: str, problems: list[str]) -> list[tuple[int, dict
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = json.loads(line, object_pairs_hook=strict_object)
+            except DuplicateKey as err:
+                problems.append(f"{path}:{n}: {err}")
+                continue
             except json.JSONDecodeError as err:
                 problems.append(
                     f"{path}:{n}: not valid JSON ({err.msg}); write one JSON object a line"
@@ -461,7 +519,20 @@ def read_rows(
             continue
         if rid is not None:
             seen_ids[rid] = n
-        rows.append(dataclasses.replace(row, split=split or None, id=rid))
+        spans = read_span_cells(record, row.clean, row.corrupted, csv_cells, where, problems)
+        if spans is None:
+            continue
+        names, starts, corrupted_starts = spans
+        rows.append(
+            dataclasses.replace(
+                row,
+                split=split or None,
+                id=rid,
+                span_names=names,
+                span_starts=starts,
+                corrupted_span_starts=corrupted_starts,
+            )
+        )
     with_split = [r for r in rows if r.split is not None]
     if with_split and len(with_split) != len(rows):
         first = next(r for r in rows if r.split is None)
@@ -469,11 +540,34 @@ def read_rows(
             f"{path}:{first.line}: no split, but other rows have one; give every row train or test, "
             "or drop the split column for a seeded 80/20 split"
         )
+    schema = _schema(path, rows, problems)
     out = PromptFile(path, layout, rows, "file" if with_split else "seeded", seed, counterfactual)
+    out.schema = schema
     out.splits = _split(rows, seed) if not with_split else {
         s: [r for r in rows if r.split == s] for s in SPLITS
     }  # fmt: skip
     return out, problems
+
+
+def _schema(path: Path, rows: list[PromptRow], problems: list[str]) -> SpanSchema | None:
+    """The span names all rows share (None when no row has spans); a problem for each row
+    whose names differ from the first row's, or that has none when others have."""
+    first = next((r for r in rows if r.span_names), None)
+    if first is None:
+        return None
+    for r in rows:
+        if not r.span_names:
+            problems.append(
+                f"{path}:{r.line}: no spans, but line {first.line} has spans; give every row "
+                "spans, or none"
+            )
+        elif r.span_names != first.span_names:
+            problems.append(
+                f"{path}:{r.line}: spans named {', '.join(r.span_names)}, but line {first.line} "
+                f"names {', '.join(first.span_names)}; every row must name the same spans in "
+                "the same order"
+            )
+    return SpanSchema(first.span_names)
 
 
 def _split(rows: list[PromptRow], seed: int) -> dict[str, list[PromptRow]]:
@@ -558,7 +652,65 @@ def token_problems(
                 f"{where}: token id {bad[0]} is outside the vocabulary (0..{vocab - 1}); "
                 "were the ids made with this model's tokenizer?"
             )
+    if prompts.schema is not None:
+        problems += span_token_problems(prompts, tokenizer, sides)
     return problems
+
+
+def span_token_problems(
+    prompts: PromptFile, tokenizer: Any, sides: tuple[str, str] = ("clean", "corrupted")
+) -> list[str]:
+    """A problem for each row whose spans do not fit its tokens: a span starting inside a
+    token, or spans of other token lengths in the corrupted prompt than in the clean one."""
+    rows, schema = prompts.rows, prompts.schema
+    if schema is None or not rows:
+        return []
+    try:
+        clean = token_offsets(tokenizer, [r.clean for r in rows])
+        corrupted = token_offsets(tokenizer, [r.corrupted for r in rows])
+    except PositionError as err:  # a tokenizer without character offsets
+        return [f"{prompts.path}: {err}"]
+    problems = []
+    for r, c_tokens, k_tokens in zip(rows, clean, corrupted, strict=True):
+        where = f"{prompts.path}:{r.line}"
+        found = char_problems(r.span_starts, r.clean, schema, f"{where}: the {sides[0]} prompt")
+        found += char_problems(
+            r.corrupted_span_starts, r.corrupted, schema, f"{where}: the {sides[1]} prompt"
+        )
+        if found:  # rows not read from a file (a user task's examples) come here unchecked
+            problems += found
+            continue
+        try:
+            a = token_starts(
+                c_tokens, r.span_starts, r.clean, schema, f"{where}: the {sides[0]} prompt"
+            )
+            b = token_starts(
+                k_tokens,
+                r.corrupted_span_starts,
+                r.corrupted,
+                schema,
+                f"{where}: the {sides[1]} prompt",
+            )
+        except PositionError as err:
+            problems.append(str(err))
+            continue
+        if len(c_tokens) != len(k_tokens):
+            continue  # reported with the token lengths
+        if a != b:
+            problems.append(
+                f"{where}: the spans have other token lengths in the {sides[1]} prompt "
+                f"({_span_lengths(b, len(k_tokens), schema)}) than in the {sides[0]} prompt "
+                f"({_span_lengths(a, len(c_tokens), schema)}) under this tokenizer; choose "
+                f"{sides[1]} words of the same token length"
+            )
+    return problems
+
+
+def _span_lengths(starts: list[int], n: int, schema: SpanSchema) -> str:
+    ends = [*starts[1:], n]
+    return ", ".join(
+        f"{name} {e - s}" for name, s, e in zip(schema.names, starts, ends, strict=True)
+    )
 
 
 def load_prompt_file(

@@ -56,9 +56,18 @@ def load_user_task(spec: str) -> Any:
     return task
 
 
-def user_task_problems(spec: str, task: Any, tokenizer: Any, n: int, seed: int) -> list[str]:
+def user_task_problems(
+    spec: str, task: Any, tokenizer: Any, n: int, seed: int, *, spans: bool = False
+) -> list[str]:
     """Every problem of the task's first ``n`` examples of each split under ``tokenizer``;
-    each names ``SPEC:SPLIT:INDEX`` (the example's position, from 1)."""
+    each names ``SPEC:SPLIT:INDEX`` (the example's position, from 1). With ``spans`` (a
+    position-aware run) also the examples' spans under the task's ``span_schema``."""
+    schema = getattr(task, "span_schema", None) if spans else None
+    if spans and schema is None:
+        return [
+            f"{spec}: the task has no span_schema, so its prompts have no named spans; give "
+            "the task a span_schema (and its examples span_starts) or use positions='tokens'"
+        ]
     problems: list[str] = []
     for split in SPLITS:
         examples = task.examples(n, seed=seed, split=split)
@@ -66,7 +75,9 @@ def user_task_problems(spec: str, task: Any, tokenizer: Any, n: int, seed: int) 
         if not isinstance(examples, list) or not all(isinstance(e, Example) for e in examples):
             problems.append(f"{where}: examples() must return a list of circuits.tasks.Example")
             continue
-        rows = [PromptRow(i + 1, e.clean, e.corrupted, tuple(e.answers), tuple(e.distractors))
+        rows = [PromptRow(i + 1, e.clean, e.corrupted, tuple(e.answers), tuple(e.distractors),
+                          span_starts=tuple(e.span_starts),
+                          corrupted_span_starts=tuple(e.corrupted_span_starts))
                 for i, e in enumerate(examples)]  # fmt: skip
         problems += [
             f"{where}: example {r.line}: answer {a!r} is also a distractor; make them differ"
@@ -74,13 +85,14 @@ def user_task_problems(spec: str, task: Any, tokenizer: Any, n: int, seed: int) 
             for a in set(r.answers) & set(r.distractors)
         ]
         problems += [p.replace(f"{where}:", f"{where}: example ", 1) for p in token_problems(
-            PromptFile(Path(where), "text", rows, "file", seed), tokenizer
+            PromptFile(Path(where), "text", rows, "file", seed, schema=schema), tokenizer
         )]  # fmt: skip
     return problems
 
 
-def check_user_task(spec: str, tokenizer: Any, n: int, seed: int) -> None:
-    """Raise PromptFileError listing every problem of a user task's examples."""
-    problems = user_task_problems(spec, load_user_task(spec), tokenizer, n, seed)
+def check_user_task(spec: str, tokenizer: Any, n: int, seed: int, *, spans: bool = False) -> None:
+    """Raise PromptFileError listing every problem of a user task's examples (and, with
+    ``spans``, of their spans)."""
+    problems = user_task_problems(spec, load_user_task(spec), tokenizer, n, seed, spans=spans)
     if problems:
         raise PromptFileError(problems)
