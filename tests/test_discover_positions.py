@@ -150,3 +150,43 @@ def test_discover_help_lists_positions(capsys):
         main(["discover", "--help"])
     out = capsys.readouterr().out
     assert "--positions {tokens,schema}" in out
+
+
+def test_discover_with_an_ioi_schema_writes_the_position_files(tmp_path):
+    """End to end on the command line: IOI's span schema, the position-aware graph files
+    (GraphML one node per (node, span)) holding exactly the record's circuit, the figure, and
+    the position-agnostic files as a plain run writes them."""
+    import json
+
+    import networkx as nx
+
+    from circuits.app.cli import main
+    from graphs import Graph
+
+    out = tmp_path / "run"
+    args = ["discover", "--task", "ioi", "--positions", "schema", "--method", "eap"]
+    args += ["--n-examples", "12", "--n-eval", "12", "--quiet"]
+    assert main([*args, "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    rec = metrics["positions"]
+    assert rec["spans"] == ["prefix", "A", "and", "B", "middle", "S2", "S2+1", "rest", "END"]
+    aware = Graph.load(out / "position_graph.json")
+    assert aware.positions == tuple(rec["spans"])
+    assert int(aware.position_in_graph.sum()) == rec["circuit"]["n_edges"]
+    assert Graph.load(out / "position_graph.graphml") == aware
+    kept = {
+        (row["span"], row["edge"]) for row in rec["circuit_edges"]
+    }  # the record's circuit is the files' circuit
+    files = {
+        (aware.positions[s], aware.layout.edge_name(u, p))
+        for s, u, p in aware.position_in_graph.nonzero().tolist()
+    }
+    assert kept == files
+    G = nx.read_graphml(out / "position_graph.graphml")
+    assert {d["span"] for _, d in G.nodes(data=True)} == set(rec["spans"])
+    plain = Graph.load(out / "graph.graphml")
+    assert plain.positions is None and plain.count_included_edges() == metrics["circuit"]["n_edges"]
+    main_json = Graph.load(out / "graph.json")
+    assert main_json.position_in_graph is None and main_json.positions == aware.positions
+    assert (out / "position_circuit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Figure 4" in (out / "report.md").read_text()

@@ -35,7 +35,13 @@ from attribution.ablation import as_ablation
 from attribution.data import PromptPairs
 from attribution.distributed import is_main_process
 from circuits.app.checks import run_warnings, target_warnings, verdict
-from circuits.app.position_discovery import PositionRun, check_positions, find_position_circuit
+from circuits.app.position_discovery import (
+    POSITION_GRAPHML,
+    POSITION_JSON,
+    PositionRun,
+    check_positions,
+    find_position_circuit,
+)
 from circuits.app.prompts import FILE_METRIC, check_data_file, check_user_examples, prompt_pairs
 from circuits.app.run import RUN_FORMAT, RunRecord, strict_json
 from circuits.search.faithfulness import (
@@ -591,6 +597,9 @@ def find_circuit(
         },
         positions=position_run.record if position_run else {},
     )
+    if position_run is not None:
+        record.figures["position_circuit"] = "position_circuit.png"
+        record.positions["files"] = [POSITION_GRAPHML, POSITION_JSON]
     record.verdict = verdict(record.to_dict())
     record.warnings = run_warnings(strict_json(record.to_dict()))
     return Discovery(graph, minimal, curve, record, position_run)
@@ -613,8 +622,10 @@ def discover(
     """
     from circuits.app.explorer import write_explorer
     from circuits.app.figures import draw_circuit, plot_faithfulness_curve, plot_score_histogram
+    from circuits.app.position_figures import draw_position_circuit
     from circuits.app.report import write_report
     from graphs.atomic_files import atomic_directory
+    from graphs.graphml_io import save_graphml
 
     out = Path(out)
     settings.check()
@@ -636,11 +647,22 @@ def discover(
         graph.metadata.update(data=str(settings.data), counterfactual=settings.counterfactual)
     with atomic_directory(out, overwrite=overwrite) as tmp:
         t = time.perf_counter()
-        graph.save(tmp / "graph.graphml")
-        graph.save(tmp / "graph.json")
+        # the position-agnostic layout: the run's main circuit, as a plain run writes it
+        save_graphml(graph, tmp / "graph.graphml", positions=False)
+        graph.save(tmp / "graph.json")  # with --positions these also keep the per-span scores
         graph.save(tmp / "scores.safetensors")
         title = f"{record.task['name']} on {settings.model}"
         draw_circuit(graph, tmp / "circuit", title=f"{title}: {graph.count_included_edges()} edges")
+        if run.positions is not None:  # the whole graph again, with the position-aware circuit
+            aware = graph.copy()
+            aware.set_circuit(run.positions.circuit)
+            aware.save(tmp / POSITION_GRAPHML)  # one node per (node, span)
+            aware.save(tmp / POSITION_JSON)
+            n_aware = int(run.positions.circuit.edges.sum())
+            draw_position_circuit(
+                aware, tmp / "position_circuit.png",
+                title=f"{title}: {n_aware} position-aware edges",
+            )  # fmt: skip
         plot_faithfulness_curve(
             run.curve, tmp / "faithfulness_curve", minimal=run.minimal, title=title
         )

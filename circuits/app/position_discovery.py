@@ -43,6 +43,9 @@ __all__ = ["POSITION_MODES", "PositionRun", "check_positions", "find_position_ci
 
 #: ``--positions`` values.
 POSITION_MODES: tuple[str, ...] = ("tokens", "schema")
+#: The run folder's copies of the graph with the position-aware circuit (GraphML: one node
+#: per (node, span)); ``graph.*`` keep the position-agnostic circuit.
+POSITION_GRAPHML, POSITION_JSON = "position_graph.graphml", "position_graph.json"
 #: Position-aware edges listed in ``metrics.json`` (``positions.top_edges``).
 TOP_POSITION_EDGES = 20
 
