@@ -152,7 +152,7 @@ def test_discover_help_lists_positions(capsys):
     assert "--positions {tokens,schema}" in out
 
 
-def test_discover_with_an_ioi_schema_writes_the_position_files(tmp_path):
+def test_discover_with_an_ioi_schema_writes_the_position_files(tmp_path, capsys):
     """End to end on the command line: IOI's span schema, the position-aware graph files
     (GraphML one node per (node, span)) holding exactly the record's circuit, the figure, and
     the position-agnostic files as a plain run writes them."""
@@ -190,3 +190,10 @@ def test_discover_with_an_ioi_schema_writes_the_position_files(tmp_path):
     assert main_json.position_in_graph is None and main_json.positions == aware.positions
     assert (out / "position_circuit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Figure 4" in (out / "report.md").read_text()
+    # `circuits evaluate` of the position-aware graph evaluates it per span, on the same prompts
+    ev = ["evaluate", str(out / "position_graph.json"), "--n-examples", "12", "--json"]
+    capsys.readouterr()  # discover's own summary
+    assert main([*ev, "--quiet"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n_edges"] == rec["circuit"]["n_edges"]
+    assert result["f"] == pytest.approx(rec["faithfulness"]["f"], abs=1e-6)

@@ -383,6 +383,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         data=args.data,
         counterfactual=args.counterfactual,
         seed=args.seed,
+        # a position-aware circuit is evaluated per span, on prompts with its positions
+        positions=graph.metadata.get("positions") if graph.position_in_graph is not None else None,
     )
     settings.check()
     bridge, tokenizer, _ = load_for_task(

@@ -643,6 +643,8 @@ def discover(
         method=settings.method, ablation=settings.ablation,
         split=record.task["attribution_split"], seed=settings.seed,
     )  # fmt: skip
+    if settings.positions is not None:  # `circuits evaluate` rebuilds the same spans
+        graph.metadata["positions"] = settings.positions
     if settings.data is not None:  # the prompts came from a file: evaluate finds it again
         graph.metadata.update(data=str(settings.data), counterfactual=settings.counterfactual)
     with atomic_directory(out, overwrite=overwrite) as tmp:

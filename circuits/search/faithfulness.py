@@ -31,6 +31,7 @@ from attribution.passes import at_positions, collect_writes
 from attribution.run_setup import RunSetup
 from graphs import Graph
 from graphs.errors import CircuitDiscoveryError
+from graphs.positions import PositionError
 
 DEFAULT_FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 #: Random circuits drawn per size for the random baseline: one draw is noise (at 240 of 479
@@ -271,7 +272,8 @@ def evaluate(
     setup: RunSetup | None = None,
     evaluator: CircuitEvaluator | None = None,
 ) -> Faithfulness:
-    """Faithfulness of the circuit ``graph.in_graph`` (or the edge mask ``circuit``: bool
+    """Faithfulness of the graph's circuit (``graph.position_in_graph`` when it has a
+    position-aware one, else ``graph.in_graph``) or of the edge mask ``circuit`` (bool
     ``[n_forward, n_backward]``, or position-aware ``[n_spans, n_forward, n_backward]`` when
     ``data`` has a position axis; random circuits are then drawn among position-aware edges).
 
@@ -285,6 +287,15 @@ def evaluate(
     Warns (``UserWarning``) when the circuit has no edges or the graph was never attributed
     (every score 0), since such an f says nothing about a found circuit."""
     shape = (graph.n_forward, graph.n_backward)
+    if circuit is None and graph.position_in_graph is not None:
+        if data.n_spans != graph.position_in_graph.shape[0]:
+            raise PositionError(
+                f"the graph's circuit is position-aware ({graph.position_in_graph.shape[0]} "
+                f"spans) but the data has {'no position axis' if data.n_spans is None else f'{data.n_spans} spans'}; "
+                "give the data the graph's positions (attribution.positions.with_positions), "
+                "or pass circuit=graph.in_graph to evaluate the union over spans"
+            )
+        circuit = graph.position_in_graph
     n_spans = None
     if circuit is not None and circuit.dim() == 3 and data.n_spans is not None:
         n_spans = data.n_spans
