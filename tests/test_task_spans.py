@@ -72,7 +72,7 @@ def word_tokenizer():
 @functools.cache
 def bpe_tokenizer():
     """A byte-level BPE tokenizer like GPT-2's (leading spaces inside tokens, offsets that
-    include them), trained offline on IOI and greater-than text."""
+    include them), trained offline on IOI text."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
