@@ -192,7 +192,11 @@ def test_discover_with_an_ioi_schema_writes_the_position_files(tmp_path, capsys)
     assert "Figure 4" in (out / "report.md").read_text()
     # `circuits evaluate` of the position-aware graph evaluates it per span, on the same prompts
     ev = ["evaluate", str(out / "position_graph.json"), "--n-examples", "12", "--json"]
-    capsys.readouterr()  # discover's own summary
+    summary = capsys.readouterr().out  # discover's own summary
+    assert (
+        f"position-aware circuit (9 spans): {rec['circuit']['n_edges']} (span, edge) pairs"
+        in summary
+    )
     assert main([*ev, "--quiet"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["n_edges"] == rec["circuit"]["n_edges"]

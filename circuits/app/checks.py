@@ -242,6 +242,17 @@ def summary_text(metrics: Mapping[str, Any]) -> str:
         f"CPR {float(curve.get('cpr') or 0):.3f}, CMD {float(curve.get('cmd') or 0):.3f} (held-out)",
         verdict_text(metrics),
     ]
+    positions = _section(metrics, "positions")
+    if positions:
+        comp, pf = _section(positions, "comparison"), _section(positions, "faithfulness")
+        f = pf.get("f")
+        lines.append(
+            f"position-aware circuit ({positions.get('n_spans')} spans): "
+            f"{comp.get('aware_n_edges')} (span, edge) pairs over "
+            f"{comp.get('aware_n_edges_projected')} edges, held-out f = "
+            + (f"{float(f):.4g}" if f is not None else "undefined")
+            + f"; the position-agnostic circuit is {comp.get('agnostic_n_position_edges')} pairs"
+        )
     listed = metrics.get("warnings")
     for w in listed if isinstance(listed, list) else []:
         lines.append(f"warning: {w.get('message')}; fix: {w.get('fix')}")
