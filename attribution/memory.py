@@ -11,17 +11,18 @@ def row_bytes(model, n_pos: int, dtype: torch.dtype | None = None) -> int:
 
     Per layer and token: the per-head q/k/v input copies (``(H + 2K)·d``), per-head results
     (``H·d``), the MLP hidden layer twice (``2·d_mlp``), about ten residual-width tensors
-    (norms, projections, residual) and the attention scores and pattern (``2·H·n_pos``); plus
-    three vocabulary-wide tensors for the logits. Checked against measured peaks on GPT-2
+    (norms, projections, residual) and the attention scores and pattern (``2·H·n_pos``); plus,
+    per row, three vocabulary-wide tensors for the logits (only the metric position is
+    unembedded, :func:`attribution.passes.unembed_at`). Checked against measured peaks on GPT-2
     shapes (within about 30 %); used only to pick chunk sizes, never for correctness."""
     cfg = model.cfg
     d, heads = int(cfg.d_model), int(cfg.n_heads)
     kv = int(getattr(cfg, "n_key_value_heads", None) or heads)
     d_mlp = int(getattr(cfg, "d_mlp", None) or 4 * d)
     per_layer = (heads + 2 * kv) * d + heads * d + 2 * d_mlp + 10 * d + 2 * heads * n_pos
-    per_token = int(cfg.n_layers) * per_layer + 3 * int(cfg.d_vocab)
+    per_token = int(cfg.n_layers) * per_layer
     size = torch.finfo(dtype or next(model.parameters()).dtype).bits // 8
-    return per_token * n_pos * size
+    return (per_token * n_pos + 3 * int(cfg.d_vocab)) * size
 
 
 def rows_within(model, n_pos: int, budget_bytes: float, wanted: int) -> int:
@@ -54,7 +55,7 @@ def attribution_peak_bytes(
       when chunked) with ``F'`` nodes, and their copy kept per span, ``2·b·p·F'·K'·c`` with
       ``c`` the scores' bytes (8 in float64 runs, else 4); on 16-bit models also float32
       copies of the differences and of one block of gradients, ``(F' + K')·b·p·d·4``;
-    - ``logits``: the clean and corrupted logits, ``2·b·p·V·s``;
+    - ``logits``: the clean and corrupted logits at the metric positions, ``2·b·V·s``;
     - ``position_scores`` (with ``n_spans`` ``S``): the ``[S, F, K]`` score accumulator,
       ``S·F·K·8`` (float64 at worst); 0 without a position axis.
 
@@ -77,7 +78,7 @@ def attribution_peak_bytes(
         "write_buffers": 3 * b * p * F * d * s,
         "contraction": 2 * b * p * F * K_block * c
         + ((F + K_block) * b * p * d * 4 if s < 4 else 0),
-        "logits": 2 * b * p * int(model.cfg.d_vocab) * s,
+        "logits": 2 * b * int(model.cfg.d_vocab) * s,
         "position_scores": n_spans * graph.n_forward * K * 8 if n_spans else 0,
     }
     parts["total"] = sum(parts.values())

@@ -22,7 +22,7 @@ from attribution.data import PromptPairs
 from attribution.distributed import all_reduce_sum
 from attribution.methods.base import AttributionMethod, Job, batch_runs
 from attribution.methods.gradient import ig_rows_per_pass, integrate
-from attribution.passes import at_positions
+from attribution.passes import unembed_at
 from attribution.sites import writer_sites
 
 
@@ -123,6 +123,7 @@ def _site_ablated_metric(job: Job, batch: PromptPairs, site, runs, abl_out) -> t
     def replace(t, hook):
         return abl_out.to(device=t.device, dtype=t.dtype)
 
-    with torch.no_grad(), job.model.hooks(fwd_hooks=[(site.hook, replace)]):
+    hooks = [(site.hook, replace), unembed_at(batch.positions)]
+    with torch.no_grad(), job.model.hooks(fwd_hooks=hooks):
         logits = job.model(batch.clean, attention_mask=batch.attention_mask)
-    return job.metric_fn(at_positions(logits, batch.positions), runs.clean_logits, batch)
+    return job.metric_fn(logits[:, 0], runs.clean_logits, batch)
