@@ -84,12 +84,23 @@ def batch_runs(job: Job, batch: PromptPairs, nodes: range | None = None) -> Batc
     return BatchRuns(
         clean_writes,
         ablated,
-        (ablated - clean_writes) * pad_mask,
+        masked_delta(ablated, clean_writes, pad_mask),
         pad_mask,
         clean_logits,
         m_clean,
         m_ablated,
     )
+
+
+def masked_delta(
+    ablated: torch.Tensor, clean: torch.Tensor, pad_mask: torch.Tensor
+) -> torch.Tensor:
+    """``(ablated - clean) · pad_mask`` (``pad_mask`` ``[b, p, 1, 1]``), without the product
+    when nothing is padded."""
+    delta = ablated - clean
+    if not bool(pad_mask.all()):
+        delta.mul_(pad_mask)
+    return delta
 
 
 def _input_ablated_logits(model, batch: PromptPairs, input_write: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ import torch
 
 from attribution.contraction import contract
 from attribution.data import PromptPairs
-from attribution.methods.base import AttributionMethod, BatchRuns, Job, batch_runs
+from attribution.methods.base import AttributionMethod, BatchRuns, Job, batch_runs, masked_delta
 from attribution.passes import collect_writes, metric_backward
 from attribution.quadrature import quadrature
 from attribution.sites import INPUT_HOOK
@@ -61,7 +61,7 @@ class GradientMethod(AttributionMethod):
                     job.model, graph, batch.clean, batch.attention_mask, job.dtype, nodes
                 )
                 ablated, _ = job.ablation.writes(job.model, graph, batch, job.means, clean, nodes)
-                delta = (ablated - clean) * pad_mask
+                delta = masked_delta(ablated, clean, pad_mask)
                 contract(
                     scores, delta, grads, start, real=real, port_chunk=chunk,
                     spans=batch.spans,
