@@ -57,7 +57,8 @@ class Ablation:
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Ablated writes ``[batch, pos, n_forward, d]`` shaped like ``clean_writes`` (which
         holds the forward indices ``nodes`` only, when given), and the ablated run's logits
-        ``[batch, pos, vocab]`` when the ablation is a run of its own (None otherwise)."""
+        at the metric positions ``[batch, vocab]`` when the ablation is a run of its own
+        (None otherwise)."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -74,8 +75,9 @@ class Patching(Ablation):
         if batch.corrupted is None:
             raise NoCounterfactualsError("ablation='patching'")
         return collect_writes(
-            model, graph, batch.corrupted, batch.attention_mask, clean_writes.dtype, nodes
-        )
+            model, graph, batch.corrupted, batch.attention_mask, clean_writes.dtype, nodes,
+            positions=batch.positions,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, repr=False)

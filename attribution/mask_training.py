@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from attribution.data import PromptPairs
 from attribution.edge_ablation import soft_ablation_hooks
 from attribution.metrics import Metric
-from attribution.passes import at_positions, check_finite
+from attribution.passes import check_finite, unembed_at
 from graphs import Graph
 from graphs.errors import CircuitDiscoveryError
 
@@ -75,9 +75,10 @@ def masked_metric(
     """Per-example metric ``[n]`` of the masked model with gates ``[n_forward, n_backward]``
     (differentiable in ``gates``)."""
     hooks = soft_ablation_hooks(model, graph, batch.ablated, 1.0 - gates)
+    hooks.append(unembed_at(batch.data.positions))
     with model.hooks(fwd_hooks=hooks):
         logits = model(batch.data.clean, attention_mask=batch.data.attention_mask)
-    return metric(at_positions(logits, batch.data.positions), batch.clean_logits, batch.data)
+    return metric(logits[:, 0], batch.clean_logits, batch.data)
 
 
 def check_target(graph: Graph, target_edges: int | None) -> None:

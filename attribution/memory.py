@@ -11,17 +11,18 @@ def row_bytes(model, n_pos: int, dtype: torch.dtype | None = None) -> int:
 
     Per layer and token: the per-head q/k/v input copies (``(H + 2K)·d``), per-head results
     (``H·d``), the MLP hidden layer twice (``2·d_mlp``), about ten residual-width tensors
-    (norms, projections, residual) and the attention scores and pattern (``2·H·n_pos``); plus
-    three vocabulary-wide tensors for the logits. Checked against measured peaks on GPT-2
+    (norms, projections, residual) and the attention scores and pattern (``2·H·n_pos``); plus,
+    per row, three vocabulary-wide tensors for the logits (only the metric position is
+    unembedded, :func:`attribution.passes.unembed_at`). Checked against measured peaks on GPT-2
     shapes (within about 30 %); used only to pick chunk sizes, never for correctness."""
     cfg = model.cfg
     d, heads = int(cfg.d_model), int(cfg.n_heads)
     kv = int(getattr(cfg, "n_key_value_heads", None) or heads)
     d_mlp = int(getattr(cfg, "d_mlp", None) or 4 * d)
     per_layer = (heads + 2 * kv) * d + heads * d + 2 * d_mlp + 10 * d + 2 * heads * n_pos
-    per_token = int(cfg.n_layers) * per_layer + 3 * int(cfg.d_vocab)
+    per_token = int(cfg.n_layers) * per_layer
     size = torch.finfo(dtype or next(model.parameters()).dtype).bits // 8
-    return per_token * n_pos * size
+    return (per_token * n_pos + 3 * int(cfg.d_vocab)) * size
 
 
 def rows_within(model, n_pos: int, budget_bytes: float, wanted: int) -> int:
@@ -49,32 +50,36 @@ def attribution_peak_bytes(
     - ``port_gradients``: ``b·p·K·d·s`` (``K`` ports);
     - ``write_buffers``: clean, ablated and difference writes, ``3·b·p·F'·d·s`` with ``F'``
       the node chunk (all ``F`` upstream nodes unless chunked);
-    - ``contraction``: the score contraction's matrix copies of one chunk of differences and
-      of the gradients of ``K'`` ports (``K' = F'`` when chunked, else all ``K``), in float32:
-      ``(F' + K')·b·p·d·4``, plus their 16-bit layouts first on 16-bit models;
-    - ``logits``: the clean and corrupted logits, ``2·b·p·V·s``;
-    - ``position_scores`` (with ``n_spans`` ``S``): the ``[S, F, K]`` score accumulator and
-      the per-position products of one contraction chunk, ``(S·F·K + p·F'·K')·8`` (float64
-      at worst); 0 without a position axis.
+    - ``contraction`` (:mod:`attribution.contraction`): the per-token products of one block
+      of ``K'`` ports (the widest block of one reader layer's ports, at most the node chunk
+      when chunked) with ``F'`` nodes, and their copy kept per span, ``2·b·p·F'·K'·c`` with
+      ``c`` the scores' bytes (8 in float64 runs, else 4); on 16-bit models also float32
+      copies of the differences and of one block of gradients, ``(F' + K')·b·p·d·4``;
+    - ``logits``: the clean and corrupted logits at the metric positions, ``2·b·V·s``;
+    - ``position_scores`` (with ``n_spans`` ``S``): the ``[S, F, K]`` score accumulator,
+      ``S·F·K·8`` (float64 at worst); 0 without a position axis.
 
     ``total`` is their sum. Compared with measured peaks in ``benchmarks/bench_memory.py``."""
     dtype = dtype or next(model.parameters()).dtype
     s = torch.finfo(dtype).bits // 8
     b, p, d = batch_size, n_pos, int(graph.spec.d_model or model.cfg.d_model)
     F, K = graph.n_forward, graph.n_backward
-    K_chunk = K
+    from attribution.contraction import score_blocks
     from attribution.methods import get_method  # the method declares whether it chunks
 
+    K_block = max((stop - first for _, first, stop in score_blocks(graph.real_edges)), default=K)
     if node_chunk is not None and get_method(method).node_chunking:
         F = min(F, node_chunk)
-        K_chunk = min(K, node_chunk)
+        K_block = min(K_block, node_chunk)
+    c = 8 if dtype == torch.float64 else 4
     parts = {
         "activations": rows * row_bytes(model, n_pos, dtype),
         "port_gradients": b * p * K * d * s,
         "write_buffers": 3 * b * p * F * d * s,
-        "contraction": (F + K_chunk) * b * p * d * (4 + (s if s < 4 else 0)),
-        "logits": 2 * b * p * int(model.cfg.d_vocab) * s,
-        "position_scores": (n_spans * graph.n_forward * K + p * F * K_chunk) * 8 if n_spans else 0,
+        "contraction": 2 * b * p * F * K_block * c
+        + ((F + K_block) * b * p * d * 4 if s < 4 else 0),
+        "logits": 2 * b * int(model.cfg.d_vocab) * s,
+        "position_scores": n_spans * graph.n_forward * K * 8 if n_spans else 0,
     }
     parts["total"] = sum(parts.values())
     return parts

@@ -54,6 +54,24 @@ def at_positions(logits: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     return logits[torch.arange(logits.shape[0], device=logits.device), positions]
 
 
+#: The hook on the unembedding's input (the final residual after its norm).
+UNEMBED_HOOK = "unembed.hook_in"
+
+
+def unembed_at(positions: torch.Tensor) -> tuple[str, Callable]:
+    """A forward hook that unembeds each row at its metric position only (``positions``
+    long ``[n]``): the unembedding's input ``[n, pos, d]`` is cut to ``[n, 1, d]``, so the
+    model returns logits ``[n, 1, vocab]``. Every metric reads those positions alone, and
+    the vocabulary-wide product at every token is about a third of a GPT-2-small forward
+    (and of its backward). The final norm works per token, so the values do not change."""
+
+    def cut(t, hook):
+        rows = torch.arange(t.shape[0], device=t.device)
+        return t[rows, positions.to(t.device)].unsqueeze(1)
+
+    return (UNEMBED_HOOK, cut)
+
+
 def collect_writes(
     model,
     graph: Graph,
@@ -61,10 +79,12 @@ def collect_writes(
     mask: torch.Tensor,
     dtype: torch.dtype,
     nodes: range | None = None,
+    positions: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One no-grad run: every upstream node's write ``[n, pos, n_forward, d_model]`` (or only
     the forward indices in ``nodes``: ``[n, pos, len(nodes), d_model]``) and the logits
-    ``[n, pos, vocab]``."""
+    ``[n, pos, vocab]``, or with ``positions`` (long ``[n]``) the logits ``[n, vocab]`` at
+    those positions only (:func:`unembed_at`)."""
     n, pos = tokens.shape
     writes = torch.zeros(
         n,
@@ -75,15 +95,21 @@ def collect_writes(
         device=tokens.device,
     )
     hooks = writer_hooks(model, graph, writes, nodes=nodes)
+    if positions is not None:
+        hooks.append(unembed_at(positions))
     with torch.no_grad(), model.hooks(fwd_hooks=hooks):
         logits = model(tokens, attention_mask=mask)
-    return writes, logits
+    return writes, logits if positions is None else logits[:, 0]
 
 
 def port_gradient_hooks(graph: Graph, grads: torch.Tensor, example: torch.Tensor) -> list:
     """Forward hooks that register tensor hooks adding each port input's gradient into
     ``grads[example[row]]`` (``grads`` is ``[n, pos, n_backward, d_model]``), so many
     interpolation steps stacked into the batch reduce to one gradient per example."""
+    # rows that are the examples in order (EAP, one IG step a pass): a plain in-place add
+    in_order = len(example) == grads.shape[0] and torch.equal(
+        example.cpu(), torch.arange(len(example))
+    )
     hooks = []
     for site in reader_sites(graph):
         first, last = site.cols[0], site.cols[-1] + 1
@@ -100,7 +126,10 @@ def port_gradient_hooks(graph: Graph, grads: torch.Tensor, example: torch.Tensor
                 def bwd(grad):
                     g = grad if per_head else grad.unsqueeze(2)
                     g = g.to(device=grads.device, dtype=grads.dtype)  # device_map: any device
-                    grads[:, :, first:last].index_add_(0, example, g)
+                    if in_order:
+                        grads[:, :, first:last].add_(g)
+                    else:
+                        grads[:, :, first:last].index_add_(0, example, g)
 
                 t.register_hook(bwd)
             return t
@@ -140,11 +169,10 @@ def metric_backward(
         if len(example) != len(data) or not torch.equal(example.cpu(), torch.arange(len(data)))
         else data
     )
+    hooks.append(unembed_at(rows.positions))
     with torch.enable_grad(), model.hooks(fwd_hooks=hooks):
         logits = model(tokens, attention_mask=rows.attention_mask.to(tokens.device))
-        values = metric(
-            at_positions(logits, rows.positions.to(tokens.device)), clean_logits[example], rows
-        )
+        values = metric(logits[:, 0], clean_logits[example], rows)
         if values.shape != (len(example),):
             raise ValueError(
                 f"metric returned shape {tuple(values.shape)}; it must return one value per example ([{len(example)}])"

@@ -110,15 +110,19 @@ def writer_hooks(
         kept = [i for i, row in enumerate(site.rows) if row in nodes]
         if not kept:
             continue
-        rows = torch.tensor([site.rows[i] - nodes.start for i in kept])
+        local = [site.rows[i] - nodes.start for i in kept]
+        # a site's nodes are consecutive forward indices: add into a slice (a view), not
+        # through an index (a gather and a scatter of the whole block)
+        assert local == list(range(local[0], local[0] + len(local)))
+        rows = slice(local[0], local[0] + len(local))
         # which of the site's heads to keep (None: all, without an indexing copy)
-        pick = None if len(kept) == len(site.rows) else torch.tensor(kept)
+        pick = None if len(kept) == len(site.rows) else slice(kept[0], kept[-1] + 1)
 
         def add(value, rows=rows, pick=pick):
             if pick is not None:
-                value = value[:, :, pick.to(value.device)]
+                value = value[:, :, pick]
             # .to(device): with a device_map, layers (and their writes) may sit on other devices
-            out[:, :, rows] += sign * value.to(device=out.device, dtype=out.dtype)
+            out[:, :, rows].add_(value.to(device=out.device, dtype=out.dtype), alpha=sign)
 
         def save(t, hook, site=site, add=add):
             value = t.detach() if detach else t

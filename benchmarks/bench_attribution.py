@@ -243,20 +243,34 @@ def make_data(n: int, vocab: int, seed: int = 0, n_pos: int = N_POS):
     )
 
 
-def plain_forward(hf, data):
+def _metric_logits(hf, inputs: dict, data) -> torch.Tensor:
+    """Logits ``[n, vocab]`` at each row's metric position only: the base model, then the
+    unembedding of those rows (what attribution's passes compute, see
+    ``attribution.passes.unembed_at``)."""
+    hidden = hf.base_model(**inputs, attention_mask=data.attention_mask).last_hidden_state
+    return hf.get_output_embeddings()(hidden[torch.arange(len(data)), data.positions])
+
+
+def plain_forward(hf, data, metric_only: bool = False):
+    """A no-grad forward; ``metric_only``: unembedding the metric positions only."""
+
     def run():
         with torch.no_grad():
-            hf(input_ids=data.clean, attention_mask=data.attention_mask)
+            if metric_only:
+                _metric_logits(hf, {"input_ids": data.clean}, data)
+            else:
+                hf(input_ids=data.clean, attention_mask=data.attention_mask)
 
     return run
 
 
-def plain_forward_backward(hf, data, frozen: bool = False):
+def plain_forward_backward(hf, data, frozen: bool = False, metric_only: bool = False):
     """A training step without the optimiser: -logit_diff at the last position, backward into
     the parameters, gradients dropped (``zero_grad(set_to_none=True)``) afterwards.
 
     ``frozen``: parameters frozen and the input embeddings made a leaf instead, so the backward
-    computes activation gradients only (what attribution needs; not part of the bound)."""
+    computes activation gradients only (what attribution needs). ``metric_only``: only the
+    metric positions are unembedded (the tight bound of ``bench_positions``)."""
     rows = torch.arange(len(data))
 
     def run():
@@ -266,8 +280,10 @@ def plain_forward_backward(hf, data, frozen: bool = False):
             inputs = {"inputs_embeds": embeds}
         else:
             inputs = {"input_ids": data.clean}
-        logits = hf(**inputs, attention_mask=data.attention_mask).logits
-        last = logits[rows, data.positions]
+        if metric_only:
+            last = _metric_logits(hf, inputs, data)
+        else:
+            last = hf(**inputs, attention_mask=data.attention_mask).logits[rows, data.positions]
         diff = last.gather(1, data.answers).squeeze(1) - last.gather(1, data.distractors).squeeze(1)
         (-diff.mean()).backward()
         hf.zero_grad(set_to_none=True)

@@ -38,6 +38,7 @@ from attribution import (
     quadrature,
 )
 from attribution.methods import REGISTRY
+from attribution.passes import unembed_at
 from attribution.sites import writer_hooks
 from circuits import load_model, random_hf_model
 from graphs import Graph, GraphMismatchError
@@ -269,6 +270,23 @@ class Hand:
 
 
 # --------------------------------------------------------------------------- 1. exact = by hand
+
+
+@pytest.mark.parametrize("arch_case", ARCHITECTURES, ids=ARCH_IDS)
+def test_unembedding_only_the_metric_positions_gives_their_logits(arch_case):
+    """Attribution unembeds each row at its metric position only (``unembed_at``); those
+    logits must equal the full run's at that position, with padding and a different
+    position per row, for every architecture (Gemma-2 soft-caps after the unembedding)."""
+    arch, overrides = arch_case
+    case = _model(arch, **overrides)
+    tokens = _data(n=3, pos=6, seed=4).clean
+    mask = torch.tensor([[1] * 6, [1] * 4 + [0] * 2, [1] * 2 + [0] * 4])
+    positions = torch.tensor([5, 3, 1])
+    full = _forward(case.model, tokens, mask)
+    cut = _forward(case.model, tokens, mask, [unembed_at(positions)])
+    assert cut.shape == (3, 1, full.shape[-1])
+    torch.testing.assert_close(cut[:, 0], full[torch.arange(3), positions], rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(full[:, 0], full[torch.arange(3), positions])
 
 
 @pytest.mark.parametrize("arch_case", ARCHITECTURES, ids=ARCH_IDS)

@@ -20,7 +20,7 @@ import torch
 from attribution.ablation import ABLATIONS, Ablation
 from attribution.data import PromptPairs
 from attribution.metrics import Metric
-from attribution.passes import at_positions, check_finite, collect_writes
+from attribution.passes import check_finite, collect_writes, unembed_at
 from attribution.sites import INPUT_HOOK
 from graphs import Graph
 from graphs.errors import CircuitDiscoveryError
@@ -68,31 +68,39 @@ def batch_runs(job: Job, batch: PromptPairs, nodes: range | None = None) -> Batc
     """Run ``batch`` clean and ablated (no gradients), recording the writes of ``nodes``
     (all upstream nodes by default) and the metric of both runs."""
     model, graph = job.model, job.graph
-    clean_writes, clean_logits_full = collect_writes(
-        model, graph, batch.clean, batch.attention_mask, job.dtype, nodes
+    clean_writes, clean_logits = collect_writes(
+        model, graph, batch.clean, batch.attention_mask, job.dtype, nodes, batch.positions
     )
-    clean_logits = at_positions(clean_logits_full, batch.positions).detach()
-    ablated, ablated_logits_full = job.ablation.writes(
+    ablated, ablated_logits = job.ablation.writes(
         model, graph, batch, job.means, clean_writes, nodes
     )
     pad_mask = batch.attention_mask[:, :, None, None].to(job.dtype)
     with torch.no_grad():
         m_clean = job.metric_fn(clean_logits, clean_logits, batch)
         check_finite(m_clean, torch.arange(len(batch)))
-        if ablated_logits_full is not None:
-            ablated_logits = at_positions(ablated_logits_full, batch.positions)
-        else:  # mean/zero: the metric with the input write ablated (the IG start point)
+        if ablated_logits is None:  # mean/zero: the metric with the input write ablated
             ablated_logits = _input_ablated_logits(model, batch, ablated[:, :, 0])
         m_ablated = job.metric_fn(ablated_logits, clean_logits, batch)
     return BatchRuns(
         clean_writes,
         ablated,
-        (ablated - clean_writes) * pad_mask,
+        masked_delta(ablated, clean_writes, pad_mask),
         pad_mask,
         clean_logits,
         m_clean,
         m_ablated,
     )
+
+
+def masked_delta(
+    ablated: torch.Tensor, clean: torch.Tensor, pad_mask: torch.Tensor
+) -> torch.Tensor:
+    """``(ablated - clean) · pad_mask`` (``pad_mask`` ``[b, p, 1, 1]``), without the product
+    when nothing is padded."""
+    delta = ablated - clean
+    if not bool(pad_mask.all()):
+        delta.mul_(pad_mask)
+    return delta
 
 
 def _input_ablated_logits(model, batch: PromptPairs, input_write: torch.Tensor) -> torch.Tensor:
@@ -101,9 +109,10 @@ def _input_ablated_logits(model, batch: PromptPairs, input_write: torch.Tensor) 
     def replace(t, hook):
         return input_write.to(device=t.device, dtype=t.dtype)
 
-    with torch.no_grad(), model.hooks(fwd_hooks=[(INPUT_HOOK, replace)]):
+    hooks = [(INPUT_HOOK, replace), unembed_at(batch.positions)]
+    with torch.no_grad(), model.hooks(fwd_hooks=hooks):
         logits = model(batch.clean, attention_mask=batch.attention_mask)
-    return at_positions(logits, batch.positions)
+    return logits[:, 0]
 
 
 class AttributionMethod:

@@ -10,7 +10,7 @@ import torch
 from attribution.data import PromptPairs
 from attribution.methods.base import AttributionMethod, Job, batch_runs
 from attribution.metrics import Metric
-from attribution.passes import at_positions, check_finite
+from attribution.passes import check_finite, unembed_at
 from attribution.sites import reader_sites
 from graphs import Graph
 from graphs.positions import span_token_masks
@@ -116,9 +116,10 @@ def exact_scores(
             hooks.append((hook, patch))
         copies = len(chunk)
         rows = batch.select(torch.arange(n).repeat(copies))
+        hooks.append(unembed_at(rows.positions))
         with torch.no_grad(), model.hooks(fwd_hooks=hooks):
             logits = model(rows.clean, attention_mask=rows.attention_mask)
-        values = metric(at_positions(logits, rows.positions), clean_logits.repeat(copies, 1), rows)
+        values = metric(logits[:, 0], clean_logits.repeat(copies, 1), rows)
         check_finite(values, torch.arange(n, device=values.device).repeat(copies))
         change = (values.view(copies, n).double() - m_clean.double()).sum(1)
         for copy, edge in enumerate(chunk):

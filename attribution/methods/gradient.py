@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import torch
 
+from attribution.contraction import contract
 from attribution.data import PromptPairs
-from attribution.methods.base import AttributionMethod, BatchRuns, Job, batch_runs
+from attribution.methods.base import AttributionMethod, BatchRuns, Job, batch_runs, masked_delta
 from attribution.passes import collect_writes, metric_backward
 from attribution.quadrature import quadrature
 from attribution.sites import INPUT_HOOK
@@ -45,7 +46,11 @@ class GradientMethod(AttributionMethod):
             dtype=job.dtype, device=runs.delta.device,
         )  # fmt: skip
         self.port_gradients(job, batch, runs, grads)
-        contract(scores, runs.delta, grads, 0, chunk if chunked else None, batch.spans)
+        real = graph.real_edges.to(grads.device)
+        contract(
+            scores, runs.delta, grads, 0, real=real,
+            port_chunk=chunk if chunked else None, spans=batch.spans,
+        )  # fmt: skip
         if chunked:
             pad_mask = runs.pad_mask
             m_clean, m_ablated = runs.m_clean, runs.m_ablated
@@ -56,39 +61,13 @@ class GradientMethod(AttributionMethod):
                     job.model, graph, batch.clean, batch.attention_mask, job.dtype, nodes
                 )
                 ablated, _ = job.ablation.writes(job.model, graph, batch, job.means, clean, nodes)
-                contract(scores, (ablated - clean) * pad_mask, grads, start, chunk, batch.spans)
+                delta = masked_delta(ablated, clean, pad_mask)
+                contract(
+                    scores, delta, grads, start, real=real, port_chunk=chunk,
+                    spans=batch.spans,
+                )  # fmt: skip
             return m_clean, m_ablated
         return runs.m_clean, runs.m_ablated
-
-
-def contract(
-    scores: torch.Tensor,
-    delta: torch.Tensor,
-    grads: torch.Tensor,
-    first: int,
-    port_chunk: int | None = None,
-    spans: torch.Tensor | None = None,
-) -> None:
-    """``scores[first : first + F'] += Σ_{b,p,d} delta[b,p,f,d]·grads[b,p,k,d]`` in the
-    scores' dtype (float32 or float64), whatever the activations' dtype.
-
-    The gradients are laid out as a matrix ``port_chunk`` ports at a time (all at once by
-    default), so the float32 working copies stay bounded on 16-bit models. With ``spans``
-    (long ``[b, p]``, see :mod:`graphs.positions`) ``scores`` is ``[n_spans, F, K]`` and each
-    span keeps its own terms of the same sum (:func:`attribution.positions.contract_by_span`)."""
-    if spans is not None:
-        from attribution.positions import contract_by_span
-
-        contract_by_span(scores, delta, grads, first, port_chunk, spans)
-        return
-    f_rows = slice(first, first + delta.shape[2])
-    flat = delta.permute(2, 0, 1, 3).reshape(delta.shape[2], -1).to(scores.dtype)  # [F', bpd]
-    n_ports = grads.shape[2]
-    step = port_chunk or n_ports
-    for start in range(0, n_ports, step):
-        cols = slice(start, min(start + step, n_ports))
-        g = grads[:, :, cols].permute(2, 0, 1, 3).reshape(cols.stop - start, -1).to(scores.dtype)
-        scores[f_rows, cols] += flat @ g.T
 
 
 def ig_rows_per_pass(method: AttributionMethod, batch_size: int, device: torch.device) -> int:

@@ -29,7 +29,7 @@ import torch
 
 from attribution.data import PromptPairs
 from attribution.methods.base import AttributionMethod, Job
-from attribution.passes import at_positions, check_finite
+from attribution.passes import check_finite, unembed_at
 from attribution.sites import reader_sites, writer_hooks
 
 
@@ -64,9 +64,11 @@ class IFR(AttributionMethod):
         d_model = graph.spec.d_model or model.cfg.d_model
         writes = torch.zeros(n, pos, graph.n_forward, d_model, dtype=job.dtype)  # [b, p, F, d]
         writes = writes.to(batch.clean.device)
-        hooks = writer_hooks(model, graph, writes) + [
-            (site.hook, functools.partial(keep, name=site.hook)) for site in sites
-        ]
+        hooks = (
+            writer_hooks(model, graph, writes)
+            + [(site.hook, functools.partial(keep, name=site.hook)) for site in sites]
+            + [unembed_at(batch.positions)]
+        )
         with torch.no_grad(), model.hooks(fwd_hooks=hooks):
             logits = model(batch.clean, attention_mask=batch.attention_mask)
         real = graph.real_edges.to(writes.device)
@@ -80,7 +82,7 @@ class IFR(AttributionMethod):
                 rest = y[:, :, i] - c.sum(2)  # biases without a node
                 imp = proximity_importances(torch.cat([c, rest.unsqueeze(2)], 2), y[:, :, i])
                 scores[ups, col] += (imp[..., :-1] * pad[..., None]).sum((0, 1)).to(scores.dtype)
-        clean_logits = at_positions(logits, batch.positions)
+        clean_logits = logits[:, 0]
         m_clean = job.metric_fn(clean_logits, clean_logits, batch)
         check_finite(m_clean, torch.arange(len(batch)))
         job.progress.update(len(batch))
@@ -100,7 +102,7 @@ class IFR(AttributionMethod):
         )
         with torch.no_grad():
             logits = (
-                at_positions(ablated_full, batch.positions)
+                ablated_full
                 if ablated_full is not None
                 else _input_ablated_logits(job.model, batch, ablated[:, :, 0])
             )

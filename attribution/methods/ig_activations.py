@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import torch
 
+from attribution.contraction import contract
 from attribution.data import PromptPairs
 from attribution.distributed import all_reduce_sum
 from attribution.methods.base import AttributionMethod, Job, batch_runs
 from attribution.methods.gradient import ig_rows_per_pass, integrate
-from attribution.passes import at_positions
-from attribution.positions import contract_by_span
+from attribution.passes import unembed_at
 from attribution.sites import writer_sites
 
 
@@ -62,6 +62,7 @@ class EAPIGActivations(AttributionMethod):
             dtype=job.dtype, device=runs.delta.device,
         )  # fmt: skip
         sites = writer_sites(graph)
+        real = graph.real_edges.to(grads.device)
         if getattr(self, "_gap_job", None) is not job:  # a new attribute() call: reset the sums
             self._gap_job, self._site_sums = job, torch.zeros(len(sites) + 1, dtype=torch.float64)
         for i, site in enumerate(sites):
@@ -69,14 +70,10 @@ class EAPIGActivations(AttributionMethod):
             rows = list(site.rows)
             clean_out, abl_out = _site_outputs(job.model, batch, site, runs)
             integrate(self, job, batch, runs.clean_logits, grads, site.hook, clean_out, abl_out)
-            if batch.spans is None:
-                scores[rows] += torch.einsum(
-                    "bpfd,bpkd->fk",
-                    runs.delta[:, :, rows].to(scores.dtype),
-                    grads.to(scores.dtype),
-                )
-            else:
-                contract_by_span(scores, runs.delta[:, :, rows], grads, rows[0], None, batch.spans)
+            contract(
+                scores, runs.delta[:, :, rows[0] : rows[-1] + 1], grads, rows[0], real=real,
+                spans=batch.spans,
+            )  # fmt: skip
             if site.post_norm is None:
                 m_site = _site_ablated_metric(job, batch, site, runs, abl_out)
                 self._site_sums[i] += float((m_site - runs.m_clean).double().sum())
@@ -126,6 +123,7 @@ def _site_ablated_metric(job: Job, batch: PromptPairs, site, runs, abl_out) -> t
     def replace(t, hook):
         return abl_out.to(device=t.device, dtype=t.dtype)
 
-    with torch.no_grad(), job.model.hooks(fwd_hooks=[(site.hook, replace)]):
+    hooks = [(site.hook, replace), unembed_at(batch.positions)]
+    with torch.no_grad(), job.model.hooks(fwd_hooks=hooks):
         logits = job.model(batch.clean, attention_mask=batch.attention_mask)
-    return job.metric_fn(at_positions(logits, batch.positions), runs.clean_logits, batch)
+    return job.metric_fn(logits[:, 0], runs.clean_logits, batch)
