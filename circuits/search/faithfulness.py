@@ -27,7 +27,7 @@ from attribution.data import DataError, PromptPairs
 from attribution.distributed import all_gather_rows, is_main_process, shard_range
 from attribution.edge_ablation import ablation_hooks
 from attribution.metrics import Metric
-from attribution.passes import at_positions, collect_writes
+from attribution.passes import collect_writes, unembed_at
 from attribution.run_setup import RunSetup
 from graphs import Graph
 from graphs.errors import CircuitDiscoveryError
@@ -156,10 +156,10 @@ class CircuitEvaluator:
 
     @torch.no_grad()
     def _runs(self, batch: PromptPairs) -> tuple[torch.Tensor, torch.Tensor]:
-        clean_writes, logits = collect_writes(
-            self.model, self.graph, batch.clean, batch.attention_mask, self.dtype
-        )
-        clean_logits = at_positions(logits, batch.positions)
+        clean_writes, clean_logits = collect_writes(
+            self.model, self.graph, batch.clean, batch.attention_mask, self.dtype,
+            positions=batch.positions,
+        )  # fmt: skip
         ablated, _ = self.ablation.writes(
             self.model, self.graph, batch, self.mean_writes, clean_writes
         )
@@ -237,9 +237,12 @@ def circuit_metrics(
 def patched_metric(model, graph, batch, ablated, metric_fn, clean_logits, keep) -> torch.Tensor:
     """Per-example metric with every real edge outside ``keep`` ablated."""
     hooks = ablation_hooks(model, graph, ablated, ~keep.to(torch.bool), batch.spans)
+    # the metric reads one position per row: unembed only there (a third of a small
+    # model's forward); the logits port is fed before the unembedding, so ablation is unchanged
+    hooks.append(unembed_at(batch.positions))
     with model.hooks(fwd_hooks=hooks):
         out = model(batch.clean, attention_mask=batch.attention_mask)
-    return metric_fn(at_positions(out, batch.positions), clean_logits, batch)
+    return metric_fn(out[:, 0], clean_logits, batch)
 
 
 def faithfulness_from_metrics(m_full: float, m_circuit: float, m_empty: float) -> float:
