@@ -32,6 +32,7 @@ __all__ = [
     "save_and_close",
     "save_figure",
     "figure_style",
+    "write_figure",
 ]
 
 DPI = 150
@@ -71,18 +72,19 @@ def save_figure(fig: Figure, path: str | os.PathLike[str]) -> list[Path]:
     created) and return both paths. The figure keeps its size: PNG pixels are
     ``figsize * 150`` dpi."""
     paths = output_paths(path)
-    paths[0].parent.mkdir(parents=True, exist_ok=True)
-    with figure_style():
-        for out in paths:
-            fmt = out.suffix[1:]
-            with atomic_write(out) as handle:
-                fig.savefig(
-                    handle,
-                    format=fmt,
-                    dpi=DPI,
-                    metadata={"Date": None} if fmt == "svg" else None,
-                )
+    for out in paths:
+        write_figure(fig, out)
     return list(paths)
+
+
+def write_figure(fig: Figure, path: Path) -> Path:
+    """Write ``fig`` to ``path`` atomically in the format its suffix names (``.png``, ``.svg``,
+    ``.pdf``; an SVG without a date, so it is reproducible), creating parent folders."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = path.suffix.lower()[1:]
+    with figure_style(), atomic_write(path) as handle:
+        fig.savefig(handle, format=fmt, dpi=DPI, metadata={"Date": None} if fmt == "svg" else None)
+    return path
 
 
 def save_and_close(build: Callable[[], Figure], path: str | os.PathLike[str]) -> list[Path]:

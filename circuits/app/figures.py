@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,8 +55,11 @@ __all__ = [
     "node_xy",
     "port_xy",
     "draw_circuit",
+    "edge_look",
     "faithfulness_figure",
     "faithfulness_plot_data",
+    "legend_handles",
+    "model_label",
     "plot_faithfulness_curve",
     "plot_score_histogram",
     "save_figure",
@@ -109,10 +113,57 @@ def svg_id(prefix: str, name: str) -> str:
     return f"{prefix}-{safe}"
 
 
-def _model_name(graph: Graph) -> str:
+def model_label(graph: Graph) -> str:
+    """The model's name for a figure title: its name, else its architecture, else "model"."""
     spec = graph.spec
     name = spec.model_name if spec.model_name not in ("", "external") else ""
     return name or spec.architecture or "model"
+
+
+def edge_look(score: float, max_abs: float) -> tuple[float, str]:
+    """An edge's line width and colour: ``0.5 + 3.5 |score| / max_abs`` wide, blue for a
+    positive score, red for a negative one, grey for 0 or a score that is not finite."""
+    if not math.isfinite(score):
+        return 0.5, ZERO
+    width = 0.5 + 3.5 * abs(score) / max_abs if max_abs > 0 else 1.2
+    return width, POSITIVE if score > 0 else NEGATIVE if score < 0 else ZERO
+
+
+def legend_handles(
+    *,
+    colors: Iterable[str],
+    max_abs: float,
+    ports: bool,
+    marker_size: float,
+    extra: Iterable[Any] = (),
+) -> list[Any]:
+    """The circuit figures' legend: node kinds, the shared k/v port (``ports``), the port
+    line styles, the score colours (grey only when an edge of ``colors`` is), ``extra``
+    handles, and the width scale up to ``max_abs``."""
+    handles: list[Any] = []
+    for kind in ("attention", "mlp", "input"):
+        marker, face, label = NODE_STYLES[kind]
+        handles.append(
+            Line2D(
+                [], [], marker=marker, mfc=face, mec="#222222", ls="none", ms=marker_size,
+                label=label,
+            )
+        )  # fmt: skip
+    if ports:
+        marker, face, label = _PORT_MARKER
+        handles.append(
+            Line2D([], [], marker=marker, mfc=face, mec="#333333", ls="none", ms=6, label=label)
+        )
+    for kind, style in PORT_STYLES.items():
+        handles.append(Line2D([], [], color="#333333", lw=1.5, ls=style, label=PORT_LABELS[kind]))
+    handles.append(Line2D([], [], color=POSITIVE, lw=2.5, label="score > 0"))
+    handles.append(Line2D([], [], color=NEGATIVE, lw=2.5, label="score < 0"))
+    if ZERO in set(colors):
+        handles.append(Line2D([], [], color=ZERO, lw=1.0, label="score 0 / not finite"))
+    handles += list(extra)
+    width = f"width ∝ |score|\n(max {max_abs:.3g})" if max_abs > 0 else "width ∝ |score|"
+    handles.append(Line2D([], [], color="none", label=width))
+    return handles
 
 
 # --------------------------------------------------------------------------- circuit
@@ -273,11 +324,7 @@ def circuit_drawing(
                 )
             drawn_port = ports[port.name]
             target, end = port.name, (drawn_port.x, drawn_port.y)
-        if not math.isfinite(score):
-            width, color = 0.5, ZERO
-        else:
-            width = 0.5 + 3.5 * abs(score) / max_abs if max_abs > 0 else 1.2
-            color = POSITIVE if score > 0 else NEGATIVE if score < 0 else ZERO
+        width, color = edge_look(score, max_abs)
         name = f"{upstream.name}->{port.name}"
         edges.append(
             DrawnEdge(
@@ -302,7 +349,7 @@ def circuit_drawing(
         touched.update(layout.ports[p].nodes)
     n_nodes = len(touched - {INPUT, LOGITS})
     if title is None:
-        title = f"Circuit of {_model_name(graph)}: {n_circuit} edges, {n_nodes} heads/MLPs"
+        title = f"Circuit of {model_label(graph)}: {n_circuit} edges, {n_nodes} heads/MLPs"
     if truncated:
         title += f"\n(drawing the top {len(edges)} of {n_circuit} edges by |score|)"
     note = None
@@ -467,32 +514,10 @@ def _render_circuit(drawing: CircuitDrawing) -> Figure:
     for spine in ax.spines.values():
         spine.set_visible(False)
 
-    handles: list[Any] = []
-    seen = set()
-    for kind in ("attention", "mlp", "input"):
-        marker, face, label = NODE_STYLES[kind]
-        if label not in seen:
-            seen.add(label)
-            handles.append(
-                Line2D([], [], marker=marker, mfc=face, mec="#222222", ls="none", ms=8, label=label)
-            )
-    if drawing.ports:
-        marker, face, label = _PORT_MARKER
-        handles.append(
-            Line2D([], [], marker=marker, mfc=face, mec="#333333", ls="none", ms=6, label=label)
-        )
-    for kind, style in PORT_STYLES.items():
-        handles.append(Line2D([], [], color="#333333", lw=1.5, ls=style, label=PORT_LABELS[kind]))
-    handles.append(Line2D([], [], color=POSITIVE, lw=2.5, label="score > 0"))
-    handles.append(Line2D([], [], color=NEGATIVE, lw=2.5, label="score < 0"))
-    if any(e.color == ZERO for e in drawing.edges):
-        handles.append(Line2D([], [], color=ZERO, lw=1.0, label="score 0 / not finite"))
-    width_label = (
-        f"width ∝ |score|\n(max {drawing.max_abs_score:.3g})"
-        if drawing.max_abs_score > 0
-        else "width ∝ |score|"
-    )
-    handles.append(Line2D([], [], color="none", label=width_label))
+    handles = legend_handles(
+        colors=(e.color for e in drawing.edges), max_abs=drawing.max_abs_score,
+        ports=bool(drawing.ports), marker_size=8,
+    )  # fmt: skip
     fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
     return fig
 
@@ -821,7 +846,7 @@ def score_histogram_figure(graph: Graph, *, title: str | None = None, bins: int 
             xlabel += f"  ({data.n_nonfinite} non-finite not shown)"
         ax.set_xlabel(xlabel)
         ax.set_ylabel("edges (log scale)")
-        ax.set_title(title or f"Edge scores of {_model_name(graph)}", fontsize=11)
+        ax.set_title(title or f"Edge scores of {model_label(graph)}", fontsize=11)
         ax.legend(fontsize=8)
         return fig
 

@@ -34,17 +34,16 @@ from matplotlib.patches import FancyArrowPatch, PathPatch
 from matplotlib.path import Path as MplPath
 
 from circuits.app.figures import (
-    NEGATIVE,
+    EMPTY_NOTE,
     NODE_STYLES,
-    PORT_LABELS,
     PORT_STYLES,
-    POSITIVE,
-    ZERO,
+    edge_look,
+    legend_handles,
+    model_label,
     svg_id,
 )
-from circuits.plotting import DPI, figure_style, new_figure
+from circuits.plotting import figure_style, new_figure, write_figure
 from graphs import Circuit, CircuitDiscoveryError, Graph, GraphMismatchError
-from graphs.atomic_files import atomic_write
 from graphs.positions import PositionError
 
 __all__ = [
@@ -218,11 +217,7 @@ def position_circuit_drawing(
                     tuple((r.x, r.y) for r in readers),
                 )  # fmt: skip
             end = (ports[port.name, s].x, ports[port.name, s].y)
-        if not math.isfinite(score):
-            width, color = 0.5, ZERO
-        else:
-            width = 0.5 + 3.5 * abs(score) / max_abs if max_abs > 0 else 1.2
-            color = POSITIVE if score > 0 else NEGATIVE if score < 0 else ZERO
+        width, color = edge_look(score, max_abs)
         name = f"{upstream.name}->{port.name}"
         edges.append(
             Stroke(
@@ -235,18 +230,14 @@ def position_circuit_drawing(
     n_spans_used = len({s for _, s in dots})
     if title is None:
         title = (
-            f"Position-aware circuit of {_model_name(graph)}: {n_circuit} (span, edge) pairs "
+            f"Position-aware circuit of {model_label(graph)}: {n_circuit} (span, edge) pairs "
             f"at {n_spans_used} of {len(spans)} spans"
         )
     if truncated:
         title += f"\n(drawing the top {len(edges)} of {n_circuit} by |score|)"
     note = None
     if not edges:
-        note = (
-            "empty circuit: no edges to draw"
-            if n_circuit == 0
-            else f"max_edges=0: none of {n_circuit} edges drawn"
-        )
+        note = EMPTY_NOTE if n_circuit == 0 else f"max_edges=0: none of {n_circuit} edges drawn"
     return PositionCircuitDrawing(
         title=title,
         spans=spans,
@@ -293,12 +284,6 @@ def _attention_links(
                     )
                 )  # fmt: skip
     return links
-
-
-def _model_name(graph: Graph) -> str:
-    spec = graph.spec
-    name = spec.model_name if spec.model_name not in ("", "external") else ""
-    return name or spec.architecture or "model"
 
 
 def _figsize(n_spans: int, n_layers: int, n_heads: int) -> tuple[float, float]:
@@ -374,30 +359,13 @@ def _render(drawing: PositionCircuitDrawing) -> Figure:
     for spine in ax.spines.values():
         spine.set_visible(False)
 
-    handles: list[Any] = []
-    for kind in ("attention", "mlp", "input"):
-        marker, face, label = NODE_STYLES[kind]
-        handles.append(
-            Line2D([], [], marker=marker, mfc=face, mec="#222222", ls="none", ms=7, label=label)
-        )
-    if drawing.ports:
-        handles.append(Line2D([], [], marker="d", mfc="#ffffff", mec="#333333", ls="none", ms=6,
-                              label="shared k/v port (grouped-query)"))  # fmt: skip
-    for kind, style in PORT_STYLES.items():
-        handles.append(Line2D([], [], color="#333333", lw=1.5, ls=style, label=PORT_LABELS[kind]))
-    handles.append(Line2D([], [], color=POSITIVE, lw=2.5, label="score > 0"))
-    handles.append(Line2D([], [], color=NEGATIVE, lw=2.5, label="score < 0"))
-    if any(e.color == ZERO for e in drawing.edges):
-        handles.append(Line2D([], [], color=ZERO, lw=1.0, label="score 0 / not finite"))
-    if drawing.links:
-        label = "head reads key span → query span\n(inside the head, not an edge)"
-        handles.append(Line2D([], [], color="#b0b0b0", lw=0.8, ls=(0, (1, 2)), label=label))
-    width = (
-        f"width ∝ |score|\n(max {drawing.max_abs_score:.3g})"
-        if drawing.max_abs_score
-        else "width ∝ |score|"
-    )
-    handles.append(Line2D([], [], color="none", label=width))
+    link = "head reads key span → query span\n(inside the head, not an edge)"
+    handles = legend_handles(
+        colors=(e.color for e in drawing.edges), max_abs=drawing.max_abs_score,
+        ports=bool(drawing.ports), marker_size=7,
+        extra=[Line2D([], [], color="#b0b0b0", lw=0.8, ls=(0, (1, 2)), label=link)]
+        if drawing.links else (),
+    )  # fmt: skip
     fig.legend(handles=handles, loc="outside right upper", fontsize=7, frameon=False)
     return fig
 
@@ -435,11 +403,6 @@ def draw_position_circuit(
         )
     fig = position_circuit_figure(graph, circuit, **kw)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fmt = path.suffix.lower()[1:]
-        with figure_style(), atomic_write(path) as handle:
-            metadata = {"Date": None} if fmt == "svg" else None  # reproducible SVG
-            fig.savefig(handle, format=fmt, dpi=DPI, metadata=metadata)
+        return write_figure(fig, path)
     finally:
         fig.clear()
-    return path
