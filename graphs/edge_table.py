@@ -212,3 +212,31 @@ class EdgeCollector:
                 )
             graph.position_in_graph = kept
         return scores
+
+
+def span_names(names: Any, problem: str) -> tuple[str, ...]:
+    """``names`` as a position axis's span names; GraphFormatError (``problem``, then what it
+    must be) unless it is a non-empty list of distinct strings."""
+    if (
+        not isinstance(names, list)
+        or not names
+        or not all(isinstance(n, str) for n in names)
+        or len(set(names)) != len(names)
+    ):
+        raise GraphFormatError(f"{problem}; it must be a non-empty list of distinct span names")
+    return tuple(names)
+
+
+def check_edge_record(label: str, data: dict, name: str) -> None:
+    """GraphFormatError unless a GraphML/networkx edge record that is not a port edge is of
+    kind ``edge`` and, when it carries a ``name``, is named ``name`` (its endpoints' edge)."""
+    kind = data.get("kind")
+    if kind != "edge":
+        raise GraphFormatError(
+            f"{label} has kind={kind!r}; edges are kind 'edge' (upstream -> port) or "
+            "'port' (attention port -> the heads that read it)"
+        )
+    if "name" in data and data["name"] != name:
+        raise GraphFormatError(
+            f"{label} is named {data['name']!r}, which disagrees with its endpoints"
+        )

@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 
 from graphs.atomic_files import atomic_write
-from graphs.edge_table import EdgeCollector, parse_flag
+from graphs.edge_table import EdgeCollector, parse_flag, span_names
 from graphs.errors import GraphFormatError
 from graphs.graph import Graph
 from graphs.schema import (
@@ -190,17 +190,7 @@ def graph_from_dict(data: Any) -> Graph:
 def _read_positions(data: dict[str, Any]) -> tuple[str, ...] | None:
     if "positions" not in data:
         return None
-    names = data["positions"]
-    if (
-        not isinstance(names, list)
-        or not names
-        or not all(isinstance(n, str) for n in names)
-        or len(set(names)) != len(names)
-    ):
-        raise GraphFormatError(
-            f"'positions' is {names!r}; it must be a non-empty list of distinct span names"
-        )
-    return tuple(names)
+    return span_names(data["positions"], f"'positions' is {data['positions']!r}")
 
 
 def _span_flags(entry: dict[str, Any], positions: tuple[str, ...], label: str) -> list[bool]:

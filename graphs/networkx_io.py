@@ -35,7 +35,7 @@ from typing import Any
 import networkx as nx
 import torch
 
-from graphs.edge_table import EdgeCollector, parse_flag
+from graphs.edge_table import EdgeCollector, check_edge_record, parse_flag
 from graphs.errors import GraphFormatError, GraphMismatchError
 from graphs.graph import Graph
 from graphs.schema import (
@@ -196,15 +196,7 @@ def from_networkx(G: nx.DiGraph) -> Graph:
         if kind == "port":
             _check_port_edge(graph, u, v)
             continue  # its in_graph and score are derived from the edges entering the port
-        if kind != "edge":
-            raise GraphFormatError(
-                f"{label} has kind={kind!r}; edges are kind 'edge' (upstream -> port) or "
-                "'port' (attention port -> the heads that read it)"
-            )
-        if "name" in data and data["name"] != f"{u}->{v}":
-            raise GraphFormatError(
-                f"{label} is named {data['name']!r}, which disagrees with its endpoints"
-            )
+        check_edge_record(label, data, f"{u}->{v}")
         for key in ("score", "in_graph"):
             if key not in data:
                 raise GraphFormatError(f"{label} lacks the '{key}' attribute")

@@ -36,7 +36,7 @@ from typing import Any
 import networkx as nx
 import torch
 
-from graphs.edge_table import EdgeCollector, parse_flag
+from graphs.edge_table import EdgeCollector, check_edge_record, parse_flag, span_names
 from graphs.errors import GraphFormatError
 from graphs.graph import Graph
 
@@ -154,17 +154,7 @@ def read_positions(text: Any) -> tuple[str, ...]:
         names = json.loads(text) if isinstance(text, str) else None
     except json.JSONDecodeError:
         names = None
-    if (
-        not isinstance(names, list)
-        or not names
-        or not all(isinstance(n, str) for n in names)
-        or len(set(names)) != len(names)
-    ):
-        raise GraphFormatError(
-            f"graph attribute 'positions' is {text!r}; it must be JSON text of a non-empty "
-            "list of distinct span names"
-        )
-    return tuple(names)
+    return span_names(names, f"graph attribute 'positions' is {text!r} (JSON text)")
 
 
 def from_networkx_positions(G: nx.DiGraph, graph: Graph, *, only: bool) -> Graph:
@@ -233,15 +223,7 @@ def from_networkx_positions(G: nx.DiGraph, graph: Graph, *, only: bool) -> Graph
                     f"port edge {label} is not an attention port feeding a head that reads it"
                 )
             continue
-        if kind != "edge":
-            raise GraphFormatError(
-                f"{label} has kind={kind!r}; edges are kind 'edge' (upstream -> port) or "
-                "'port' (attention port -> the heads that read it)"
-            )
-        if "name" in data and data["name"] != f"{un}->{vn}":
-            raise GraphFormatError(
-                f"{label} is named {data['name']!r}, which disagrees with its endpoints"
-            )
+        check_edge_record(label, data, f"{un}->{vn}")
         if "span_index" in data and data["span_index"] != us:
             raise GraphFormatError(
                 f"{label} has span_index={data['span_index']!r} but joins copies at span {us}"
