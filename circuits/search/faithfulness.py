@@ -474,17 +474,59 @@ def area_under(fractions, values, *, log_x: bool = False) -> float:
     return float(np.trapezoid(y, x))
 
 
-def random_curve_stats(
-    means: list[float], draws: int, full: float, empty: float
-) -> tuple[list[float] | None, list[float] | None]:
-    """Per size, the mean and standard deviation of f over ``draws`` random circuits, from
-    their mean metrics ``means`` (draw ``j`` of every size, then draw ``j + 1``); None, None
-    without draws."""
-    if not draws:
-        return None, None
-    # [draws, sizes]: row j holds draw j of every size
-    drawn = np.array([faithfulness_from_metrics(full, m, empty) for m in means]).reshape(draws, -1)
-    return drawn.mean(0).tolist(), drawn.std(0).tolist()
+def curve_settings(
+    fractions: tuple[float, ...], random_baseline: bool, random_draws: int
+) -> tuple[tuple[float, ...], int]:
+    """The checked ``fractions`` (floats) and the number of random draws per size; ValueError
+    for fractions that are not increasing values in (0, 1] or fewer than 1 draw."""
+    fractions = tuple(float(x) for x in fractions)
+    if (
+        not fractions
+        or any(not 0 < x <= 1 for x in fractions)
+        or list(fractions) != sorted(fractions)
+    ):
+        raise ValueError(f"fractions must be increasing values in (0, 1], got {fractions}")
+    if random_baseline and random_draws < 1:
+        raise ValueError(f"random_draws must be at least 1, got {random_draws}")
+    return fractions, random_draws if random_baseline else 0
+
+
+def random_masks(
+    graph: Graph, sizes: list[int], draws: int, seed: int, n_spans: int | None = None
+) -> list[torch.Tensor]:
+    """``draws`` random circuits of every size, draw ``j`` of size ``i`` with seed
+    ``seed + i + j * len(sizes)`` (all sizes of draw 0, then of draw 1, ...)."""
+    return [
+        random_circuit(graph, k, seed=seed + i + j * len(sizes), n_spans=n_spans)
+        for j in range(draws)
+        for i, k in enumerate(sizes)
+    ]
+
+
+def curve_of(
+    fractions: tuple[float, ...],
+    sizes: list[int],
+    m_full: torch.Tensor,
+    m_empty: torch.Tensor,
+    m_circ: torch.Tensor,
+    draws: int,
+    log_x: bool,
+) -> FaithfulnessCurve:
+    """The curve of the per-example metrics ``m_circ`` ``[len(sizes) * (1 + draws), n]``: the
+    top-edge circuits of each size, then the random draws of :func:`random_masks`."""
+    full, empty = float(m_full.mean()), float(m_empty.mean())
+    means = m_circ.mean(1).tolist()
+    random_f = random_std = None
+    if draws:
+        # [draws, sizes]: row j holds draw j of every size
+        drawn = np.array(
+            [faithfulness_from_metrics(full, m, empty) for m in means[len(sizes) :]]
+        ).reshape(draws, len(sizes))
+        random_f, random_std = drawn.mean(0).tolist(), drawn.std(0).tolist()
+    return FaithfulnessCurve.from_metrics(
+        fractions, sizes, means[: len(sizes)], full, empty, log_x=log_x,
+        random_f=random_f, random_f_std=random_std, random_draws=draws,
+    )  # fmt: skip
 
 
 def faithfulness_curve(
@@ -511,31 +553,13 @@ def faithfulness_curve(
 
     ``random_baseline``: per size, the mean and standard deviation of f over ``random_draws``
     random circuits (draw ``j`` of size ``i`` uses seed ``seed + i + j * len(fractions)``)."""
-    fractions = tuple(float(x) for x in fractions)
-    if (
-        not fractions
-        or any(not 0 < x <= 1 for x in fractions)
-        or list(fractions) != sorted(fractions)
-    ):
-        raise ValueError(f"fractions must be increasing values in (0, 1], got {fractions}")
-    if random_baseline and random_draws < 1:
-        raise ValueError(f"random_draws must be at least 1, got {random_draws}")
+    fractions, draws = curve_settings(fractions, random_baseline, random_draws)
     warn_if_unattributed(graph, "faithfulness_curve")
     sizes = [max(1, round(x * graph.n_edges)) for x in fractions]
     masks = [top_edges_mask(graph, k, absolute=absolute) for k in sizes]
-    draws = random_draws if random_baseline else 0
-    for j in range(draws):
-        masks += [
-            random_circuit(graph, k, seed=seed + i + j * len(sizes)) for i, k in enumerate(sizes)
-        ]
+    masks += random_masks(graph, sizes, draws, seed)
     m_full, m_empty, m_circ = circuit_metrics(
         model, graph, data, masks, metric, ablation=ablation, mean_data=mean_data,
         batch_size=batch_size, quiet=quiet, setup=setup, evaluator=evaluator,
     )  # fmt: skip
-    full, empty = float(m_full.mean()), float(m_empty.mean())
-    means = m_circ.mean(1).tolist()
-    random_f, random_std = random_curve_stats(means[len(sizes) :], draws, full, empty)
-    return FaithfulnessCurve.from_metrics(
-        fractions, sizes, means[: len(sizes)], full, empty, log_x=log_x,
-        random_f=random_f, random_f_std=random_std, random_draws=draws,
-    )  # fmt: skip
+    return curve_of(fractions, sizes, m_full, m_empty, m_circ, draws, log_x)

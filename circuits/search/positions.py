@@ -19,9 +19,10 @@ from circuits.search.faithfulness import (
     RANDOM_DRAWS,
     CircuitEvaluator,
     FaithfulnessCurve,
+    curve_of,
+    curve_settings,
     faithfulness_from_metrics,
-    random_circuit,
-    random_curve_stats,
+    random_masks,
 )
 from circuits.search.minimal import Evaluation, MinimalCircuit, parse_target
 from graphs import Circuit, Graph
@@ -164,26 +165,13 @@ def position_faithfulness_curve(
     size ``i`` uses seed ``seed + i + j * len(fractions)``, as
     :func:`circuits.search.faithfulness.faithfulness_curve`)."""
     _check_evaluator(evaluator, graph)
-    if random_baseline and random_draws < 1:
-        raise ValueError(f"random_draws must be at least 1, got {random_draws}")
+    fractions, draws = curve_settings(fractions, random_baseline, random_draws)
     order = ranked_position_edges(graph, absolute=absolute)
     sizes = [max(1, round(x * len(order))) for x in fractions]
     masks = [_mask(graph, order[:k]) for k in sizes]
-    draws = random_draws if random_baseline else 0
-    n_spans = len(graph.positions)
-    for j in range(draws):
-        masks += [
-            random_circuit(graph, k, seed=seed + i + j * len(sizes), n_spans=n_spans)
-            for i, k in enumerate(sizes)
-        ]
+    masks += random_masks(graph, sizes, draws, seed, n_spans=len(graph.positions))
     m_circ = evaluator.metrics(masks)
-    full, empty = float(evaluator.m_full.mean()), float(evaluator.m_empty.mean())
-    means = m_circ.mean(1).tolist()
-    random_f, random_std = random_curve_stats(means[len(sizes) :], draws, full, empty)
-    return FaithfulnessCurve.from_metrics(
-        fractions, sizes, means[: len(sizes)], full, empty, log_x=log_x,
-        random_f=random_f, random_f_std=random_std, random_draws=draws,
-    )  # fmt: skip
+    return curve_of(fractions, sizes, evaluator.m_full, evaluator.m_empty, m_circ, draws, log_x)
 
 
 def _check_evaluator(evaluator: CircuitEvaluator, graph: Graph) -> None:
