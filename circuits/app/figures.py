@@ -56,6 +56,7 @@ __all__ = [
     "port_xy",
     "draw_circuit",
     "edge_look",
+    "edges_to_draw",
     "faithfulness_figure",
     "faithfulness_plot_data",
     "legend_handles",
@@ -164,6 +165,26 @@ def legend_handles(
     width = f"width ∝ |score|\n(max {max_abs:.3g})" if max_abs > 0 else "width ∝ |score|"
     handles.append(Line2D([], [], color="none", label=width))
     return handles
+
+
+def edges_to_draw(
+    mask: torch.Tensor, scores: torch.Tensor, max_edges: int | None
+) -> tuple[torch.Tensor, torch.Tensor, int, bool, float]:
+    """The edges of bool ``mask`` a circuit figure draws: their indices (``mask.nonzero()``
+    rows), float64 scores (from ``scores``, same shape as ``mask``), the circuit's edge count,
+    whether it was cut to the ``max_edges`` of largest ``|score|`` (ties and order by index),
+    and the largest finite ``|score|`` drawn (0 when none)."""
+    index = mask.nonzero()
+    picked = scores[mask].to(torch.float64)  # row-major, same order as nonzero()
+    n_circuit = len(index)
+    truncated = max_edges is not None and n_circuit > max_edges
+    if truncated:
+        magnitude = torch.nan_to_num(picked.abs(), nan=-1.0)
+        keep = torch.sort(-magnitude, stable=True).indices[:max_edges]
+        keep = torch.sort(keep).values  # back to index order
+        index, picked = index[keep], picked[keep]
+    finite = picked[torch.isfinite(picked)].abs()
+    return index, picked, n_circuit, truncated, float(finite.max()) if len(finite) else 0.0
 
 
 # --------------------------------------------------------------------------- circuit
@@ -278,18 +299,7 @@ def circuit_drawing(
     layout = graph.layout
     L, H = graph.spec.n_layers, graph.spec.n_heads
     mask = graph.in_graph & graph.real_edges
-    index = mask.nonzero()
-    scores = graph.scores[mask].to(torch.float64)  # row-major, same order as nonzero()
-    n_circuit = len(index)
-    truncated = max_edges is not None and n_circuit > max_edges
-    if truncated:
-        magnitude = torch.nan_to_num(scores.abs(), nan=-1.0)
-        keep = torch.sort(-magnitude, stable=True).indices[:max_edges]
-        keep = torch.sort(keep).values  # back to index order
-        index, scores = index[keep], scores[keep]
-
-    finite = scores[torch.isfinite(scores)].abs()
-    max_abs = float(finite.max()) if len(finite) else 0.0
+    index, scores, n_circuit, truncated, max_abs = edges_to_draw(mask, graph.scores, max_edges)
 
     nodes: dict[str, DrawnNode] = {}
     ports: dict[str, DrawnPort] = {}

@@ -38,6 +38,7 @@ from circuits.app.figures import (
     NODE_STYLES,
     PORT_STYLES,
     edge_look,
+    edges_to_draw,
     legend_handles,
     model_label,
     svg_id,
@@ -179,16 +180,9 @@ def position_circuit_drawing(
     mask = _per_span_circuit(graph, circuit)
     layout, spans = graph.layout, tuple(graph.positions)
     L, H = graph.spec.n_layers, graph.spec.n_heads
-    index = mask.nonzero()
-    scores = graph.position_scores[mask].to(torch.float64)  # row-major, as nonzero()
-    n_circuit = len(index)
-    truncated = max_edges is not None and n_circuit > max_edges
-    if truncated:
-        magnitude = torch.nan_to_num(scores.abs(), nan=-1.0)
-        keep = torch.sort(torch.sort(-magnitude, stable=True).indices[:max_edges]).values
-        index, scores = index[keep], scores[keep]
-    finite = scores[torch.isfinite(scores)].abs()
-    max_abs = float(finite.max()) if len(finite) else 0.0
+    index, scores, n_circuit, truncated, max_abs = edges_to_draw(
+        mask, graph.position_scores, max_edges
+    )
 
     dots: dict[tuple[str, int], Dot] = {}
     ports: dict[tuple[str, int], Dot] = {}
