@@ -171,14 +171,8 @@ class CircuitEvaluator:
         masks of kept edges), every other edge ablated. When the data has a position axis
         (:func:`attribution.positions.with_positions`) a mask may also be position-aware,
         ``[n_spans, n_forward, n_backward]``: an edge is then kept or ablated per span."""
-        shape = (self.graph.n_forward, self.graph.n_backward)
-        spans = self.data.n_spans
         for i, mask in enumerate(circuits):
-            if tuple(mask.shape) != shape and (
-                spans is None or tuple(mask.shape) != (spans, *shape)
-            ):
-                expected = f"{shape}" + (f" or {(spans, *shape)}" if spans else "")
-                raise DataError(f"circuit {i} has shape {tuple(mask.shape)}, expected {expected}")
+            check_circuit_shape(mask, self.graph, self.data, f"circuit {i}")
         parts: list[list[torch.Tensor]] = [[] for _ in circuits]
         progress = tqdm(
             total=self._n_local * len(circuits),
@@ -232,6 +226,16 @@ def circuit_metrics(
         evaluator.metrics(circuits) if circuits else torch.empty(0, len(data), dtype=torch.float64)
     )
     return evaluator.m_full, evaluator.m_empty, m_circ
+
+
+def check_circuit_shape(mask: torch.Tensor, graph: Graph, data: PromptPairs, what: str) -> None:
+    """DataError unless ``mask`` is ``[n_forward, n_backward]`` or, when ``data`` has a
+    position axis of ``S`` spans, ``[S, n_forward, n_backward]``."""
+    shape = (graph.n_forward, graph.n_backward)
+    spans = data.n_spans
+    if tuple(mask.shape) != shape and (spans is None or tuple(mask.shape) != (spans, *shape)):
+        expected = f"{shape}" + (f" or {(spans, *shape)}" if spans else "")
+        raise DataError(f"{what} has shape {tuple(mask.shape)}, expected {expected}")
 
 
 def patched_metric(model, graph, batch, ablated, metric_fn, clean_logits, keep) -> torch.Tensor:
@@ -289,7 +293,6 @@ def evaluate(
 
     Warns (``UserWarning``) when the circuit has no edges or the graph was never attributed
     (every score 0), since such an f says nothing about a found circuit."""
-    shape = (graph.n_forward, graph.n_backward)
     if circuit is None and graph.position_in_graph is not None:
         if data.n_spans != graph.position_in_graph.shape[0]:
             raise PositionError(
@@ -299,14 +302,9 @@ def evaluate(
                 "or pass circuit=graph.in_graph to evaluate the union over spans"
             )
         circuit = graph.position_in_graph
-    n_spans = None
-    if circuit is not None and circuit.dim() == 3 and data.n_spans is not None:
-        n_spans = data.n_spans
-    expected = shape if n_spans is None else (n_spans, *shape)
-    if circuit is not None and tuple(circuit.shape) != expected:
-        # checked before ``&``, which would broadcast e.g. a [1, n_backward] mask silently
-        spans = f" or {(data.n_spans, *shape)}" if data.n_spans and n_spans is None else ""
-        raise DataError(f"circuit has shape {tuple(circuit.shape)}, expected {expected}{spans}")
+    if circuit is not None:  # before ``&``, which would broadcast e.g. a [1, K] mask silently
+        check_circuit_shape(circuit, graph, data, "circuit")
+    n_spans = data.n_spans if circuit is not None and circuit.dim() == 3 else None
     keep = (graph.in_graph if circuit is None else circuit).to(torch.bool) & graph.real_edges
     warn_if_unattributed(graph, "evaluate")
     if not keep.any():
