@@ -362,6 +362,7 @@ def _discover(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from attribution.ablation import build_ablation
     from circuits.app.discovery import DiscoverySettings, load_for_task
     from circuits.app.prompts import split_pairs
     from circuits.search.faithfulness import evaluate
@@ -408,11 +409,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     for line in warnings:
         print(f"warning: {line}", file=sys.stderr)
     data, task = split_pairs(settings, tokenizer, args.split, args.n_examples)
-    mean_data = None
-    if args.ablation in ("mean", "optimal"):
-        mean_data, _ = split_pairs(settings, tokenizer, "train", args.n_examples)
+    # built once (an optimal ablation's fit is the slow part) for f and the curve alike
+    ablation = build_ablation(
+        args.ablation, lambda: split_pairs(settings, tokenizer, "train", args.n_examples)[0],
+        metric=settings.task_metric, seed=args.seed, quiet=args.quiet,
+    )  # fmt: skip
     faith = evaluate(
-        bridge, graph, data, settings.task_metric, ablation=args.ablation, mean_data=mean_data,
+        bridge, graph, data, settings.task_metric, ablation=ablation,
         batch_size=args.batch_size, bootstrap=args.bootstrap, seed=args.seed, quiet=args.quiet,
     )  # fmt: skip
     result = {
@@ -426,8 +429,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         from circuits.app.mib_export import mib_curve
 
         result["curve"] = mib_curve(
-            bridge, graph, data, settings.task_metric, ablation=args.ablation,
-            mean_data=mean_data, batch_size=args.batch_size,
+            bridge, graph, data, settings.task_metric, ablation=ablation,
+            batch_size=args.batch_size,
         )  # fmt: skip
     if args.json:
         print(json.dumps(result, indent=1))
