@@ -281,7 +281,8 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser(
         "serve", help="the run's explorer with live ablation, on a local web server",
-        description="Serve RUN_DIR's explorer at http://127.0.0.1:PORT/ (this machine only) and "
+        description="Serve RUN_DIR's explorer at http://127.0.0.1:PORT/?token=TOKEN (this machine only; "
+        "requests without the printed token or with another Host are refused) and "
         "answer POST /faithfulness {\"edges\": [...]} by evaluating that edge set on the run's "
         "model and held-out prompts, so the page shows f, m(C) and the CI as you toggle edges. "
         "Ctrl-C stops it.",
