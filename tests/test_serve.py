@@ -409,7 +409,7 @@ def test_a_run_with_the_optimal_ablation_is_served_with_evaluates_f(tmp_path, mo
     monkeypatch.setattr(optimal, "fit_constants", short_fit)
     run = tmp_path / "run"
     settings = DiscoverySettings(
-        n_examples=4, n_eval=4, steps=1, bootstrap=0, seed=1, batch_size=4, ablation="optimal"
+        n_examples=4, n_eval=6, steps=1, bootstrap=0, seed=1, batch_size=4, ablation="optimal"
     )
     discover(settings, run, quiet=True)
     recorded = json.loads((run / "metrics.json").read_text())["faithfulness"]["f"]
@@ -426,7 +426,8 @@ def test_a_run_with_the_optimal_ablation_is_served_with_evaluates_f(tmp_path, mo
         srv.close()
         thread.join(10)
     assert status == 200, served
-    args = [str(run / "graph.json"), "--n-examples", "4", "--bootstrap", "0", "--json", "--quiet"]
+    # 6 held-out prompts; the ablation is refit on the run's 4 attribution prompts, as serve does
+    args = [str(run / "graph.json"), "--n-examples", "6", "--bootstrap", "0", "--json", "--quiet"]
     assert main(["evaluate", *args]) == 0
     evaluated = json.loads(capsys.readouterr().out)
     assert evaluated["ablation"] == "optimal" and evaluated["n_examples"] == served["n_examples"]

@@ -410,9 +410,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     for line in warnings:
         print(f"warning: {line}", file=sys.stderr)
     data, task = split_pairs(settings, tokenizer, args.split, args.n_examples)
-    # built once (an optimal ablation's fit is the slow part) for f and the curve alike
+    # built once (an optimal ablation's fit is the slow part) for f and the curve alike, from
+    # as many train prompts as the run took its means from or fit on
+    n_reference = graph.metadata.get("n_reference") or args.n_examples
     ablation = build_ablation(
-        args.ablation, lambda: split_pairs(settings, tokenizer, "train", args.n_examples)[0],
+        args.ablation, lambda: split_pairs(settings, tokenizer, "train", n_reference)[0],
         metric=settings.task_metric, seed=args.seed, quiet=args.quiet,
     )  # fmt: skip
     faith = evaluate(
