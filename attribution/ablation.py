@@ -1,14 +1,21 @@
 """What replaces a clean write: the corrupted prompt's, a mean over reference prompts, or zero.
 
-Ablations are objects (:class:`Patching`, :class:`MeanAblation`, :class:`ZeroAblation`);
-everywhere an ablation is taken, the strings ``"patching"``, ``"mean"`` (with ``mean_data``)
-and ``"zero"`` are accepted too (:func:`as_ablation`). Shared by attribution and faithfulness
-evaluation, so both validate and ablate alike. A new ablation is a subclass with a ``name``
-and :meth:`Ablation.writes` (and :meth:`Ablation.means` if it needs reference statistics).
+Ablations are objects (:class:`Patching`, :class:`MeanAblation`, :class:`ZeroAblation`,
+:class:`~attribution.optimal_ablation.OptimalAblation`); everywhere an ablation is taken, its
+name is accepted too (:func:`as_ablation`). Shared by attribution and faithfulness evaluation,
+so both validate and ablate alike.
+
+A name becomes an object in one place, :func:`build_ablation`: it looks the class up
+(:func:`ablation_class`) and asks it what it needs (``needs_reference``: prompts to take
+statistics from or fit on) and how to build itself (:meth:`Ablation.build`), so no caller
+compares names. A new ablation is a subclass with a ``name``, :meth:`Ablation.writes` (and
+:meth:`Ablation.means` and ``needs_reference`` if it needs reference statistics), listed in
+:func:`ablation_classes`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -17,8 +24,13 @@ import torch
 from attribution.data import DataError, PromptPairs
 from attribution.passes import collect_writes
 from graphs import Graph
+from graphs.errors import CircuitDiscoveryError
 
 ABLATIONS = ("patching", "mean", "zero", "optimal")
+
+
+class AblationError(CircuitDiscoveryError, ValueError):
+    """An unknown ablation name, or an ablation without the reference prompts it needs."""
 
 
 class NoCounterfactualsError(DataError):
@@ -36,6 +48,18 @@ class Ablation:
     """Base of the ablations; ``name`` is how results and the command line call it."""
 
     name: ClassVar[str] = ""
+    #: it takes statistics from (or fits on) reference prompts, given to :meth:`build`
+    needs_reference: ClassVar[bool] = False
+    #: it reads the corrupted prompts, so data without them cannot be ablated with it
+    reads_corrupted: ClassVar[bool] = False
+
+    @classmethod
+    def build(
+        cls, reference: PromptPairs | None, *, metric="logit_diff", seed: int = 0, quiet=True
+    ) -> Ablation:
+        """The ablation from its recorded settings: ``reference`` (when ``needs_reference``),
+        the run's ``metric`` and ``seed``, and ``quiet`` (no progress bar of a fit)."""
+        return cls()
 
     @property
     def reference_data(self) -> PromptPairs | None:
@@ -70,6 +94,7 @@ class Patching(Ablation):
     """The corrupted prompt's write (activation patching)."""
 
     name: ClassVar[str] = "patching"
+    reads_corrupted: ClassVar[bool] = True
 
     def writes(self, model, graph, batch, means, clean_writes, nodes=None):
         if batch.corrupted is None:
@@ -86,6 +111,11 @@ class MeanAblation(Ablation):
 
     reference: PromptPairs
     name: ClassVar[str] = "mean"
+    needs_reference: ClassVar[bool] = True
+
+    @classmethod
+    def build(cls, reference, *, metric="logit_diff", seed=0, quiet=True):
+        return cls(reference)
 
     @property
     def reference_data(self) -> PromptPairs:
@@ -112,6 +142,48 @@ class ZeroAblation(Ablation):
         return torch.zeros_like(clean_writes[0, 0]).expand_as(clean_writes).clone(), None
 
 
+def ablation_classes() -> dict[str, type[Ablation]]:
+    """Every ablation class by name, in :data:`ABLATIONS` order."""
+    from attribution.optimal_ablation import OptimalAblation  # it builds on this module
+
+    classes = (Patching, MeanAblation, ZeroAblation, OptimalAblation)
+    return {cls.name: cls for cls in classes}
+
+
+def ablation_class(name: str) -> type[Ablation]:
+    """The class of the ablation called ``name``; AblationError names the choices."""
+    classes = ablation_classes()
+    if name not in classes:
+        raise AblationError(f"unknown ablation {name!r}; choose one of {', '.join(classes)}")
+    return classes[name]
+
+
+def build_ablation(
+    name: str,
+    reference: PromptPairs | Callable[[], PromptPairs] | None = None,
+    *,
+    metric="logit_diff",
+    seed: int = 0,
+    quiet: bool = True,
+) -> Ablation:
+    """The ablation called ``name``, rebuilt from a run's settings: the one place a name
+    becomes an object. ``reference`` (prompts, or a function loading them, called only when
+    the ablation needs them) gives mean and optimal ablation their statistics; ``metric`` and
+    ``seed`` are the run's (optimal ablation fits its constants with them). AblationError for
+    an unknown name or missing reference prompts."""
+    cls = ablation_class(name)
+    if not cls.needs_reference:
+        return cls.build(None, metric=metric, seed=seed, quiet=quiet)
+    if callable(reference):
+        reference = reference()
+    if reference is None:
+        raise AblationError(
+            f"ablation={name!r} needs mean_data: the reference prompts it takes its "
+            "statistics from (mean) or fits its constants on (optimal)"
+        )
+    return cls.build(reference, metric=metric, seed=seed, quiet=quiet)
+
+
 def as_ablation(
     ablation: str | Ablation,
     mean_data: PromptPairs | None = None,
@@ -120,33 +192,17 @@ def as_ablation(
     seed: int = 0,
     quiet: bool = True,
 ) -> Ablation:
-    """The ablation object for ``ablation`` (a name, with ``mean_data`` for ``"mean"`` and
-    ``"optimal"``, or an object); ``metric``, ``seed`` and ``quiet`` (progress of the fit) go
-    to ``"optimal"``'s fit of its constants. ValueError names the choices or what is missing."""
+    """The ablation object for ``ablation`` (an object, or a name built by
+    :func:`build_ablation` with ``mean_data`` as its reference prompts, ``metric``, ``seed``
+    and ``quiet``). ValueError names the choices or what is missing."""
     if isinstance(ablation, Ablation):
         if mean_data is not None:
-            raise ValueError(
+            raise AblationError(
                 "mean_data goes with ablation='mean'; with an ablation object, pass "
                 "MeanAblation(mean_data) instead"
             )
         return ablation
-    if ablation not in ABLATIONS:
-        raise ValueError(f"unknown ablation {ablation!r}; choose one of {', '.join(ABLATIONS)}")
-    if ablation == "mean":
-        if mean_data is None:
-            raise ValueError(
-                "ablation='mean' needs mean_data: the prompts whose mean activations replace clean ones"
-            )
-        return MeanAblation(mean_data)
-    if ablation == "optimal":
-        from attribution.optimal_ablation import OptimalAblation  # it builds on this module
-
-        if mean_data is None:
-            raise ValueError(
-                "ablation='optimal' needs mean_data: the prompts its constants are fit on"
-            )
-        return OptimalAblation(mean_data, metric=metric, seed=seed, quiet=quiet)
-    return Patching() if ablation == "patching" else ZeroAblation()
+    return build_ablation(ablation, mean_data, metric=metric, seed=seed, quiet=quiet)
 
 
 def check_inputs(
@@ -164,7 +220,7 @@ def check_inputs(
     (``reads_corrupted``; default: when the ablation is patching)."""
     ablation = as_ablation(ablation, mean_data)
     if reads_corrupted is None:
-        reads_corrupted = ablation.name == "patching"
+        reads_corrupted = ablation.reads_corrupted
     if reads_corrupted and not data.has_corrupted:
         raise NoCounterfactualsError(f"ablation={ablation.name!r}")
     graph.check_compatible(model)

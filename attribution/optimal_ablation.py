@@ -46,6 +46,7 @@ class OptimalAblation(Ablation):
     seed: int = 0
     quiet: bool = True
     name: ClassVar[str] = "optimal"
+    needs_reference: ClassVar[bool] = True
     _cache: dict = field(default_factory=dict, init=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -56,6 +57,10 @@ class OptimalAblation(Ablation):
             )
         if not self.lr > 0:
             raise ValueError(f"optimal ablation lr must be > 0, got {self.lr}")
+
+    @classmethod
+    def build(cls, reference, *, metric="logit_diff", seed=0, quiet=True):
+        return cls(reference, metric=metric, seed=seed, quiet=quiet)
 
     @property
     def reference_data(self) -> PromptPairs:

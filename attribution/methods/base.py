@@ -174,7 +174,7 @@ class AttributionMethod:
     def reads_corrupted(self, ablation: Ablation) -> bool:
         """Whether a run with ``ablation`` reads the corrupted prompts."""
         if self.needs_corrupted is None:
-            return ablation.name == "patching"
+            return ablation.reads_corrupted
         return self.needs_corrupted
 
     def check(self, graph: Graph, ablation: Ablation) -> None:

@@ -93,7 +93,7 @@ class IFR(AttributionMethod):
     def _ablated_metric(job: Job, batch: PromptPairs, clean_logits, writes) -> torch.Tensor:
         """The ablated run's metric for the diagnostics (one more forward pass), NaN when the
         ablation would need corrupted prompts the data lacks; the scores never use it."""
-        if job.ablation.name == "patching" and not batch.has_corrupted:
+        if job.ablation.reads_corrupted and not batch.has_corrupted:
             return torch.full((len(batch),), float("nan"), dtype=torch.float64)
         from attribution.methods.base import _input_ablated_logits
 

@@ -281,7 +281,8 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser(
         "serve", help="the run's explorer with live ablation, on a local web server",
-        description="Serve RUN_DIR's explorer at http://127.0.0.1:PORT/ (this machine only) and "
+        description="Serve RUN_DIR's explorer at http://127.0.0.1:PORT/?token=TOKEN (this machine only; "
+        "requests without the printed token or with another Host are refused) and "
         "answer POST /faithfulness {\"edges\": [...]} by evaluating that edge set on the run's "
         "model and held-out prompts, so the page shows f, m(C) and the CI as you toggle edges. "
         "Ctrl-C stops it.",
@@ -362,6 +363,7 @@ def _discover(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from attribution.ablation import build_ablation
     from circuits.app.discovery import DiscoverySettings, load_for_task
     from circuits.app.prompts import split_pairs
     from circuits.search.faithfulness import evaluate
@@ -408,11 +410,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     for line in warnings:
         print(f"warning: {line}", file=sys.stderr)
     data, task = split_pairs(settings, tokenizer, args.split, args.n_examples)
-    mean_data = None
-    if args.ablation in ("mean", "optimal"):
-        mean_data, _ = split_pairs(settings, tokenizer, "train", args.n_examples)
+    # built once (an optimal ablation's fit is the slow part) for f and the curve alike, from
+    # as many train prompts as the run took its means from or fit on
+    n_reference = graph.metadata.get("n_reference") or args.n_examples
+    ablation = build_ablation(
+        args.ablation, lambda: split_pairs(settings, tokenizer, "train", n_reference)[0],
+        metric=settings.task_metric, seed=args.seed, quiet=args.quiet,
+    )  # fmt: skip
     faith = evaluate(
-        bridge, graph, data, settings.task_metric, ablation=args.ablation, mean_data=mean_data,
+        bridge, graph, data, settings.task_metric, ablation=ablation,
         batch_size=args.batch_size, bootstrap=args.bootstrap, seed=args.seed, quiet=args.quiet,
     )  # fmt: skip
     result = {
@@ -426,8 +432,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         from circuits.app.mib_export import mib_curve
 
         result["curve"] = mib_curve(
-            bridge, graph, data, settings.task_metric, ablation=args.ablation,
-            mean_data=mean_data, batch_size=args.batch_size,
+            bridge, graph, data, settings.task_metric, ablation=ablation,
+            batch_size=args.batch_size,
         )  # fmt: skip
     if args.json:
         print(json.dumps(result, indent=1))

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from attribution import ABLATIONS, METRICS, RULES, RunSetup, attribute, get_method
-from attribution.ablation import as_ablation
+from attribution.ablation import ablation_class, build_ablation
 from attribution.data import PromptPairs
 from attribution.distributed import is_main_process
 from circuits.app.checks import run_warnings, target_warnings, verdict
@@ -436,8 +436,9 @@ def find_circuit(
         settings.method, steps=settings.steps, quadrature_rule=settings.quadrature_rule,
         options=settings.method_options,
     )  # fmt: skip
-    reference = train if settings.ablation in ("mean", "optimal") else None
-    ablation = as_ablation(settings.ablation, reference, metric, seed=settings.seed, quiet=quiet)
+    ablation = build_ablation(
+        settings.ablation, train, metric=metric, seed=settings.seed, quiet=quiet
+    )
     setup = RunSetup(metric, ablation, settings.batch_size, quiet=quiet)
     t = lap("data_s", t)
 
@@ -645,6 +646,8 @@ def discover(
     )  # fmt: skip
     if settings.positions is not None:  # `circuits evaluate` rebuilds the same spans
         graph.metadata["positions"] = settings.positions
+    if ablation_class(settings.ablation).needs_reference:  # evaluate refits on as many prompts
+        graph.metadata["n_reference"] = record.task["n_attribution"]
     if settings.data is not None:  # the prompts came from a file: evaluate finds it again
         graph.metadata.update(data=str(settings.data), counterfactual=settings.counterfactual)
     with atomic_directory(out, overwrite=overwrite) as tmp:

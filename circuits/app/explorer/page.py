@@ -153,7 +153,8 @@ def load_run_graph(run_dir: str | os.PathLike[str]) -> Graph:
 
 def explorer_page(run_dir: str | os.PathLike[str], live: dict[str, Any] | None = None) -> str:
     """The explorer page of a run folder (its supernodes.json shown when there is one);
-    ``live``: ``{"endpoint": URL}`` of the faithfulness service (``circuits serve``)."""
+    ``live``: ``{"endpoint": URL, "token": TOKEN}`` of the faithfulness service (``circuits
+    serve``), which the page sends its requests to."""
     record = RunRecord.load(run_dir).to_dict()
     graph = load_run_graph(run_dir)
     supernodes = load_supernodes(run_dir, set(graph.layout.node_by_name))

@@ -316,7 +316,7 @@
     const edges = circuitRanks().map(edgeName);
     $("spinner").style.display = "inline-block";
     $("live-status").textContent = "evaluating " + edges.length + " edges…";
-    fetch(D.live.endpoint, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ edges }) })
+    fetch(D.live.endpoint, { method: "POST", headers: { "Content-Type": "application/json", "X-Circuits-Token": D.live.token }, body: JSON.stringify({ edges }) })
       .then((resp) => resp.json().then((body) => ({ ok: resp.ok, body })))
       .then(({ ok, body }) => {
         if (id !== state.request) return; // a newer request is on its way

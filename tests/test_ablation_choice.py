@@ -1,0 +1,64 @@
+"""One place turns a recorded ablation name into an object (build_ablation): it asks the
+class what it needs instead of comparing names, loads reference prompts only for the classes
+that take them, and passes the run's metric and seed on."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import random_pairs
+
+from attribution.ablation import (
+    ABLATIONS,
+    AblationError,
+    MeanAblation,
+    Patching,
+    ZeroAblation,
+    ablation_class,
+    as_ablation,
+    build_ablation,
+)
+from attribution.optimal_ablation import OptimalAblation
+from graphs.errors import CircuitDiscoveryError
+
+
+def test_every_listed_name_has_its_class():
+    assert tuple(ablation_class(name).name for name in ABLATIONS) == ABLATIONS
+
+
+def test_reference_prompts_are_loaded_only_for_the_ablations_that_take_them():
+    loads = []
+
+    def reference():
+        loads.append(1)
+        return random_pairs(3, 4, seed=0)
+
+    assert isinstance(build_ablation("patching", reference), Patching)
+    assert isinstance(build_ablation("zero", reference), ZeroAblation)
+    assert loads == []
+    mean = build_ablation("mean", reference)
+    assert isinstance(mean, MeanAblation) and len(mean.reference) == 3 and loads == [1]
+
+
+def test_optimal_is_built_with_the_runs_metric_and_seed():
+    data = random_pairs(3, 4, seed=0)
+    ablation = build_ablation("optimal", lambda: data, metric="prob_diff", seed=7)
+    assert isinstance(ablation, OptimalAblation)
+    assert (ablation.metric, ablation.seed, ablation.reference) == ("prob_diff", 7, data)
+    # as_ablation (the library's entry) goes through the same builder
+    again = as_ablation("optimal", data, "kl", seed=3)
+    assert (again.metric, again.seed) == ("kl", 3)
+
+
+def test_mistakes_are_project_errors_that_name_the_fix():
+    with pytest.raises(AblationError, match="unknown ablation 'half'; choose one of patching"):
+        build_ablation("half")
+    with pytest.raises(AblationError, match="ablation='optimal' needs mean_data"):
+        build_ablation("optimal", lambda: None)
+    assert issubclass(AblationError, CircuitDiscoveryError)
+    assert issubclass(AblationError, ValueError)  # callers catching ValueError keep working
+
+
+def test_what_an_ablation_reads_is_asked_of_it():
+    assert Patching.reads_corrupted and not ZeroAblation.reads_corrupted
+    assert MeanAblation.needs_reference and OptimalAblation.needs_reference
+    assert not Patching.needs_reference and not ZeroAblation.needs_reference
