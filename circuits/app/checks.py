@@ -11,6 +11,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from circuits.app.curve_text import areas_text, recorded_areas
+
 __all__ = [
     "IG_GAP_THRESHOLD",
     "MIN_CI_EXAMPLES",
@@ -234,12 +236,13 @@ def _signal_warnings(faith: Mapping[str, Any], task: Mapping[str, Any]) -> list[
 
 
 def summary_text(metrics: Mapping[str, Any]) -> str:
-    """The command line's summary: size, both verdicts, CPR/CMD, then one line per warning."""
+    """The command line's summary: size, both verdicts, the curve's areas, then one line per
+    warning."""
     c, graph, curve = (_section(metrics, k) for k in ("circuit", "graph", "curve"))
     lines = [
         f"circuit: {c.get('n_edges')} of {graph.get('n_edges')} edges "
-        f"({float(c.get('edge_fraction') or 0):.1%}), {c.get('n_nodes')} nodes; "
-        f"CPR {float(curve.get('cpr') or 0):.3f}, CMD {float(curve.get('cmd') or 0):.3f} (held-out)",
+        f"({float(c.get('edge_fraction') or 0):.1%}), {c.get('n_nodes')} nodes; held-out curve: "
+        + areas_text(recorded_areas(curve), digits=3),
         verdict_text(metrics),
     ]
     positions = _section(metrics, "positions")
