@@ -176,7 +176,7 @@ def test_two_rows_that_favour_the_answer_are_not_called_a_model_failure():
     assert "model-does-not-do-task" not in codes(m)
     w = warning(m, "task-signal-not-shown")
     p = 0.5 - math.atan(1.5) / math.pi  # t = 1.5 with 1 degree of freedom, by hand
-    assert "t-test" in w["message"] and "1 degrees of freedom" in w["message"]
+    assert "t-test" in w["message"] and "1 degree of freedom" in w["message"]
     assert f"p = {p:.2g}" in w["message"] and "2 evaluation examples" in w["message"]
     # the fix is what the file can give: its 2 test rows are all used, not "--n-eval 100"
     assert "--n-eval 100" not in w["fix"] and "every test row is used" in w["fix"]

@@ -294,7 +294,8 @@ def _signal_warnings(faith: Mapping[str, Any], task: Mapping[str, Any]) -> list[
             f"these {n} evaluation examples do not show that the model does the task: "
             f"m(M) − m(∅) = {m_full - m_empty:.3g} ± {se:.2g} (standard error), and a one-sided "
             f"t-test of m(M) − m(∅) > 0 over the examples gives p = {p:.2g} "
-            f"(t = {signal / se:.3g}, {n - 1} degrees of freedom), not below {SIGNAL_ALPHA:g}; "
+            f"(t = {signal / se:.3g}, {n - 1} degree{'s' if n > 2 else ''} of freedom), not below "
+            f"{SIGNAL_ALPHA:g}; "
             "f may then be a ratio of noise",
             more_rows_fix(task, n, max(wanted, n + 1))
             + "; if more examples do not help, check the task accuracy",
