@@ -1,4 +1,5 @@
-"""Compare attribution methods on the bundled models and tasks: CPR, CMD, minimal circuit, time.
+"""Compare attribution methods on the bundled models and tasks: CPR_log, CMD_log, minimal circuit,
+time.
 
 Run (from the repository root)::
 
@@ -11,8 +12,8 @@ settings: ``n`` train and ``n`` test prompts, seed 0, corrupted-prompt patching,
 metric), scores the edges on the train split (timed), finds the minimal circuit with f ≥ 0.9
 on the train split (:func:`circuits.search.minimal.minimal_circuit`) and measures the
 faithfulness curve on the test split (:func:`circuits.search.faithfulness.faithfulness_curve`,
-MIB's ten sizes on a log axis, as discover reports them): CPR (area under f) and CMD (area
-under |1 − f|; lower is better). Methods not registered (e.g. ``mask`` before that branch is
+MIB's ten sizes): CPR_log (area under f over the log10 edge fraction rescaled to [0, 1]) and
+CMD_log (area under |1 − f| on that axis; lower is better), not MIB's linear-axis CPR/CMD. Methods not registered (e.g. ``mask`` before that branch is
 merged) and model/task pairs that cannot run are skipped with a note. Prints a markdown table.
 """
 
@@ -66,15 +67,15 @@ def compare(model_name: str, task: str, methods: list[str], n: int) -> tuple[lis
             warnings.simplefilter("ignore")
             minimal = minimal_circuit(bridge, graph, train, target=0.9, setup=setup)
             curve = faithfulness_curve(
-                bridge, graph, test, fractions=tuple(settings.fractions), log_x=True, setup=setup
+                bridge, graph, test, fractions=tuple(settings.fractions), setup=setup
             )
         rows.append(
             {
                 "model": model_name,
                 "task": task,
                 "method": result.method,
-                "cpr": curve.cpr,
-                "cmd": curve.cmd,
+                "cpr_log": curve.cpr_log,
+                "cmd_log": curve.cmd_log,
                 "minimal_edges": minimal.n_edges if minimal.reached else None,
                 "minimal_f": minimal.f,
                 "n_edges_total": int(graph.real_edges.sum()),
@@ -86,7 +87,7 @@ def compare(model_name: str, task: str, methods: list[str], n: int) -> tuple[lis
 
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "| model | task | method | CPR ↑ | CMD ↓ | minimal circuit (f ≥ 0.9, train) | time (s) |",
+        "| model | task | method | CPR_log ↑ | CMD_log ↓ | minimal circuit (f ≥ 0.9, train) | time (s) |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
@@ -96,7 +97,7 @@ def markdown(rows: list[dict]) -> str:
             else f"not reached (f {r['minimal_f']:.3f} with all edges)"
         )
         lines.append(
-            f"| {r['model']} | {r['task']} | {r['method']} | {r['cpr']:.3f} | {r['cmd']:.3f} | "
+            f"| {r['model']} | {r['task']} | {r['method']} | {r['cpr_log']:.3f} | {r['cmd_log']:.3f} | "
             f"{size} | {r['attribution_s']:.1f} |"
         )
     return "\n".join(lines)

@@ -6,12 +6,20 @@ from __future__ import annotations
 import copy
 import csv
 import io
+import math
 import warnings
 
 import pytest
 from test_report import METRICS, both
 
-from circuits.app.checks import IG_GAP_THRESHOLD, run_warnings, summary_text, verdict_text
+from circuits.app.checks import (
+    IG_GAP_THRESHOLD,
+    MIN_CI_EXAMPLES,
+    run_warnings,
+    summary_text,
+    t_upper_tail,
+    verdict_text,
+)
 from circuits.app.report import edges_csv, write_report
 
 
@@ -60,10 +68,11 @@ def test_each_untrustworthy_result_gets_a_warning_with_a_fix():
     assert "too-few-examples" in codes(m)
     m["faithfulness"].update(m_full=-0.03, m_empty=0.01, m_diff_se=0.5)  # random weights
     assert "model-does-not-do-task" in codes(m)
-    m["faithfulness"].update(m_full=3.0, m_empty=0.0, m_diff_se=2.0)  # within noise
-    assert "model-does-not-do-task" in codes(m)
+    m["faithfulness"].update(m_full=3.0, m_empty=0.0, m_diff_se=2.0, n_examples=2)
+    assert "task-signal-not-shown" in codes(m)  # within noise on 2 examples: not shown
+    assert "model-does-not-do-task" not in codes(m)  # ...which is no evidence against the model
     m["faithfulness"].update(m_diff_se=0.1)
-    assert "model-does-not-do-task" not in codes(m)
+    assert not codes(m) & {"model-does-not-do-task", "task-signal-not-shown"}
     for w in run_warnings(greater_than_like()):
         assert w["message"] and w["fix"]
 
@@ -133,3 +142,68 @@ def test_discover_with_target_above_one_warns_before_and_reports_the_miss(tmp_pa
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         write_report(tmp_path / "run")  # rebuilding from the folder alone works
+
+
+def warning(metrics, code) -> dict:
+    (found,) = [w for w in run_warnings(metrics) if w["code"] == code]
+    return found
+
+
+def few_rows(n: int, diffs: list[float]) -> dict:
+    """A run on ``n`` held-out rows of a 10-row prompt file whose test split has ``n`` rows,
+    with per-example m(M) − m(∅) ``diffs`` (m(∅) = 0)."""
+    m = copy.deepcopy(METRICS)
+    mean = sum(diffs) / len(diffs)
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1))
+    m["faithfulness"].update(
+        n_examples=n, m_full=mean, m_empty=0.0, m_diff_se=sd / math.sqrt(n), ci=None
+    )
+    m["task"].update(data_file="ten.jsonl", n_rows=10, n_train_rows=10 - n, n_test_rows=n)
+    return m
+
+
+@pytest.mark.parametrize(
+    ("t", "df", "p"),  # one-sided critical values from a printed table of Student's t
+    [(12.706, 1, 0.025), (4.303, 2, 0.025), (2.015, 5, 0.05), (3.365, 5, 0.01),
+     (2.086, 20, 0.025), (0.0, 7, 0.5), (-2.015, 5, 0.95)],
+)  # fmt: skip
+def test_t_upper_tail_matches_the_table(t, df, p):
+    assert t_upper_tail(t, df) == pytest.approx(p, abs=2e-4)
+
+
+def test_two_rows_that_favour_the_answer_are_not_called_a_model_failure():
+    m = few_rows(2, [1.0, 5.0])  # both rows right (clean accuracy 100 %), mean 3 ± 2
+    assert "model-does-not-do-task" not in codes(m)
+    w = warning(m, "task-signal-not-shown")
+    p = 0.5 - math.atan(1.5) / math.pi  # t = 1.5 with 1 degree of freedom, by hand
+    assert "t-test" in w["message"] and "1 degree of freedom" in w["message"]
+    assert f"p = {p:.2g}" in w["message"] and "2 evaluation examples" in w["message"]
+    # the fix is what the file can give: its 2 test rows are all used, not "--n-eval 100"
+    assert "--n-eval 100" not in w["fix"] and "every test row is used" in w["fix"]
+    assert "ten.jsonl" in w["fix"] and "2 of its 10 rows" in w["fix"]
+    assert "every test row is used" in warning(m, "too-few-examples")["fix"]
+    # enough rows with the same spread show the effect: no warning at all
+    many = few_rows(40, [1.0, 5.0] * 20)
+    assert not codes(many) & {"model-does-not-do-task", "task-signal-not-shown"}
+
+
+def test_wrong_sign_is_still_a_model_failure_whatever_the_rows():
+    m = few_rows(2, [-1.0, -3.0])
+    assert "model-does-not-do-task" in codes(m) and "task-signal-not-shown" not in codes(m)
+
+
+def test_more_rows_fixes_suggest_what_the_file_or_task_can_give():
+    m = few_rows(2, [1.0, 5.0])
+    m["task"].update(n_rows=60, n_test_rows=12)  # 12 test rows, 2 used
+    assert "--n-eval 12;" in warning(m, "too-few-examples")["fix"]
+    assert f"to reach {MIN_CI_EXAMPLES}" in warning(m, "too-few-examples")["fix"]
+    m["task"].update(n_rows=300, n_test_rows=60)
+    assert f"--n-eval {MIN_CI_EXAMPLES};" in warning(m, "too-few-examples")["fix"]
+    for key in ("data_file", "n_rows", "n_train_rows", "n_test_rows"):
+        del m["task"][key]  # a bundled task draws as many as asked
+    assert warning(m, "too-few-examples")["fix"].endswith(f"(--n-eval {MIN_CI_EXAMPLES})")
+    # a too-wide interval: about n·(width/distance)² examples narrow it to the margin
+    wide = greater_than_like()
+    n, width, distance = 80, 0.912 - 0.856, 0.9 - 0.8875
+    expected = math.ceil(n * (width / distance) ** 2) + 1
+    assert f"--n-eval {expected})" in warning(wide, "ci-wider-than-margin")["fix"]

@@ -17,11 +17,11 @@ from conftest import ARCH_IDS, ARCHITECTURES, random_pairs, randomized_bridge
 
 from attribution import PromptPairs, attribute
 from attribution.data import DataError
+from circuits.search.areas import area_under
 from circuits.search.faithfulness import (
     DEFAULT_FRACTIONS,
     CircuitEvaluator,
     FaithfulnessError,
-    area_under,
     bootstrap_ci,
     circuit_metrics,
     evaluate,
@@ -282,14 +282,15 @@ def test_faithfulness_curve(llama):
     expected = ev.faithfulness(random_circuit(graph, curve.n_edges[6], seed=13))
     assert one.random_f[6] == pytest.approx(expected, abs=1e-12) and one.random_f_std[6] == 0
 
-    logged = faithfulness_curve(model, graph, data, log_x=True)
-    assert logged.random_f is None and logged.log_x
-    assert logged.f == pytest.approx(curve.f, abs=1e-12)
+    # one curve carries both pairs of areas, each by hand: MIB's over the edge fraction
+    # (above) and the log-axis pair over log10(fraction) rescaled to [0, 1]
     x = np.log10(curve.fractions)
     x = (x - x[0]) / (x[-1] - x[0])
     assert x[0] == 0 and x[-1] == 1
-    assert logged.cpr == pytest.approx(trapezoid(x, curve.f), abs=1e-12)
-    assert logged.cmd == pytest.approx(trapezoid(x, [abs(1 - v) for v in curve.f]), abs=1e-12)
+    assert curve.cpr_log == pytest.approx(trapezoid(x, curve.f), abs=1e-12)
+    assert curve.cmd_log == pytest.approx(trapezoid(x, [abs(1 - v) for v in curve.f]), abs=1e-12)
+    assert abs(curve.cpr - curve.cpr_log) > 1e-3  # two different numbers, two names
+    assert curve.areas() == {k: getattr(curve, k) for k in ("cpr", "cmd", "cpr_log", "cmd_log")}
     assert area_under([0.5], [0.3], log_x=True) == 0.0  # one point: no area, no division by 0
 
 

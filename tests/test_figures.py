@@ -276,9 +276,10 @@ def _curve(random: bool = True) -> FaithfulnessCurve:
         m_full=2.0,
         m_empty=0.1,
         m_circuits=[0.1, 0.67, 1.7, 1.94, 2.0],
-        cpr=0.812,
-        cmd=0.134,
-        log_x=True,
+        cpr=0.912,
+        cmd=0.088,
+        cpr_log=0.812,
+        cmd_log=0.134,
         random_f=[0.0, 0.01, 0.05, 0.4, 1.0] if random else None,
     )
 
@@ -327,7 +328,8 @@ def test_plot_faithfulness_curve(tmp_path):
     (dots,) = fig.findobj(lambda a: a.get_gid() == "search-evaluations")
     assert len(dots.get_offsets()) == 9
     legend = " ".join(t.get_text() for t in ax.get_legend().get_texts())
-    assert "CPR 0.812" in legend and "CMD 0.134" in legend
+    assert "CPR 0.912, CMD 0.088 (MIB's" in legend
+    assert "CPR_log 0.812, CMD_log 0.134 (log10" in legend
 
     _, svg = plot_faithfulness_curve(_curve(random=False), tmp_path / "plain")
     plain_ids = _ids(_svg(svg), "")

@@ -77,6 +77,26 @@ def test_evaluate_curve_is_mibs_cpr_and_cmd(run_dir, capsys):
     assert curve["cpr"] == pytest.approx(float(((k[1:] - k[:-1]) * (f[1:] + f[:-1]) / 2).sum()))
     g = np.abs(1 - f)
     assert curve["cmd"] == pytest.approx(float(((k[1:] - k[:-1]) * (g[1:] + g[:-1]) / 2).sum()))
-    # the same circuits on the same held-out prompts as the run's own curve
+    # the log-axis pair under its own names, by hand over log10(k) rescaled to [0, 1]
+    x = (np.log10(k) - np.log10(k[0])) / (np.log10(k[-1]) - np.log10(k[0]))
+    assert curve["cpr_log"] == pytest.approx(float(((x[1:] - x[:-1]) * (f[1:] + f[:-1]) / 2).sum()))
+    assert curve["cmd_log"] == pytest.approx(float(((x[1:] - x[:-1]) * (g[1:] + g[:-1]) / 2).sum()))
+    # the same circuits on the same held-out prompts as the run's own curve, and the same
+    # number under the same name
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert curve["f"] == pytest.approx(metrics["curve"]["f"], abs=1e-5)
+    for key in ("cpr", "cmd", "cpr_log", "cmd_log"):
+        assert curve[key] == pytest.approx(metrics["curve"][key], abs=1e-5), key
+
+
+def test_evaluate_curve_prints_each_area_under_its_name(run_dir, capsys):
+    capsys.readouterr()
+    assert main(["evaluate", str(run_dir / "scores.safetensors"), "--curve", "--quiet"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("MIB curve"))
+    metrics = json.loads((run_dir / "metrics.json").read_text())["curve"]
+    assert f"CPR {metrics['cpr']:.4f}, CMD {metrics['cmd']:.4f} (MIB's, linear" in line
+    assert f"CPR_log {metrics['cpr_log']:.4f}, CMD_log {metrics['cmd_log']:.4f} (log10" in line
+    # a size that rounds to the same number of edges as a smaller one says so
+    sizes = metrics["n_edges"]
+    repeats = [i for i in range(1, len(sizes)) if sizes[i] in sizes[:i]]
+    assert repeats and line.count("same circuit as") == len(repeats)

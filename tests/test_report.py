@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import math
 import re
 import struct
 import zlib
@@ -519,3 +520,85 @@ def test_failed_write_leaves_no_temp_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         write_report(run)
     assert set(p.name for p in run.iterdir()) == before
+
+
+# ---------------------------------------------------------------------------------------------
+# The curve's areas, each under one name, and the numbers of the curve table
+
+
+def by_hand(x: list[float], y: list[float]) -> float:
+    return sum((x[i + 1] - x[i]) * (y[i] + y[i + 1]) / 2 for i in range(len(x) - 1))
+
+
+def hand_areas(curve: dict) -> dict[str, float]:
+    """MIB's CPR/CMD over the edge fraction and the log pair over log10 of it rescaled to
+    [0, 1], by the trapezoid rule written out."""
+    k, f = curve["fractions"], curve["f"]
+    lx = [(math.log10(x) - math.log10(k[0])) / (math.log10(k[-1]) - math.log10(k[0])) for x in k]
+    gap = [abs(1 - v) for v in f]
+    return {"cpr": by_hand(k, f), "cmd": by_hand(k, gap),
+            "cpr_log": by_hand(lx, f), "cmd_log": by_hand(lx, gap)}  # fmt: skip
+
+
+def test_each_area_of_a_recorded_curve_has_one_name_and_its_own_value():
+    from circuits.app.checks import summary_text
+    from circuits.app.curve_text import AREA_LABELS, recorded_areas
+
+    m = copy.deepcopy(METRICS)
+    del m["curve"]["log_x"]
+    m["curve"].update(hand_areas(m["curve"]))
+    expected = hand_areas(m["curve"])
+    assert recorded_areas(m["curve"]) == pytest.approx(expected, abs=1e-12)
+    assert abs(expected["cpr"] - expected["cpr_log"]) > 0.1  # two numbers, two names
+    md, page = both(m)
+    for key, value in expected.items():
+        label = AREA_LABELS[key].replace("|", "\\|")  # markdown escapes the bars
+        assert f"| {label} | {report._num(value)} |" in md
+        assert report._num(value) in page
+    line = summary_text(m).splitlines()[0]
+    assert f"CPR {expected['cpr']:.3f}, CMD {expected['cmd']:.3f} (MIB's" in line
+    assert f"CPR_log {expected['cpr_log']:.3f}, CMD_log {expected['cmd_log']:.3f} (log10" in line
+
+
+def test_an_old_record_keeps_its_log_axis_numbers_under_the_log_names():
+    from circuits.app.curve_text import recorded_areas
+
+    old = METRICS["curve"]  # written before cpr_log: "cpr" was the log-axis area (log_x true)
+    areas = recorded_areas(old)
+    assert areas["cpr_log"] == 0.8123 and areas["cmd_log"] == 0.2234
+    assert areas["cpr"] == pytest.approx(hand_areas(old)["cpr"], abs=1e-12)  # recomputed
+    md, _ = both(METRICS)
+    assert (
+        "| CPR_log: area under f over log10 of the edge fraction, rescaled to [0, 1] | 0.8123 |"
+        in md
+    )
+    linear = {k: v for k, v in old.items() if k != "log_x"}  # a linear-axis record
+    assert recorded_areas(linear)["cpr"] == 0.8123
+
+
+def test_tiny_random_baselines_print_at_the_precision_of_their_spread():
+    m = copy.deepcopy(METRICS)
+    m["faithfulness"].update(random_f=7.893e-8, random_f_std=2.282e-7, random_draws=10,
+                             random_fs=[-3.1e-8, 7.2e-7])  # fmt: skip
+    m["curve"].update(random_f=[1.2e-8, 0.4123, 0.12, 1.0], random_f_std=[3e-8, 0.1234, 0.05, 0.0],
+                      f=[-3.01e-8, 0.42, 0.88, 1.0])  # fmt: skip
+    md, page = both(m)
+    for text in (md, page):
+        assert "f = 0.000 ± 0.000" in text and "range 0.000 to 0.000" in text
+        assert "e-7" not in text and "e-8" not in text
+    assert "| f of random circuits of the same size (mean) | 0.000 |" in md
+    assert "| 1% | 12 | 0.42 | 0.41 | 0.12 |" in md  # 2 significant digits of the spread
+    assert "| 0.1% | 1 | 0.0000 | 0.000 | 0.000 |" in md
+
+
+def test_a_size_that_repeats_a_smaller_circuit_says_so():
+    m = copy.deepcopy(METRICS)
+    m["curve"].update(fractions=[0.001, 0.002, 0.1, 1.0], n_edges=[1, 1, 123, 1234],
+                      f=[0.1, 0.1, 0.88, 1.0])  # fmt: skip
+    md, _ = both(m)
+    assert "| 0.2% | 1 | same circuit as 0.1% |" in md
+    assert md.count("| 0.1 |") == 1  # its f is not printed twice
+    from circuits.app.curve_text import sizes_text
+
+    text = sizes_text([0.001, 0.002, 0.005], [1, 1, 2], [0.1, 0.1, 0.31])
+    assert text == "0.1% (1 edge) 0.100, 0.2% (1 edge, same circuit as 0.1%), 0.5% (2 edges) 0.310"

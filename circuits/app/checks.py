@@ -11,12 +11,16 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from circuits.app.curve_text import areas_text, recorded_areas
+
 __all__ = [
     "IG_GAP_THRESHOLD",
     "MIN_CI_EXAMPLES",
+    "SIGNAL_ALPHA",
     "held_out_meets_target",
     "run_warnings",
     "summary_text",
+    "t_upper_tail",
     "target_text",
     "verdict",
     "verdict_text",
@@ -28,6 +32,8 @@ IG_GAP_THRESHOLD = 0.1
 #: Fewer evaluation examples than this give no usable bootstrap interval (with one example
 #: every resample is the same and the interval has width 0).
 MIN_CI_EXAMPLES = 20
+#: One-sided level of the t-test that the clean run beats the fully ablated one.
+SIGNAL_ALPHA = 0.05
 #: Metrics whose value falls as the clean behaviour goes (KL from the clean run).
 LOWER_IS_CLEAN = ("kl",)
 #: Metrics that are a preference for the answers over the distractors (negative: wrong).
@@ -180,7 +186,7 @@ def run_warnings(metrics: Mapping[str, Any]) -> list[dict[str, str]]:
                 "too-few-examples",
                 f"only {n} evaluation example(s): the bootstrap confidence interval of f means "
                 "little (with one example it has width 0)",
-                f"evaluate on at least {MIN_CI_EXAMPLES} examples (--n-eval 100)",
+                more_rows_fix(task, n, MIN_CI_EXAMPLES),
             )
         )
     ci = faith.get("ci")
@@ -196,7 +202,7 @@ def run_warnings(metrics: Mapping[str, Any]) -> list[dict[str, str]]:
                     f"the confidence interval [{low:.3g}, {high:.3g}] is wider than the distance "
                     f"{distance:.3g} from f to the target: whether the circuit meets it is not "
                     "settled",
-                    "evaluate on more examples (--n-eval)",
+                    _narrower_ci_fix(task, n, high - low, distance),
                 )
             )
 
@@ -204,42 +210,107 @@ def run_warnings(metrics: Mapping[str, Any]) -> list[dict[str, str]]:
     return out
 
 
+def more_rows_fix(task: Mapping[str, Any], n: object, wanted: int) -> str:
+    """How to evaluate on ``wanted`` examples instead of ``n``: ``--n-eval`` no larger than
+    what the prompt file's test split holds (a bundled task draws as many as asked)."""
+    available = task.get("n_test_rows")
+    if not isinstance(available, int) or isinstance(available, bool):
+        return f"evaluate on more examples (--n-eval {wanted})"
+    name = task.get("data_file") or "the prompt file"
+    rows = task.get("n_rows")
+    split = f"{available} of its {rows} rows" if isinstance(rows, int) else f"{available} rows"
+    if isinstance(n, int) and available <= n:
+        return (
+            f"every test row is used already (the test split of {name} has {split}): add rows "
+            "to the file, or give it a split column that puts more of them in test"
+        )
+    fix = f"evaluate on more examples (--n-eval {min(available, wanted)}; the test split of {name} has {split})"
+    return fix if available >= wanted else fix + f"; add rows to the file to reach {wanted}"
+
+
+def _narrower_ci_fix(task: Mapping[str, Any], n: object, width: float, distance: float) -> str:
+    """More examples: the interval narrows as 1/√n, so about n·(width/distance)² make it
+    narrower than the distance to the target."""
+    if not isinstance(n, int) or n < 1 or distance <= 0:
+        return "evaluate on more examples (--n-eval)"
+    return more_rows_fix(task, n, math.ceil(n * (width / distance) ** 2) + 1)
+
+
+def t_upper_tail(t: float, df: int) -> float:
+    """P(T ≥ t) for Student's t with ``df`` degrees of freedom, by the finite series for
+    integer ``df`` (Abramowitz & Stegun 26.7.3–4)."""
+    if df < 1:
+        raise ValueError(f"df must be at least 1, got {df}")
+    theta = math.atan(abs(t) / math.sqrt(df))
+    c2, term, total = math.cos(theta) ** 2, 1.0, 1.0
+    if df % 2:  # odd: A = 2/π (θ + sinθ cosθ (1 + 2/3 cos²θ + 2·4/(3·5) cos⁴θ + ...))
+        for k in range(1, (df - 1) // 2):
+            term *= c2 * (2 * k) / (2 * k + 1)
+            total += term
+        series = math.sin(theta) * math.cos(theta) * total if df > 1 else 0.0
+        inside = 2 / math.pi * (theta + series)
+    else:  # even: A = sinθ (1 + 1/2 cos²θ + 1·3/(2·4) cos⁴θ + ...)
+        for k in range(1, df // 2):
+            term *= c2 * (2 * k - 1) / (2 * k)
+            total += term
+        inside = math.sin(theta) * total
+    return (1 - inside) / 2 if t >= 0 else (1 + inside) / 2
+
+
 def _signal_warnings(faith: Mapping[str, Any], task: Mapping[str, Any]) -> list[dict[str, str]]:
-    """The model does not do the task: the clean and the fully ablated metric do not differ
-    in the clean behaviour's direction by more than two standard errors."""
+    """The model does not do the task (m(M) − m(∅) of the wrong sign, or a preference metric
+    at or below 0), or the examples cannot show that it does: a one-sided t-test over the
+    per-example m(M) − m(∅) (n − 1 degrees of freedom) does not reject 0 at
+    :data:`SIGNAL_ALPHA`, which with few examples says little about the model."""
     m_full, m_empty = _number(faith.get("m_full")), _number(faith.get("m_empty"))
-    se = _number(faith.get("m_diff_se"))
+    se, n = _number(faith.get("m_diff_se")), faith.get("n_examples")
     metric = task.get("metric")
     if m_full is None or m_empty is None:
         return []
     signal = (m_empty - m_full) if metric in LOWER_IS_CLEAN else (m_full - m_empty)
-    wrong_way = metric in PREFERENCE_METRICS and m_full <= 0
-    if signal > 2 * (se or 0.0) and not wrong_way:
-        return []
     detail = f"m(M) = {m_full:.3g}, m(∅) = {m_empty:.3g}"
-    if se is not None:
-        detail += f", m(M) − m(∅) = {m_full - m_empty:.3g} ± {se:.2g} (standard error)"
-    reason = (
-        "the full model prefers the distractors (m(M) ≤ 0)"
-        if wrong_way
-        else "the clean and the ablated runs hardly differ"
-    )
+    if metric in PREFERENCE_METRICS and m_full <= 0 or signal <= 0:
+        reason = (
+            "the full model prefers the distractors (m(M) ≤ 0)"
+            if metric in PREFERENCE_METRICS and m_full <= 0
+            else "the ablated run scores at least as well as the clean one"
+        )
+        return [
+            _warning(
+                "model-does-not-do-task",
+                f"the model does not do this task: {reason} ({detail}), so f is a ratio of noise",
+                "use a model that does the task (check the task accuracy), or another task",
+            )
+        ]
+    if se is None or not isinstance(n, int) or n < 2 or se == 0:
+        return []  # one example: too-few-examples says so; se 0: every difference is equal
+    p = t_upper_tail(signal / se, n - 1)
+    if p < SIGNAL_ALPHA:
+        return []
+    wanted = math.ceil(n * (1.645 * se / signal) ** 2) + 1  # where t would pass at this effect
     return [
         _warning(
-            "model-does-not-do-task",
-            f"the model does not do this task: {reason} ({detail}), so f is a ratio of noise",
-            "use a model that does the task (check the task accuracy), or another task",
+            "task-signal-not-shown",
+            f"these {n} evaluation examples do not show that the model does the task: "
+            f"m(M) − m(∅) = {m_full - m_empty:.3g} ± {se:.2g} (standard error), and a one-sided "
+            f"t-test of m(M) − m(∅) > 0 over the examples gives p = {p:.2g} "
+            f"(t = {signal / se:.3g}, {n - 1} degree{'s' if n > 2 else ''} of freedom), not below "
+            f"{SIGNAL_ALPHA:g}; "
+            "f may then be a ratio of noise",
+            more_rows_fix(task, n, max(wanted, n + 1))
+            + "; if more examples do not help, check the task accuracy",
         )
     ]
 
 
 def summary_text(metrics: Mapping[str, Any]) -> str:
-    """The command line's summary: size, both verdicts, CPR/CMD, then one line per warning."""
+    """The command line's summary: size, both verdicts, the curve's areas, then one line per
+    warning."""
     c, graph, curve = (_section(metrics, k) for k in ("circuit", "graph", "curve"))
     lines = [
         f"circuit: {c.get('n_edges')} of {graph.get('n_edges')} edges "
-        f"({float(c.get('edge_fraction') or 0):.1%}), {c.get('n_nodes')} nodes; "
-        f"CPR {float(curve.get('cpr') or 0):.3f}, CMD {float(curve.get('cmd') or 0):.3f} (held-out)",
+        f"({float(c.get('edge_fraction') or 0):.1%}), {c.get('n_nodes')} nodes; held-out curve: "
+        + areas_text(recorded_areas(curve), digits=3),
         verdict_text(metrics),
     ]
     positions = _section(metrics, "positions")

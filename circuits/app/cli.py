@@ -236,7 +236,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     e.add_argument(
         "--curve", action="store_true",
-        help="also faithfulness at MIB's ten sizes of GRAPH's top-scoring edges, with CPR and CMD",
+        help="also faithfulness at MIB's ten sizes of GRAPH's top-scoring edges, with MIB's CPR "
+        "and CMD (linear edge-fraction axis) and CPR_log and CMD_log (log10 size axis)",
     )  # fmt: skip
 
     x = sub.add_parser(
@@ -444,9 +445,9 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"m(M) {faith.m_full:.4g}, m(C) {faith.m_circuit:.4g}, m(empty) {faith.m_empty:.4g}, random circuit f {faith.random_f:.4f}"
         )
         if args.curve:
-            c = result["curve"]
-            print(f"MIB curve: CPR {c['cpr']:.4f}, CMD {c['cmd']:.4f}; f at " + ", ".join(
-                f"{100 * k:g}% {f:.3f}" for k, f in zip(c["fractions"], c["f"], strict=True)))  # fmt: skip
+            from circuits.app.curve_text import curve_line
+
+            print(curve_line(result["curve"]))
     return EXIT_OK
 
 

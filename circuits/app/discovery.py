@@ -468,7 +468,7 @@ def find_circuit(
     t = lap("evaluate_s", t)
     curve = faithfulness_curve(
         bridge, graph, test, fractions=tuple(settings.fractions), absolute=settings.absolute,
-        log_x=True, random_baseline=True, seed=settings.seed, evaluator=held_out,
+        random_baseline=True, seed=settings.seed, evaluator=held_out,
     )  # fmt: skip
     t = lap("curve_s", t)
 
@@ -566,9 +566,7 @@ def find_circuit(
             "random_f_std": curve.random_f_std,
             "random_draws": curve.random_draws,
             "m_circuits": curve.m_circuits,
-            "cpr": curve.cpr,
-            "cmd": curve.cmd,
-            "log_x": curve.log_x,
+            **curve.areas(),  # cpr/cmd: MIB's linear axis; cpr_log/cmd_log: log axis
         },
         search={
             "target": list(minimal.target),

@@ -588,6 +588,8 @@ class FaithfulnessPlotData:
     target: tuple[float, float] | None
     cpr: float
     cmd: float
+    cpr_log: float
+    cmd_log: float
     n_dropped: int
 
 
@@ -630,6 +632,8 @@ def faithfulness_plot_data(curve: Any, minimal: Any | None = None) -> Faithfulne
         target=target,
         cpr=float(curve.cpr),
         cmd=float(curve.cmd),
+        cpr_log=float(curve.cpr_log),
+        cmd_log=float(curve.cmd_log),
         n_dropped=dropped,
     )
 
@@ -670,7 +674,6 @@ def faithfulness_figure(
                 gid="random-baseline",
                 label=f"random circuits, same size (mean), {curve_split} split",
             )
-        area = "log-x area" if getattr(curve, "log_x", False) else "area"
         ax.plot(
             data.n_edges,
             data.f,
@@ -680,7 +683,8 @@ def faithfulness_figure(
             zorder=4,
             gid="faithfulness-curve",
             label=f"top edges by |score|, {curve_split} split\n"
-            f"CPR {data.cpr:.3f}, CMD {data.cmd:.3f} ({area})",
+            f"CPR {data.cpr:.3f}, CMD {data.cmd:.3f} (MIB's, linear edge fraction)\n"
+            f"CPR_log {data.cpr_log:.3f}, CMD_log {data.cmd_log:.3f} (log10 edge fraction)",
         )
         ax.axhline(1.0, color="#333333", lw=0.8, ls=":", zorder=1, gid="f-equals-1")
         ax.axhline(0.0, color="#bbbbbb", lw=0.6, zorder=1)
@@ -750,9 +754,9 @@ def plot_faithfulness_curve(
     ``path`` as PNG and SVG.
 
     The x axis (number of edges) is always logarithmic, since MIB-style sizes span three orders
-    of magnitude; ``curve.log_x`` only changes how CPR/CMD were integrated (the legend says
-    which). Points with 0 edges cannot sit on a log axis and are left out (the x label counts
-    them). Drawn: the curve (markers and line), the random-circuit baseline (dashed) when
+    of magnitude; the legend gives MIB's CPR/CMD (areas over the linear edge fraction) and
+    CPR_log/CMD_log (over its log10), the title MIB's pair. Points with 0 edges cannot sit
+    on a log axis and are left out (the x label counts them). Drawn: the curve (markers and line), the random-circuit baseline (dashed) when
     ``curve.random_f`` is set, a dotted line at f = 1, and with ``minimal`` (a
     :class:`circuits.MinimalCircuit`) its target, its search evaluations as small grey points
     and the minimal circuit itself as a star. CPR and CMD are in the title and legend. The

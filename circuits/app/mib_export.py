@@ -151,13 +151,12 @@ def export_mib_run(source: Path, out: Path | None, overwrite: bool) -> list[Path
 
 
 def mib_curve(model: Any, graph: Graph, data: Any, metric: str, **kwargs: Any) -> dict[str, Any]:
-    """MIB's faithfulness at its ten sizes and CPR/CMD: trapezoid areas of f(k) and |1 − f(k)|
-    over the edge fraction k on a linear axis (``faithfulness_curve`` with ``log_x=False``)."""
+    """MIB's faithfulness at its ten sizes and its CPR/CMD (``cpr``, ``cmd``): trapezoid areas of
+    f(k) and |1 − f(k)| over the edge fraction k on a linear axis; also ``cpr_log`` and
+    ``cmd_log``, the same areas over log10 k (:mod:`circuits.search.areas`)."""
     from circuits.search.faithfulness import faithfulness_curve
 
     fractions = tuple(p / 100 for p in MIB_PERCENTS)
-    curve = faithfulness_curve(
-        model, graph, data, metric, fractions=fractions, log_x=False, **kwargs
-    )
+    curve = faithfulness_curve(model, graph, data, metric, fractions=fractions, **kwargs)
     return {"fractions": curve.fractions, "n_edges": curve.n_edges, "f": curve.f,
-            "cpr": curve.cpr, "cmd": curve.cmd}  # fmt: skip
+            **curve.areas()}  # fmt: skip

@@ -135,7 +135,7 @@ def find_position_circuit(
     )  # fmt: skip
     curve = position_faithfulness_curve(
         held_out, graph, fractions=tuple(settings.fractions), absolute=settings.absolute,
-        log_x=True, random_baseline=True, seed=settings.seed,
+        random_baseline=True, seed=settings.seed,
     )  # fmt: skip
     spans = list(graph.positions)
     projected = circuit.edges.any(dim=0) & graph.real_edges
@@ -192,9 +192,7 @@ def find_position_circuit(
             "f": curve.f,
             "random_f": curve.random_f,
             "random_f_std": curve.random_f_std,
-            "cpr": curve.cpr,
-            "cmd": curve.cmd,
-            "log_x": curve.log_x,
+            **curve.areas(),
         },
         "top_edges": top,
         # the minimal circuit is a prefix of the same ranking, so these are its edges

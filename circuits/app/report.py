@@ -34,6 +34,15 @@ from typing import Any
 from urllib.parse import quote
 
 from circuits.app.checks import IG_GAP_THRESHOLD, run_warnings, verdict_text
+from circuits.app.curve_text import (
+    AREA_LABELS,
+    AREA_SHORT,
+    fixed,
+    mean_pm,
+    recorded_areas,
+    repeated_sizes,
+    spread_decimals,
+)
 from circuits.app.run import METRICS_FILE, RUN_FORMAT, RUN_SCHEMA_VERSION, RunFileError, RunRecord
 from graphs.atomic_files import atomic_write
 
@@ -365,9 +374,10 @@ def _random_text(faith: Mapping[str, Any]) -> list[str]:
     draws, std = faith.get("random_draws"), faith.get("random_f_std")
     if _is_number(draws) and draws > 1 and _is_number(std):
         fs = [x for x in faith.get("random_fs") or [] if _is_number(x)]
-        spread = f", range {_num(min(fs))} to {_num(max(fs))}" if fs else ""
+        d = spread_decimals(std)
+        spread = f", range {fixed(min(fs), d)} to {fixed(max(fs), d)}" if fs else ""
         return [
-            f"Random circuits of the same size reach f = {_num(random_f)} ± {_num(std)} "
+            f"Random circuits of the same size reach f = {mean_pm(random_f, std)} "
             f"(mean ± standard deviation over {_num(draws)} draws{spread}). "
         ]
     return [f"A random circuit of the same size reaches f = {_num(random_f)}. "]
@@ -403,8 +413,10 @@ def _faithfulness_blocks(metrics: Mapping[str, Any]) -> list[Block]:
     )
     explain.append(f" ({_num(n_boot)} resamples). " if n_boot is not None else ". ")
     explain.append(
-        "CPR is the area under f over circuit size (higher is better); CMD is the area under "
-        "|1 − f| (lower is better)."
+        "CPR and CMD are MIB's: the areas under f and under |1 − f| over the fraction of edges "
+        "kept, by the trapezoid rule on a linear axis (higher CPR and lower CMD are better). "
+        "CPR_log and CMD_log are the same areas over log10 of that fraction rescaled to [0, 1], "
+        "which weighs small circuits as much as large ones: different numbers, not MIB's."
     )
 
     ci = faith.get("ci")
@@ -414,16 +426,17 @@ def _faithfulness_blocks(metrics: Mapping[str, Any]) -> list[Block]:
         ci_text = NA
     level = faith.get("ci_level")
     ci_label = f"{_pct(level)} confidence interval of f" if level is not None else "CI of f"
+    std = faith.get("random_f_std")
+    areas = recorded_areas(curve)
     rows: list[list[Inline]] = [
         ["m(M), full model", _num(faith.get("m_full"))],
         ["m(C), circuit", _num(faith.get("m_circuit"))],
         ["m(∅), everything ablated", _num(faith.get("m_empty"))],
         [[Strong("faithfulness f")], [Strong(_num(faith.get("f")))]],
         [ci_label, ci_text],
-        ["f of random circuits of the same size (mean)", _num(faith.get("random_f"))],
-        ["  standard deviation over the draws", _num(faith.get("random_f_std"))],
-        ["CPR, area under f (higher is better)", _num(curve.get("cpr"))],
-        ["CMD, area under |1 − f| (lower is better)", _num(curve.get("cmd"))],
+        ["f of random circuits of the same size (mean)", _rounded(faith.get("random_f"), std)],
+        ["  standard deviation over the draws", _rounded(std, std)],
+        *([AREA_LABELS[k], _num(v)] for k, v in areas.items()),
     ]
     ig_gap = attribution.get("ig_gap")
     if ig_gap is not None:
@@ -435,33 +448,7 @@ def _faithfulness_blocks(metrics: Mapping[str, Any]) -> list[Block]:
         Table(["Quantity", "Value"], rows, "lr"),
     ]
 
-    fractions = curve.get("fractions")
-    if isinstance(fractions, list) and fractions:
-        columns = {k: curve.get(k) for k in ("n_edges", "f", "random_f", "random_f_std")}
-        columns = {k: v if isinstance(v, list) else [] for k, v in columns.items()}
-
-        def at(values: list, i: int) -> object:
-            return values[i] if i < len(values) else None
-
-        curve_rows: list[list[Inline]] = [
-            [
-                _pct(fraction),
-                _num(at(columns["n_edges"], i)),
-                _num(at(columns["f"], i)),
-                _num(at(columns["random_f"], i)),
-                _num(at(columns["random_f_std"], i)),
-            ]
-            for i, fraction in enumerate(fractions)
-        ]
-        blocks += [
-            Heading(3, "Faithfulness over circuit size"),
-            Paragraph(
-                "Circuits made of the top-scoring edges, by share of the graph's edges, "
-                "against random circuits of the same size, on the held-out split."
-            ),
-            Table(["Edges kept", "Edges", "f", "f (random, mean)", "± std"], curve_rows, "rrrrr"),
-        ]
-
+    blocks += _curve_table(curve)
     if attribution:
         known = {
             "metric_clean": "m(clean run)",
@@ -480,6 +467,58 @@ def _faithfulness_blocks(metrics: Mapping[str, Any]) -> list[Block]:
             Table(["Quantity", "Value"], check_rows, "lr"),
         ]
     return blocks
+
+
+def _rounded(x: object, std: object) -> str:
+    """An f value of a random baseline at the precision its spread ``std`` supports (4
+    significant digits when the spread is unknown)."""
+    if not _is_number(x) or not _is_number(std):
+        return _num(x)
+    return fixed(x, spread_decimals(std))
+
+
+def _f_text(x: object) -> str:
+    """An f value: 4 significant digits, but 0.0000 rather than e.g. -3.01e-8 (f is a share
+    of the model's behaviour; such digits are rounding noise)."""
+    if _is_number(x) and math.isfinite(x) and abs(x) < 5e-5:
+        return fixed(x, 4)
+    return _num(x)
+
+
+def _curve_table(curve: Mapping[str, Any]) -> list[Block]:
+    """f per size against the random baseline; a size whose circuit is a smaller size's again
+    says so instead of repeating its numbers."""
+    fractions = curve.get("fractions")
+    if not isinstance(fractions, list) or not fractions:
+        return []
+    columns = {k: curve.get(k) for k in ("n_edges", "f", "random_f", "random_f_std")}
+    columns = {k: v if isinstance(v, list) else [] for k, v in columns.items()}
+
+    def at(name: str, i: int) -> object:
+        return columns[name][i] if i < len(columns[name]) else None
+
+    repeats = repeated_sizes([at("n_edges", i) for i in range(len(fractions))])
+    rows: list[list[Inline]] = []
+    for i, fraction in enumerate(fractions):
+        same = repeats[i] if at("n_edges", i) is not None else None
+        if same is not None:
+            note = f"same circuit as {_pct(fractions[same])}"
+            rows.append([_pct(fraction), _num(at("n_edges", i)), note, "", ""])
+            continue
+        std = at("random_f_std", i)
+        rows.append([
+            _pct(fraction), _num(at("n_edges", i)), _f_text(at("f", i)),
+            _rounded(at("random_f", i), std), _rounded(std, std),
+        ])  # fmt: skip
+    return [
+        Heading(3, "Faithfulness over circuit size"),
+        Paragraph(
+            "Circuits made of the top-scoring edges, by share of the graph's edges, "
+            "against random circuits of the same size, on the held-out split. A share that "
+            "rounds to the same number of edges as a smaller one is the same circuit."
+        ),
+        Table(["Edges kept", "Edges", "f", "f (random, mean)", "± std"], rows, "rrrrr"),
+    ]
 
 
 def _gap_text(attribution: Mapping[str, Any]) -> str:
@@ -528,15 +567,13 @@ def _figure_blocks(
             caption += (
                 f" {_num(circuit.get('n_edges'))} edges, {_num(circuit.get('n_nodes'))} nodes."
             )
-        if key == "faithfulness_curve" and (curve.get("cpr") is not None or curve.get("log_x")):
-            extra = []
-            if curve.get("log_x"):
-                extra.append("log-scaled size axis")
-            if curve.get("cpr") is not None:
-                extra.append(f"CPR {_num(curve.get('cpr'))}")
-            if curve.get("cmd") is not None:
-                extra.append(f"CMD {_num(curve.get('cmd'))}")
-            caption += " (" + "; ".join(extra) + ")"
+        areas = recorded_areas(curve) if key == "faithfulness_curve" else {}
+        if any(v is not None for v in areas.values()):
+            caption += (
+                " ("
+                + ", ".join(f"{AREA_SHORT[k]} {_num(v)}" for k, v in areas.items() if v is not None)
+                + "; CPR and CMD are MIB's, over the edge fraction; the _log pair over log10 of it)"
+            )
         expected = names.get(key) or f"{key}.png"
         blocks.append(Figure(key, number, caption, expected))
     return blocks

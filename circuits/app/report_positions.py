@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from circuits.app.curve_text import areas_text, recorded_areas
 from circuits.app.report import (
     NA,
     Block,
@@ -171,10 +172,11 @@ def position_blocks(metrics: Mapping[str, Any], figure_number: int) -> list[Bloc
             f"({_num(top.get('k'))}), {_pct(top.get('shared'))} are also among the first "
             f"{_num(top.get('k'))} distinct edges of the position-aware ranking. "
         )
-    if curve.get("cpr") is not None:
+    areas = recorded_areas(curve)
+    if any(v is not None for v in areas.values()):
         overlap.append(
             f"Position-aware curve (held-out, over the share of position-aware edges kept): "
-            f"CPR {_num(curve.get('cpr'))}, CMD {_num(curve.get('cmd'))}."
+            f"{areas_text(areas)}."
         )
     blocks.append(Paragraph(overlap))
     blocks += _span_blocks(positions)

@@ -10,7 +10,10 @@ single-pass evaluation matches an edge-by-edge re-computation.
 
 Curves follow the MIB circuit track: circuits of the top 0.1 … 100 % of edges by |score|,
 CPR = area under f (higher is better) and CMD = area under |1 − f| (lower is better), by the
-trapezoid rule over the fraction of edges kept.
+trapezoid rule over the fraction of edges kept (MIB's definition). Every curve also carries
+CPR_log and CMD_log, the same areas over log10 of the fraction rescaled to [0, 1], which weigh
+the small circuits as much as the large ones; the two are different numbers and never share a
+name.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from attribution.edge_ablation import ablation_hooks
 from attribution.metrics import Metric
 from attribution.passes import collect_writes, unembed_at
 from attribution.run_setup import RunSetup
+from circuits.search.areas import AREA_NAMES, curve_areas
 from graphs import Graph
 from graphs.errors import CircuitDiscoveryError
 from graphs.positions import PositionError
@@ -412,8 +416,8 @@ def edge_mask(graph: Graph, flat_indices: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class FaithfulnessCurve:
-    """f at each circuit size; ``cpr`` and ``cmd`` are trapezoid areas over ``fractions`` (or
-    over log10 of them, rescaled to [0, 1], when ``log_x``)."""
+    """f at each circuit size and four trapezoid areas: ``cpr`` and ``cmd`` (MIB's) over the
+    fraction of edges kept, ``cpr_log`` and ``cmd_log`` over log10 of it rescaled to [0, 1]."""
 
     fractions: list[float]
     n_edges: list[int]
@@ -423,7 +427,8 @@ class FaithfulnessCurve:
     m_circuits: list[float]
     cpr: float
     cmd: float
-    log_x: bool = False
+    cpr_log: float
+    cmd_log: float
     random_f: list[float] | None = None  # per size: mean over the random draws
     random_f_std: list[float] | None = None  # per size: their standard deviation
     random_draws: int = 0
@@ -431,45 +436,22 @@ class FaithfulnessCurve:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def areas(self) -> dict[str, float]:
+        """``{"cpr", "cmd", "cpr_log", "cmd_log"}``, as ``metrics.json`` records them."""
+        return {k: getattr(self, k) for k in AREA_NAMES}
+
     @classmethod
     def from_metrics(
-        cls,
-        fractions,
-        sizes: list[int],
-        m_circuits: list[float],
-        full: float,
-        empty: float,
-        *,
-        log_x: bool = False,
+        cls, fractions, sizes: list[int], m_circuits: list[float], full: float, empty: float,
         **random,
-    ) -> FaithfulnessCurve:
-        """The curve of mean circuit metrics ``m_circuits`` (one per size): f of each, and CPR
-        and CMD over ``fractions``; ``random`` takes the random-baseline fields."""
+    ) -> FaithfulnessCurve:  # fmt: skip
+        """The curve of mean circuit metrics ``m_circuits`` (one per size): f of each, and its
+        areas over ``fractions``; ``random`` takes the random-baseline fields."""
         f = [faithfulness_from_metrics(full, m, empty) for m in m_circuits]
         return cls(
-            fractions=list(fractions),
-            n_edges=sizes,
-            f=f,
-            m_full=full,
-            m_empty=empty,
-            m_circuits=m_circuits,
-            cpr=area_under(fractions, f, log_x=log_x),
-            cmd=area_under(fractions, [abs(1 - v) for v in f], log_x=log_x),
-            log_x=log_x,
-            **random,
-        )
-
-
-def area_under(fractions, values, *, log_x: bool = False) -> float:
-    """Trapezoid area of ``values`` over ``fractions``; with ``log_x`` the x axis is
-    log10(fraction) rescaled to [0, 1] so the area stays comparable to the linear one."""
-    x = np.asarray(fractions, dtype=float)
-    y = np.asarray(values, dtype=float)
-    if log_x:
-        x = np.log10(x)
-        span = x[-1] - x[0]
-        x = (x - x[0]) / span if span > 0 else x * 0
-    return float(np.trapezoid(y, x))
+            fractions=list(fractions), n_edges=sizes, f=f, m_full=full, m_empty=empty,
+            m_circuits=m_circuits, **curve_areas(fractions, f), **random,
+        )  # fmt: skip
 
 
 def curve_settings(
@@ -508,7 +490,6 @@ def curve_of(
     m_empty: torch.Tensor,
     m_circ: torch.Tensor,
     draws: int,
-    log_x: bool,
 ) -> FaithfulnessCurve:
     """The curve of the per-example metrics ``m_circ`` ``[len(sizes) * (1 + draws), n]``: the
     top-edge circuits of each size, then the random draws of :func:`random_masks`."""
@@ -522,8 +503,7 @@ def curve_of(
         ).reshape(draws, len(sizes))
         random_f, random_std = drawn.mean(0).tolist(), drawn.std(0).tolist()
     return FaithfulnessCurve.from_metrics(
-        fractions, sizes, means[: len(sizes)], full, empty, log_x=log_x,
-        random_f=random_f, random_f_std=random_std, random_draws=draws,
+        fractions, sizes, means[: len(sizes)], full, empty, random_f=random_f, random_f_std=random_std, random_draws=draws,
     )  # fmt: skip
 
 
@@ -538,7 +518,6 @@ def faithfulness_curve(
     ablation: str | Ablation = "patching",
     mean_data: PromptPairs | None = None,
     batch_size: int = 8,
-    log_x: bool = False,
     random_baseline: bool = False,
     random_draws: int = RANDOM_DRAWS,
     seed: int = 0,
@@ -547,7 +526,8 @@ def faithfulness_curve(
     evaluator: CircuitEvaluator | None = None,
 ) -> FaithfulnessCurve:
     """Faithfulness of the top ``fraction`` of edges by score for each fraction (MIB's ten sizes
-    by default), evaluated together so clean and ablated runs are shared; CPR and CMD.
+    by default), evaluated together so clean and ablated runs are shared; its areas (MIB's CPR and
+    CMD, and CPR_log and CMD_log over a log size axis: :func:`curve_areas`).
 
     ``random_baseline``: per size, the mean and standard deviation of f over ``random_draws``
     random circuits (draw ``j`` of size ``i`` uses seed ``seed + i + j * len(fractions)``)."""
@@ -560,4 +540,4 @@ def faithfulness_curve(
         model, graph, data, masks, metric, ablation=ablation, mean_data=mean_data,
         batch_size=batch_size, quiet=quiet, setup=setup, evaluator=evaluator,
     )  # fmt: skip
-    return curve_of(fractions, sizes, m_full, m_empty, m_circ, draws, log_x)
+    return curve_of(fractions, sizes, m_full, m_empty, m_circ, draws)

@@ -154,14 +154,13 @@ def position_faithfulness_curve(
     *,
     fractions: tuple[float, ...] = DEFAULT_FRACTIONS,
     absolute: bool = True,
-    log_x: bool = False,
     random_baseline: bool = False,
     random_draws: int = RANDOM_DRAWS,
     seed: int = 0,
 ) -> FaithfulnessCurve:
-    """f of the top ``fraction`` of position-aware edges per fraction; CPR and CMD over the
-    fraction of position-aware edges kept. ``random_baseline``: per size, the mean and
-    standard deviation of f over ``random_draws`` random position-aware circuits (draw ``j`` of
+    """f of the top ``fraction`` of position-aware edges per fraction; its areas (CPR, CMD,
+    CPR_log, CMD_log) over the fraction of position-aware edges kept. ``random_baseline``: per
+    size, the mean and standard deviation of f over ``random_draws`` random position-aware circuits (draw ``j`` of
     size ``i`` uses seed ``seed + i + j * len(fractions)``, as
     :func:`circuits.search.faithfulness.faithfulness_curve`)."""
     _check_evaluator(evaluator, graph)
@@ -171,7 +170,7 @@ def position_faithfulness_curve(
     masks = [_mask(graph, order[:k]) for k in sizes]
     masks += random_masks(graph, sizes, draws, seed, n_spans=len(graph.positions))
     m_circ = evaluator.metrics(masks)
-    return curve_of(fractions, sizes, evaluator.m_full, evaluator.m_empty, m_circ, draws, log_x)
+    return curve_of(fractions, sizes, evaluator.m_full, evaluator.m_empty, m_circ, draws)
 
 
 def _check_evaluator(evaluator: CircuitEvaluator, graph: Graph) -> None:
