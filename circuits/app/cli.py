@@ -231,6 +231,7 @@ def _parser() -> argparse.ArgumentParser:
         help="evaluate with a --task, --metric or --ablation other than the graph was found with "
         "(by default such a mismatch is refused)",
     )  # fmt: skip
+    _changed_data_option(e)
     e.add_argument(
         "--json", action="store_true", help="print the result as JSON (warnings included)"
     )
@@ -263,6 +264,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Rebuild the report of a run folder from its metrics.json and figures.",
     )
     r.add_argument("run_dir", type=Path, help="run folder written by `circuits discover`")
+    r.add_argument(
+        "--data", metavar="FILE",
+        help="check that FILE is the prompt file the run was made with (its SHA-256 as recorded)",
+    )  # fmt: skip
+    _changed_data_option(r)
 
     c = sub.add_parser(
         "compare", help="two runs side by side (compare.html)",
@@ -289,6 +295,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("run_dir", type=Path, help="run folder written by `circuits discover`")
     s.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0: any free one)")
     s.add_argument("--device", help="torch device for the model (default: where it loads)")
+    s.add_argument(
+        "--data", metavar="FILE",
+        help="the run's prompt file, where it is now (default: the path the run recorded)",
+    )  # fmt: skip
+    _changed_data_option(s)
 
     b = sub.add_parser(
         "benchmark", help="score every method against the compiled ground-truth models",
@@ -299,6 +310,14 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--methods", nargs="+", help="methods (default: all)")
     b.add_argument("--models", nargs="+", help="compiled models (default: all)")
     return parser
+
+
+def _changed_data_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allow-changed-data", action="store_true",
+        help="use a prompt file whose bytes differ from the one the run was made with (by "
+        "default refused: the run records the file's SHA-256)",
+    )  # fmt: skip
 
 
 def _benchmark(args: argparse.Namespace) -> int:
@@ -363,14 +382,19 @@ def _discover(args: argparse.Namespace, argv: list[str]) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from circuits.app.discovery import DiscoverySettings, load_for_task
+    from circuits.app.integrity import check_prompt_file, load_checked_graph, recorded_prompt_sha256
     from circuits.app.prompts import split_pairs
     from circuits.search.faithfulness import evaluate
-    from graphs import Graph, ModelSpec
+    from graphs import ModelSpec
 
     _check_graph_file(args.graph)
     _one_prompt_source(args)
-    graph = Graph.load(args.graph)
+    graph = load_checked_graph(args.graph)
     _defaults_from_run(args, graph.metadata)
+    check_prompt_file(
+        args.data, recorded_prompt_sha256(graph.metadata, args.graph.parent),
+        allow_changed=args.allow_changed_data,
+    )  # fmt: skip
     settings = DiscoverySettings(
         model=args.model,
         task=args.task,
@@ -512,7 +536,7 @@ def _check_graph_file(path: Path) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from graphs import Graph
+    from circuits.app.integrity import load_checked_graph
     from graphs.dot_io import save_dot
 
     if args.format == "mib":  # ten circuits in MIB's layout, into a folder
@@ -529,7 +553,7 @@ def _export(args: argparse.Namespace) -> int:
         raise UsageError(f"{out} exists; pass --overwrite to replace it")
     if not out.parent.is_dir():
         raise UsageError(f"folder {out.parent} does not exist")
-    graph = Graph.load(args.graph)
+    graph = load_checked_graph(args.graph)
     if args.format == "dot":
         save_dot(graph, out, only_in_graph=not args.all_edges)
     else:
@@ -550,6 +574,10 @@ def _report(args: argparse.Namespace) -> int:
     from circuits.app.report import write_report
 
     _check_run_dir(args.run_dir)
+    if args.data is not None:
+        from circuits.app.integrity import check_run_prompt_file
+
+        print(check_run_prompt_file(args.run_dir, args.data, args.allow_changed_data))
     written = update_run_folder(args.run_dir)  # supernodes in the circuit figure, explorer.html
     md, html = write_report(args.run_dir)
     print(f"wrote {', '.join(str(p) for p in [md, html, *written])}")
@@ -583,7 +611,10 @@ def _serve(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be 0-65535, got {args.port}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    serve(args.run_dir, args.port, device=args.device)
+    serve(
+        args.run_dir, args.port, device=args.device, data=args.data,
+        allow_changed_data=args.allow_changed_data,
+    )  # fmt: skip
     return EXIT_OK
 
 
