@@ -382,7 +382,7 @@ def _discover(args: argparse.Namespace, argv: list[str]) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from circuits.app.discovery import DiscoverySettings, load_for_task
-    from circuits.app.integrity import check_prompt_file, load_checked_graph, recorded_prompt_sha256
+    from circuits.app.integrity import load_checked_graph
     from circuits.app.prompts import split_pairs
     from circuits.search.faithfulness import evaluate
     from graphs import ModelSpec
@@ -391,10 +391,6 @@ def _evaluate(args: argparse.Namespace) -> int:
     _one_prompt_source(args)
     graph = load_checked_graph(args.graph)
     _defaults_from_run(args, graph.metadata)
-    check_prompt_file(
-        args.data, recorded_prompt_sha256(graph.metadata, args.graph.parent),
-        allow_changed=args.allow_changed_data,
-    )  # fmt: skip
     settings = DiscoverySettings(
         model=args.model,
         task=args.task,
@@ -472,7 +468,9 @@ def _defaults_from_run(args: argparse.Namespace, metadata: dict) -> None:
     """Fill the options the user did not give (model, task, metric, ablation, seed, and the
     prompt file with its counterfactual) from the graph file's metadata, else the run record
     beside it, else the usual defaults; refuse a task, metric or ablation that contradicts the
-    graph's unless ``--allow-mismatch``."""
+    graph's unless ``--allow-mismatch``, and a prompt file whose bytes differ from the run's
+    unless ``--allow-changed-data``."""
+    from circuits.app.integrity import check_prompt_file, recorded_prompt_sha256
     from circuits.app.run import METRICS_FILE, RunFileError, RunRecord
     from circuits.models.zoo import DEFAULT_MODEL
 
@@ -513,6 +511,10 @@ def _defaults_from_run(args: argparse.Namespace, metadata: dict) -> None:
         if getattr(args, name) is None:
             value = recorded.get(name)
             setattr(args, name, value if value is not None else fallback.get(name))
+    check_prompt_file(
+        args.data, recorded_prompt_sha256(metadata, args.graph.parent),
+        allow_changed=args.allow_changed_data,
+    )  # fmt: skip
 
 
 def _check_graph_file(path: Path) -> None:
