@@ -231,6 +231,7 @@ def _parser() -> argparse.ArgumentParser:
         help="evaluate with a --task, --metric or --ablation other than the graph was found with "
         "(by default such a mismatch is refused)",
     )  # fmt: skip
+    _changed_data_option(e)
     e.add_argument(
         "--json", action="store_true", help="print the result as JSON (warnings included)"
     )
@@ -264,6 +265,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Rebuild the report of a run folder from its metrics.json and figures.",
     )
     r.add_argument("run_dir", type=Path, help="run folder written by `circuits discover`")
+    r.add_argument(
+        "--data", metavar="FILE",
+        help="check that FILE is the prompt file the run was made with (its SHA-256 as recorded)",
+    )  # fmt: skip
+    _changed_data_option(r)
 
     c = sub.add_parser(
         "compare", help="two runs side by side (compare.html)",
@@ -291,6 +297,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("run_dir", type=Path, help="run folder written by `circuits discover`")
     s.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0: any free one)")
     s.add_argument("--device", help="torch device for the model (default: where it loads)")
+    s.add_argument(
+        "--data", metavar="FILE",
+        help="the run's prompt file, where it is now (default: the path the run recorded)",
+    )  # fmt: skip
+    _changed_data_option(s)
 
     b = sub.add_parser(
         "benchmark", help="score every method against the compiled ground-truth models",
@@ -301,6 +312,14 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--methods", nargs="+", help="methods (default: all)")
     b.add_argument("--models", nargs="+", help="compiled models (default: all)")
     return parser
+
+
+def _changed_data_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allow-changed-data", action="store_true",
+        help="use a prompt file whose bytes differ from the one the run was made with (by "
+        "default refused: the run records the file's SHA-256)",
+    )  # fmt: skip
 
 
 def _benchmark(args: argparse.Namespace) -> int:
@@ -366,13 +385,14 @@ def _discover(args: argparse.Namespace, argv: list[str]) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from attribution.ablation import build_ablation
     from circuits.app.discovery import DiscoverySettings, load_for_task
+    from circuits.app.integrity import load_checked_graph
     from circuits.app.prompts import split_pairs
     from circuits.search.faithfulness import evaluate
-    from graphs import Graph, ModelSpec
+    from graphs import ModelSpec
 
     _check_graph_file(args.graph)
     _one_prompt_source(args)
-    graph = Graph.load(args.graph)
+    graph = load_checked_graph(args.graph)
     _defaults_from_run(args, graph.metadata)
     settings = DiscoverySettings(
         model=args.model,
@@ -455,7 +475,9 @@ def _defaults_from_run(args: argparse.Namespace, metadata: dict) -> None:
     """Fill the options the user did not give (model, task, metric, ablation, seed, and the
     prompt file with its counterfactual) from the graph file's metadata, else the run record
     beside it, else the usual defaults; refuse a task, metric or ablation that contradicts the
-    graph's unless ``--allow-mismatch``."""
+    graph's unless ``--allow-mismatch``, and a prompt file whose bytes differ from the run's
+    unless ``--allow-changed-data``."""
+    from circuits.app.integrity import check_prompt_file, recorded_prompt_sha256
     from circuits.app.run import METRICS_FILE, RunFileError, RunRecord
     from circuits.models.zoo import DEFAULT_MODEL
 
@@ -496,6 +518,10 @@ def _defaults_from_run(args: argparse.Namespace, metadata: dict) -> None:
         if getattr(args, name) is None:
             value = recorded.get(name)
             setattr(args, name, value if value is not None else fallback.get(name))
+    check_prompt_file(
+        args.data, recorded_prompt_sha256(metadata, args.graph.parent),
+        allow_changed=args.allow_changed_data,
+    )  # fmt: skip
 
 
 def _check_graph_file(path: Path) -> None:
@@ -519,7 +545,7 @@ def _check_graph_file(path: Path) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from graphs import Graph
+    from circuits.app.integrity import load_checked_graph
     from graphs.dot_io import save_dot
 
     if args.format == "mib":  # ten circuits in MIB's layout, into a folder
@@ -536,7 +562,7 @@ def _export(args: argparse.Namespace) -> int:
         raise UsageError(f"{out} exists; pass --overwrite to replace it")
     if not out.parent.is_dir():
         raise UsageError(f"folder {out.parent} does not exist")
-    graph = Graph.load(args.graph)
+    graph = load_checked_graph(args.graph)
     if args.format == "dot":
         save_dot(graph, out, only_in_graph=not args.all_edges)
     else:
@@ -557,6 +583,10 @@ def _report(args: argparse.Namespace) -> int:
     from circuits.app.report import write_report
 
     _check_run_dir(args.run_dir)
+    if args.data is not None:
+        from circuits.app.integrity import check_run_prompt_file
+
+        print(check_run_prompt_file(args.run_dir, args.data, args.allow_changed_data))
     written = update_run_folder(args.run_dir)  # supernodes in the circuit figure, explorer.html
     md, html = write_report(args.run_dir)
     print(f"wrote {', '.join(str(p) for p in [md, html, *written])}")
@@ -590,7 +620,10 @@ def _serve(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be 0-65535, got {args.port}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    serve(args.run_dir, args.port, device=args.device)
+    serve(
+        args.run_dir, args.port, device=args.device, data=args.data,
+        allow_changed_data=args.allow_changed_data,
+    )  # fmt: skip
     return EXIT_OK
 
 

@@ -13,7 +13,9 @@ interrupted run leaves nothing half-written): ``graph.graphml``, ``graph.json``,
 ``scores.safetensors`` (the same graph: scores and circuit), ``metrics.json``, the figures
 ``circuit``, ``faithfulness_curve`` and ``score_histogram`` as PNG and SVG,
 ``report.md`` / ``report.html`` and the interactive ``explorer.html``
-(:mod:`circuits.app.explorer`).
+(:mod:`circuits.app.explorer`). The output folder is checked and locked for the whole run
+(:mod:`circuits.app.output`), and ``metrics.json`` records the checksums of the graph files
+(:mod:`circuits.app.integrity`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from attribution.ablation import ablation_class, build_ablation
 from attribution.data import PromptPairs
 from attribution.distributed import is_main_process
 from circuits.app.checks import run_warnings, target_warnings, verdict
+from circuits.app.output import check_output_folder, output_lock
 from circuits.app.position_discovery import (
     POSITION_GRAPHML,
     POSITION_JSON,
@@ -207,86 +210,6 @@ def _check_device(name: str, option: str) -> None:
                 f"{option} {name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
                 f"numbered from 0"
             )
-
-
-def check_output_folder(out: Path, overwrite: bool) -> None:
-    """RunError unless ``out`` can be created (or replaced with ``overwrite``) and written.
-
-    The folder is replaced as a whole, so ``overwrite`` replaces only a run folder of this
-    tool (its ``metrics.json`` says ``"format": "circuit-discovery-run"``), and never the
-    current folder, the home folder, a git repository or a folder holding one of them.
-    """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise RunError(f"output {out} exists and is not a folder; choose another --out")
-    why = _protected(out)
-    if why:
-        raise RunError(
-            f"refusing to write the run folder {out}: it {why}, and a run folder is replaced "
-            f"as a whole; choose a new folder, e.g. --out {out / 'circuit_run'}"
-        )
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise RunError(
-                f"output folder {out} exists and is not empty; pass --overwrite to replace it, or choose another --out"
-            )
-        found = _not_a_run_folder(out)
-        if found:
-            raise RunError(
-                f"--overwrite replaces only a run folder written by `circuits discover`, and {out} "
-                f"is not one: it holds {found}; move those files away, or choose another --out"
-            )
-    parent = out.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise RunError(
-            f"cannot create {out}: {parent} is a file, not a folder; choose another --out"
-        )
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise RunError(f"cannot write to {parent} (permission denied); choose another --out")
-
-
-def _protected(out: Path) -> str:
-    """Why ``out`` must never be replaced (``""`` when it may be)."""
-    where = out.resolve()
-    cwd = Path.cwd().resolve()
-    try:
-        home = Path.home().resolve()
-    except RuntimeError:  # no home folder known
-        home = None
-    if where == cwd:
-        return "is the current folder"
-    if where in cwd.parents:
-        return "contains the current folder"
-    if home is not None and where == home:
-        return "is your home folder"
-    if home is not None and where in home.parents:
-        return "contains your home folder"
-    if (where / ".git").exists():
-        return "is a git repository (it holds .git)"
-    return ""
-
-
-def _not_a_run_folder(out: Path) -> str:
-    """What the non-empty folder ``out`` holds when it is not a run folder (``""`` when it is)."""
-    import json
-
-    from circuits.app.run import METRICS_FILE
-
-    try:
-        record = json.loads((out / METRICS_FILE).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        marker = f"no {METRICS_FILE}"
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        marker = f"a {METRICS_FILE} that is not JSON"
-    else:
-        if isinstance(record, dict) and record.get("format") == RUN_FORMAT:
-            return ""
-        marker = f'a {METRICS_FILE} without "format": "{RUN_FORMAT}"'
-    names = sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir())
-    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
-    return f"{', '.join(names[:5])}{more}, and {marker}"
 
 
 def load_for_task(
@@ -616,19 +539,34 @@ def discover(
     metrics dict.
 
     Raises:
-        RunError: bad settings or output folder (before any model work).
+        RunError: bad settings (before any model work).
+        circuits.app.output.OutputError: an output folder it must not or cannot write, or
+            one another run is writing (:func:`circuits.app.output.output_lock`; before any
+            model work).
         circuits.models.zoo.ZooError, circuits.models.ModelLoadError: the model cannot be loaded.
     """
+    out = Path(out)
+    settings.check()
+    check_output_folder(out, overwrite)
+    if not is_main_process():  # under torchrun rank 0 alone writes, so it alone locks
+        return _discover_and_write(settings, out, overwrite, quiet, command)
+    with output_lock(out, command):  # held until the folder is in place
+        check_output_folder(out, overwrite)  # again: a run may have finished before the lock
+        return _discover_and_write(settings, out, overwrite, quiet, command)
+
+
+def _discover_and_write(
+    settings: DiscoverySettings, out: Path, overwrite: bool, quiet: bool, command: str | None
+) -> dict[str, Any]:
+    """:func:`discover` once its output folder is checked (and locked)."""
     from circuits.app.explorer import write_explorer
     from circuits.app.figures import draw_circuit, plot_faithfulness_curve, plot_score_histogram
+    from circuits.app.integrity import file_digests, prompt_file_identity
     from circuits.app.position_figures import draw_position_circuit
     from circuits.app.report import write_report
     from graphs.atomic_files import atomic_directory
     from graphs.graphml_io import save_graphml
 
-    out = Path(out)
-    settings.check()
-    check_output_folder(out, overwrite)
     t_start = time.perf_counter()
     run = find_circuit(settings, quiet=quiet, command=command)
     graph, record = run.graph, run.record
@@ -646,8 +584,10 @@ def discover(
         graph.metadata["positions"] = settings.positions
     if ablation_class(settings.ablation).needs_reference:  # evaluate refits on as many prompts
         graph.metadata["n_reference"] = record.task["n_attribution"]
-    if settings.data is not None:  # the prompts came from a file: evaluate finds it again
-        graph.metadata.update(data=str(settings.data), counterfactual=settings.counterfactual)
+    if settings.data is not None:  # the prompts came from a file: evaluate finds it again,
+        # from any folder, and knows whether it changed since
+        path, digest = prompt_file_identity(settings.data)
+        graph.metadata.update(data=path, data_sha256=digest, counterfactual=settings.counterfactual)
     with atomic_directory(out, overwrite=overwrite) as tmp:
         t = time.perf_counter()
         # the position-agnostic layout: the run's main circuit, as a plain run writes it
@@ -672,6 +612,7 @@ def discover(
         plot_score_histogram(graph, tmp / "score_histogram", title=title)
         record.timings["figures_s"] = round(time.perf_counter() - t, 3)
         record.timings["total_s"] = round(time.perf_counter() - t_start, 3)
+        record.integrity = file_digests(tmp)  # checked by every reader of the graph files
         metrics = run.metrics
         RunRecord.from_dict(metrics).write(tmp)
         write_report(tmp)

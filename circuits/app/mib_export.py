@@ -138,7 +138,9 @@ def export_mib_run(source: Path, out: Path | None, overwrite: bool) -> list[Path
             f"{source}: no scores.safetensors; give a run folder written by `circuits discover` "
             "or a graph file"
         )
-    graph = Graph.load(graph_file)
+    from circuits.app.integrity import load_checked_graph
+
+    graph = load_checked_graph(graph_file)
     task, model = "task", graph.spec.model_name or "model"
     if (folder / METRICS_FILE).is_file():
         record = RunRecord.load(folder)

@@ -98,6 +98,11 @@ def split_pairs(
         )
         info = {"name": Path(data).stem, "description": f"prompt pairs from {data}"}
         info.update(prompts.describe())
+        # absolute, so the run's readers find the file from any folder; the hash tells them
+        # whether it is still the same file
+        from circuits.app.integrity import prompt_file_identity
+
+        info["data_file"], info["data_sha256"] = prompt_file_identity(data)
         if schema and prompts.schema is None:
             raise PositionError(
                 f"{data}: --positions schema needs each row's spans, and this file has none; "

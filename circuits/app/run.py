@@ -52,7 +52,8 @@ class RunRecord:
     the clean and corrupted held-out prompts, and quantiles of the per-example metrics;
     ``positions``: with ``--positions``, the position-aware circuit, its held-out f and curve,
     and its comparison with the position-agnostic circuit
-    (:mod:`circuits.app.position_discovery`); empty otherwise."""
+    (:mod:`circuits.app.position_discovery`); empty otherwise; ``integrity``: the SHA-256 of
+    each graph file and tensor, checked by every reader (:mod:`circuits.app.integrity`)."""
 
     model: dict[str, Any]
     task: dict[str, Any]
@@ -72,6 +73,8 @@ class RunRecord:
     examples: list[dict[str, Any]] = field(default_factory=list)
     behaviour: dict[str, Any] = field(default_factory=dict)
     positions: dict[str, Any] = field(default_factory=dict)
+    #: checksums of the graph files (:mod:`circuits.app.integrity`); empty in older folders
+    integrity: dict[str, Any] = field(default_factory=dict)
     package_version: str = "0+unknown"
     created: str = ""
     command: str | None = None
@@ -120,9 +123,13 @@ class RunRecord:
         return json.dumps(strict_json(self.to_dict()), indent=1, allow_nan=False) + "\n"
 
     def write(self, folder: str | os.PathLike[str]) -> Path:
-        """Write ``folder/metrics.json``; returns its path."""
+        """Write ``folder/metrics.json`` (atomically: readers never see half a record);
+        returns its path."""
+        from graphs.atomic_files import atomic_write
+
         path = Path(folder) / METRICS_FILE
-        path.write_text(self.to_json(), encoding="utf-8")
+        with atomic_write(path) as handle:
+            handle.write(self.to_json().encode("utf-8"))
         return path
 
     @classmethod
@@ -149,7 +156,7 @@ class RunRecord:
 _SECTIONS = (
     "model", "task", "settings", "graph", "circuit", "faithfulness", "curve", "search",
     "attribution", "timings", "top_edges", "figures", "verdict", "warnings", "circuit_edges",
-    "examples", "behaviour", "positions",
+    "examples", "behaviour", "positions", "integrity",
 )  # fmt: skip
 
 

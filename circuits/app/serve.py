@@ -99,22 +99,29 @@ class LiveEvaluator:
         batch_size: int | None = None,
         bootstrap: int = 1000,
         quiet: bool = True,
+        data: str | os.PathLike[str] | None = None,
+        allow_changed_data: bool = False,
     ):
         from attribution.ablation import build_ablation
         from circuits.app.discovery import DiscoverySettings, load_for_task
+        from circuits.app.integrity import check_prompt_file
         from circuits.app.prompts import split_pairs
         from circuits.search.faithfulness import CircuitEvaluator
 
         record = RunRecord.load(run_dir)
         self.graph = load_run_graph(run_dir)
         task, settings = record.task, record.settings
+        # the prompt file: where the user says it is now, else where the run recorded it
+        data = str(data) if data is not None else task.get("data_file")
+        if data is not None:
+            check_prompt_file(data, task.get("data_sha256"), allow_changed=allow_changed_data)
         self.settings = DiscoverySettings(
             model=record.model.get("name") or "toy-gpt2",
-            task=task.get("name") if task.get("data_file") is None else "ioi",
+            task=task.get("name") if data is None else "ioi",
             metric=settings.get("metric"),
             ablation=settings.get("ablation") or "patching",
             seed=int(task.get("seed", settings.get("seed", 0))),
-            data=task.get("data_file"),
+            data=data,
             counterfactual=task.get("counterfactual"),
             n_eval=int(n_examples or task.get("n_evaluation") or 100),
             batch_size=int(batch_size or settings.get("batch_size") or 16),

@@ -138,11 +138,14 @@ def render_explorer(data: dict[str, Any]) -> str:
 
 
 def load_run_graph(run_dir: str | os.PathLike[str]) -> Graph:
-    """The run's graph (scores and circuit) from ``scores.safetensors``, else ``graph.json``."""
+    """The run's graph (scores and circuit) from ``scores.safetensors``, else ``graph.json``,
+    checked against the run record's checksums (:mod:`circuits.app.integrity`)."""
+    from circuits.app.integrity import load_checked_graph
+
     run_dir = Path(run_dir)
     for name in ("scores.safetensors", "graph.json", "graph.graphml"):
         if (run_dir / name).is_file():
-            return Graph.load(run_dir / name)
+            return load_checked_graph(run_dir / name)
     from circuits.app.run import RunFileError
 
     raise RunFileError(
