@@ -61,6 +61,12 @@ def _method_name(text: str) -> str:
     return text
 
 
+def _version() -> str:
+    from circuits import __version__
+
+    return __version__
+
+
 def _parser() -> argparse.ArgumentParser:
     from attribution import ABLATIONS, METRICS, RULES
     from attribution.methods import method_names
@@ -75,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Run `circuits COMMAND --help` for a command's options. Exit codes: 0 ok, 2 bad input, 1 failure, "
         "130 Ctrl-C, 143 SIGTERM.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def model_and_task(p: argparse.ArgumentParser, from_run: bool = False) -> None:
