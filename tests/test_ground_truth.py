@@ -160,6 +160,24 @@ def test_saved_folder_and_zoo_load_like_any_model(tmp_path):
         registry.build("gt-nope")
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_save_after_bridging_in_place_reloads_the_same_model(name, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    # the docs' order: load_model(truth.model) rewires the model, then truth.save writes it
+    truth = registry.build(name)
+    with torch.no_grad():
+        reference = truth.model(truth.data.clean).logits
+    bridge = load_model(truth.model, tokenizer=truth.tokenizer)
+    truth.save(tmp_path / name, bridge=bridge)
+    raw = AutoModelForCausalLM.from_pretrained(tmp_path / name, local_files_only=True)
+    with torch.no_grad():
+        assert torch.equal(raw(truth.data.clean).logits, reference)  # the very same weights
+    reloaded = load_model(tmp_path / name)
+    saved = Graph.load(tmp_path / name / "circuit.json", model=reloaded)
+    assert sorted(saved.edges_in_graph) == sorted(truth.circuit)
+
+
 def test_auroc_equals_brute_force_pair_count():
     gen = torch.Generator().manual_seed(0)
     for _ in range(100):

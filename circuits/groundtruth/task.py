@@ -60,10 +60,13 @@ class GroundTruth:
     def save(self, folder: str | Path, bridge=None) -> Path:
         """Write the model and tokenizer (``save_pretrained``), ``circuit.json`` (the graph with
         the true circuit) and ``task.json`` (prompts, answers, circuit and trap edge names,
-        epsilon, delta) to ``folder``; ``bridge`` (a loaded copy) is needed for the graph."""
+        epsilon, delta) to ``folder``; ``bridge`` (a loaded copy) is needed for the graph.
+        Works also after ``load_model(truth.model)`` rewired the model in place."""
+        from circuits.models.loading import unbridged
+
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(folder)
+        unbridged(self.model).save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
         if bridge is not None:
             self.truth_graph(bridge).save(folder / "circuit.json")
