@@ -76,6 +76,10 @@ def _only_blank(lines: list[str], previous: Snippet, fence: int) -> bool:
 def _run_file(path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from circuits.groundtruth import registry
+
+    # a snippet may register a ground truth; keep it out of the other tests
+    monkeypatch.setattr(registry, "BUILDERS", dict(registry.BUILDERS))
     namespace: dict = {"__name__": "__snippet__"}
     for snippet in snippets(path):
         if snippet.skip:

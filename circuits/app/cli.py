@@ -304,16 +304,36 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     b.add_argument("--out", type=Path, default=Path("benchmark_run"), help="output folder")
     b.add_argument("--methods", nargs="+", help="methods (default: all)")
-    b.add_argument("--models", nargs="+", help="compiled models (default: all)")
+    b.add_argument(
+        "--models", nargs="+", help="compiled models (default: all, none with --model-dir)"
+    )
+    b.add_argument(
+        "--model-dir", type=Path, metavar="FOLDER",
+        help="your own model: a folder written by truth.save (save_pretrained plus task.json, "
+        "the prompts as token ids); see docs/ground_truth.md",
+    )  # fmt: skip
+    b.add_argument(
+        "--true-edges", type=Path, metavar="FILE",
+        help="JSON list of the true circuit's edge names for --model-dir (default: task.json's "
+        "'circuit')",
+    )  # fmt: skip
     return parser
 
 
 def _benchmark(args: argparse.Namespace) -> int:
     from circuits.groundtruth.benchmark import markdown_table, run_benchmark
+    from circuits.groundtruth.custom import from_folder, read_true_edges
 
+    if args.true_edges is not None and args.model_dir is None:
+        raise UsageError("--true-edges names the edges of --model-dir FOLDER; pass both")
+    if args.true_edges is not None:
+        read_true_edges(args.true_edges)  # a malformed file fails before the model loads
+    truths = [from_folder(args.model_dir, args.true_edges)] if args.model_dir else None
     try:
-        rows = run_benchmark(methods=args.methods, models=args.models, out=args.out)
+        rows = run_benchmark(methods=args.methods, models=args.models, out=args.out, truths=truths)
     except ValueError as err:
+        if isinstance(err, CircuitDiscoveryError):
+            raise
         raise UsageError(str(err)) from err
     print(markdown_table(rows), end="")
     print(f"wrote {args.out}/benchmark.md, benchmark.json and roc.png")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ class GroundTruth:
         epsilon: proven bound on ``|exact score|`` of every edge outside the circuit.
         delta: proven lower bound on ``|exact score|`` of every edge inside it.
         metric: the metric the proof is stated for.
+        places: edge name -> ``"FILE:LINE"`` where a true-edges file names it (for errors).
     """
 
     name: str
@@ -43,6 +44,7 @@ class GroundTruth:
     epsilon: float = 1e-4
     delta: float = 1.0
     metric: str = "logit_diff"
+    places: dict[str, str] = field(default_factory=dict)
 
     def mask(self, graph: Graph, edges: tuple[str, ...] | None = None) -> torch.Tensor:
         """Bool ``[n_forward, n_backward]``: the circuit's edges (or ``edges``) in ``graph``."""
