@@ -136,3 +136,34 @@ def test_guide_lists_every_registered_method():
     sentence = guide[guide.index("`--method` takes") :].split(".")[0]
     missing = [name for name in method_names() if f"`{name}`" not in sentence]
     assert not missing, f"docs/guide.md's --method list lacks {missing}"
+
+
+def _command_lines(path: str) -> list[tuple[int, str]]:
+    """``(line, arguments)`` of every command line ``circuits ...`` of ``path`` (backslash
+    continuations joined), except synopses with ``[...]``, ``|`` or ``...`` in them."""
+    found = []
+    lines = (ROOT / path).read_text().splitlines()
+    for n, line in enumerate(lines, 1):
+        match = re.match(r"^\s*(?:\$ )?(?:torchrun .*?)?circuits (.+)$", line)
+        if not match or any(t in line for t in ("[", "|", "...", "…")):
+            continue
+        text, k = match.group(1), n
+        while text.endswith("\\"):
+            text, k = text[:-1] + lines[k].strip(), k + 1
+        found.append((n, text.split("  #")[0].split("# ")[0].strip()))
+    return found
+
+
+@pytest.mark.parametrize("path", FILES)
+def test_shell_examples_are_valid_command_lines(path):
+    import shlex
+
+    from circuits.app.cli import _parser
+
+    parser = _parser()
+    for line, arguments in _command_lines(path):
+        with contextlib.redirect_stderr(io.StringIO()) as err:
+            try:
+                parser.parse_args(shlex.split(arguments))
+            except SystemExit:
+                pytest.fail(f"{path}:{line}: `circuits {arguments}`: {err.getvalue().strip()}")
