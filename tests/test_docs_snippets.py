@@ -14,6 +14,7 @@ import contextlib
 import io
 import re
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,8 +88,14 @@ def _run_file(path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         # padded so that a traceback's line numbers are the markdown file's
         code = compile("\n" * (snippet.line - 1) + snippet.code, str(ROOT / path), "exec")
         printed = io.StringIO()
-        with contextlib.redirect_stdout(printed):
+        with contextlib.redirect_stdout(printed), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             exec(code, namespace)  # noqa: S102 - running the documentation is the test
+        # a warning raised at the snippet's own line is the project telling it it misuses an API
+        misuse = [
+            f"{path}:{w.lineno}: {w.message}" for w in caught if w.filename == code.co_filename
+        ]
+        assert not misuse, misuse
         if snippet.output is not None:
             shown = [line.rstrip() for line in snippet.output.strip().splitlines()]
             real = [line.rstrip() for line in printed.getvalue().strip().splitlines()]
@@ -126,6 +133,9 @@ def test_parser_reads_blocks_skips_and_shown_output(tmp_path, monkeypatch):
     assert (second.line, second.skip, second.output) == (13, "needs a GPU", None)
     page.write_text(page.read_text().replace("```text\n2", "```text\n3"))
     with pytest.raises(AssertionError, match="page.md:4"):
+        _run_file("page.md", tmp_path, monkeypatch)
+    page.write_text('```python\nimport warnings\nwarnings.warn("misused")\n```\n')
+    with pytest.raises(AssertionError, match="page.md:3: misused"):
         _run_file("page.md", tmp_path, monkeypatch)
 
 
