@@ -291,3 +291,15 @@ def test_register_makes_an_own_ground_truth_a_named_model(saved_prev_token, monk
     assert rows[0]["model"] == "my-truth" and rows[0]["auroc"] == 1.0
     with pytest.raises(ValueError, match="taken"):
         registry.register("toy-gpt2", registry.BUILDERS["gt-trap"])
+
+
+def test_benchmark_checks_methods_and_folder_before_loading(tmp_path, capsys):
+    from circuits.app.cli import main
+
+    missing = str(tmp_path / "nowhere")
+    assert main(["benchmark", "--model-dir", missing, "--methods", "nope"]) == 2
+    assert "unknown methods ['nope']" in capsys.readouterr().err
+    assert main(["benchmark", "--model-dir", missing, "--methods", "exact"]) == 2
+    assert f"model folder {missing} does not exist" in capsys.readouterr().err
+    assert main(["benchmark", "--true-edges", missing]) == 2
+    assert "pass both" in capsys.readouterr().err

@@ -113,12 +113,14 @@ def _ground_truth_prompt_file(name: str, path) -> None:
             handle.write(json.dumps(row) + "\n")
 
 
-def test_ground_truth_models_work_with_model_on_the_command_line(tmp_path, capsys):
+@pytest.mark.parametrize("name", [n for n in zoo.available() if n.startswith("gt-")])
+def test_ground_truth_models_work_with_model_on_the_command_line(name, tmp_path, capsys):
+    # the model's own prompts, written as text, tokenise back to one token a word
     from circuits.app.cli import main
 
     prompts = tmp_path / "gt.jsonl"
-    _ground_truth_prompt_file("gt-ioi", prompts)
-    assert main(["data", "check", str(prompts), "--model", "gt-ioi"]) == 0
+    _ground_truth_prompt_file(name, prompts)
+    assert main(["data", "check", str(prompts), "--model", name]) == 0, capsys.readouterr().err
     assert "no problems found" in capsys.readouterr().out
 
 

@@ -321,15 +321,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _benchmark(args: argparse.Namespace) -> int:
-    from circuits.groundtruth.benchmark import markdown_table, run_benchmark
+    from circuits.groundtruth.benchmark import check_methods, markdown_table, run_benchmark
     from circuits.groundtruth.custom import from_folder, read_true_edges
 
     if args.true_edges is not None and args.model_dir is None:
         raise UsageError("--true-edges names the edges of --model-dir FOLDER; pass both")
-    if args.true_edges is not None:
-        read_true_edges(args.true_edges)  # a malformed file fails before the model loads
-    truths = [from_folder(args.model_dir, args.true_edges)] if args.model_dir else None
-    try:
+    try:  # bad methods and a malformed edges file fail before the model loads
+        check_methods(args.methods)
+        if args.true_edges is not None:
+            read_true_edges(args.true_edges)
+        truths = [from_folder(args.model_dir, args.true_edges)] if args.model_dir else None
         rows = run_benchmark(methods=args.methods, models=args.models, out=args.out, truths=truths)
     except ValueError as err:
         if isinstance(err, CircuitDiscoveryError):

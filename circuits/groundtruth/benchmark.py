@@ -28,7 +28,7 @@ from circuits.search.minimal import minimal_circuit
 from graphs import Graph
 from graphs.atomic import atomic_write
 
-__all__ = ["COLUMNS", "run_benchmark", "markdown_table"]
+__all__ = ["COLUMNS", "check_methods", "run_benchmark", "markdown_table"]
 
 #: Columns of the markdown table: (key in a result row, header, format).
 COLUMNS = (
@@ -44,6 +44,11 @@ COLUMNS = (
     ("cmd", "CMD", "{:.3f}"),
     ("seconds", "s", "{:.2f}"),
 )
+
+
+def check_methods(methods: list[str] | None) -> list[str]:
+    """``methods`` (default: every registered one); ValueError naming an unknown one."""
+    return _check_names(methods, list(METHODS), "methods")
 
 
 def _check_names(given: list[str] | None, known: list[str], what: str) -> list[str]:
@@ -122,7 +127,7 @@ def run_benchmark(
     when ``truths``, your own :class:`GroundTruth` objects, are given); ValueError names an
     unknown one, :class:`.custom.GroundTruthError` an edge the model does not have (before
     any attribution). Prompts and noise are drawn with ``seed``."""
-    methods = _check_names(methods, list(METHODS), "methods")
+    methods = check_methods(methods)
     if truths and models is None:
         models = []
     if models or not truths:

@@ -12,7 +12,7 @@ import torch
 from attribution.data import PromptPairs
 from graphs import Graph
 
-__all__ = ["GroundTruth", "pairs", "vocabulary"]
+__all__ = ["GroundTruth", "numbered_words", "pairs", "vocabulary"]
 
 
 @dataclass
@@ -87,6 +87,13 @@ class GroundTruth:
         }
         (folder / "task.json").write_text(json.dumps(task, indent=1) + "\n")
         return folder
+
+
+def numbered_words(prefix: str, n: int) -> list[str]:
+    """``n`` words ``prefix`` + the number spelt in letters (``wa wb ... wba``: 0 -> a, ...):
+    one token each under the word pattern, which splits digits off (``w1`` would be two), and
+    sorted like ``prefix0 ... prefix{n-1}``, so the vocabulary ids are those digits gave."""
+    return [prefix + "".join("abcdefghij"[int(d)] for d in str(i)) for i in range(n)]
 
 
 def vocabulary(words: list[str]) -> tuple[Any, dict[str, int]]:
