@@ -2,7 +2,14 @@
 minimal-circuit search and the discovery job. Subpackages: ``circuits.models.zoo`` (bundled
 models), ``circuits.tasks``, ``circuits.alignment`` (DAS), ``circuits.patchscopes``."""
 
+from importlib.metadata import PackageNotFoundError, version
+
 from graphs.lazy import lazy_exports
+
+try:
+    __version__ = version("circuit-discovery")
+except PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
 
 # Imported on first use (graphs/lazy.py says why); name -> the module that defines it.
 _WHERE = {
@@ -39,6 +46,7 @@ _WHERE = {
 __getattr__, __dir__ = lazy_exports(__name__, _WHERE)
 
 __all__ = [
+    "__version__",
     "DEFAULT_FRACTIONS",
     "TASK_NAMES",
     "DiscoverySettings",

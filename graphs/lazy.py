@@ -19,13 +19,19 @@ def lazy_exports(
     package: str, where: Mapping[str, str]
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """``(__getattr__, __dir__)`` for ``package``: each name in ``where`` is read from the
-    module ``where[name]`` on first access and then cached on the package."""
+    module ``where[name]`` on first access and then cached on the package. A name that is a
+    submodule of ``where[name]`` (``"zoo": "circuits.models"``) is imported as one, since
+    a package's submodules are not its attributes until something imports them."""
 
     def __getattr__(name: str) -> Any:
         module = where.get(name)
         if module is None:  # AttributeError lets `from package import submodule` go on
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(module), name)
+        source = importlib.import_module(module)
+        try:
+            value = getattr(source, name)
+        except AttributeError:
+            value = importlib.import_module(f"{module}.{name}")
         setattr(sys.modules[package], name, value)
         return value
 

@@ -160,6 +160,24 @@ def test_saved_folder_and_zoo_load_like_any_model(tmp_path):
         registry.build("gt-nope")
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_save_after_bridging_in_place_reloads_the_same_model(name, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    # the docs' order: load_model(truth.model) rewires the model, then truth.save writes it
+    truth = registry.build(name)
+    with torch.no_grad():
+        reference = truth.model(truth.data.clean).logits
+    bridge = load_model(truth.model, tokenizer=truth.tokenizer)
+    truth.save(tmp_path / name, bridge=bridge)
+    raw = AutoModelForCausalLM.from_pretrained(tmp_path / name, local_files_only=True)
+    with torch.no_grad():
+        assert torch.equal(raw(truth.data.clean).logits, reference)  # the very same weights
+    reloaded = load_model(tmp_path / name)
+    saved = Graph.load(tmp_path / name / "circuit.json", model=reloaded)
+    assert sorted(saved.edges_in_graph) == sorted(truth.circuit)
+
+
 def test_auroc_equals_brute_force_pair_count():
     gen = torch.Generator().manual_seed(0)
     for _ in range(100):
@@ -209,3 +227,79 @@ def test_benchmark_command_line(tmp_path, capsys):
         == 0
     )
     assert "| gt-prev-token | exact | 23 | 1.000 |" in (tmp_path / "benchmark.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def saved_prev_token(tmp_path_factory):
+    """gt-prev-token saved by truth.save, as a user's own model folder."""
+    folder = tmp_path_factory.mktemp("own") / "my-model"
+    registry.build("gt-prev-token").save(folder)
+    return folder
+
+
+def _edges_file(path, text: str):
+    path.write_text(text)
+    return path
+
+
+def test_benchmark_scores_a_saved_model_folder_with_its_true_edges(saved_prev_token, tmp_path):
+    from circuits.app.cli import main
+
+    edges = _edges_file(tmp_path / "edges.json", '[\n "input->a0.h0<v>",\n "a0.h0->logits"\n]\n')
+    out = tmp_path / "bench"
+    argv = ["benchmark", "--model-dir", str(saved_prev_token), "--true-edges", str(edges)]
+    assert main([*argv, "--methods", "exact", "--out", str(out)]) == 0
+    rows = json.loads((out / "benchmark.json").read_text())["results"]
+    assert [(r["model"], r["method"], r["n_true"]) for r in rows] == [("gt-prev-token", "exact", 2)]
+    assert rows[0]["auroc"] == 1.0 and rows[0]["precision"] == rows[0]["recall"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("text", "place", "says"),
+    [
+        ('[\n "input->a0.h0<v>",\n "a0.h0->logits"\n', ":4:1", "not JSON"),
+        ('{"circuit": ["a0.h0->logits"]}', ":1", "list of edge names"),
+        ('[\n "input->a0.h0<v>",\n 7\n]', ":3", "item 1 is 7"),
+        ('[\n "input->a0.h0<v>",\n "a0.h9->logits"\n]', ":3", "unknown edge 'a0.h9->logits'"),
+    ],
+    ids=["malformed", "not-a-list", "not-a-name", "unknown-edge"],
+)
+def test_bad_true_edges_file_exits_2_naming_file_and_line(
+    saved_prev_token, tmp_path, capsys, text, place, says
+):
+    from circuits.app.cli import main
+
+    edges = _edges_file(tmp_path / "edges.json", text)
+    argv = ["benchmark", "--model-dir", str(saved_prev_token), "--true-edges", str(edges)]
+    assert main([*argv, "--methods", "exact", "--out", str(tmp_path / "bench")]) == 2
+    err = capsys.readouterr().err
+    assert f"{edges}{place}" in err and says in err
+    assert not (tmp_path / "bench").exists()  # refused before any attribution
+
+
+def test_register_makes_an_own_ground_truth_a_named_model(saved_prev_token, monkeypatch):
+    from circuits.groundtruth.custom import from_folder
+
+    monkeypatch.setattr(registry, "BUILDERS", dict(registry.BUILDERS))
+    registry.register("my-truth", lambda **_: from_folder(saved_prev_token, name="my-truth"))
+    assert "my-truth" in registry.names() and "my-truth" in zoo.available()
+    bridge, _ = zoo.load("my-truth")
+    assert sorted(registry.build("my-truth").truth_graph(bridge).edges_in_graph) == sorted(
+        registry.build("gt-prev-token").circuit
+    )
+    rows = run_benchmark(methods=["exact"], models=["my-truth"])
+    assert rows[0]["model"] == "my-truth" and rows[0]["auroc"] == 1.0
+    with pytest.raises(ValueError, match="taken"):
+        registry.register("toy-gpt2", registry.BUILDERS["gt-trap"])
+
+
+def test_benchmark_checks_methods_and_folder_before_loading(tmp_path, capsys):
+    from circuits.app.cli import main
+
+    missing = str(tmp_path / "nowhere")
+    assert main(["benchmark", "--model-dir", missing, "--methods", "nope"]) == 2
+    assert "unknown methods ['nope']" in capsys.readouterr().err
+    assert main(["benchmark", "--model-dir", missing, "--methods", "exact"]) == 2
+    assert f"model folder {missing} does not exist" in capsys.readouterr().err
+    assert main(["benchmark", "--true-edges", missing]) == 2
+    assert "pass both" in capsys.readouterr().err

@@ -83,3 +83,55 @@ def test_load_works_with_the_hub_unreachable(monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
     bridge, tokenizer = zoo.load(zoo.DEFAULT_MODEL)
     assert tokenizer("a")["input_ids"][0] == tokenizer.bos_token_id
+
+
+def test_every_listed_name_gives_its_tokenizer_and_unknown_lists_them_all():
+    for name in zoo.available():
+        tokenizer = zoo.load_tokenizer(name)
+        assert tokenizer.convert_ids_to_tokens([tokenizer.bos_token_id]) == ["<bos>"], name
+    with pytest.raises(zoo.ZooError) as caught:
+        zoo.model_dir("gpt-5")
+    assert caught.value.args[0].endswith(", ".join(zoo.available()))
+    with pytest.raises(zoo.ZooError, match="compiled in memory"):
+        zoo.model_dir("gt-ioi")
+
+
+def _ground_truth_prompt_file(name: str, path) -> None:
+    """The compiled model's own prompt pairs, as a prompt file of text."""
+    from circuits.groundtruth import registry
+
+    truth = registry.build(name)
+    decode = truth.tokenizer.decode
+    with open(path, "w") as handle:
+        for i in range(len(truth.data.clean)):
+            row = {
+                "clean": decode(truth.data.clean[i][1:]),  # the tokenizer adds <bos>
+                "corrupted": decode(truth.data.corrupted[i][1:]),
+                "answer": " " + decode(truth.data.answers[i].reshape(-1)[:1]),
+                "distractor": " " + decode(truth.data.distractors[i].reshape(-1)[:1]),
+            }
+            handle.write(json.dumps(row) + "\n")
+
+
+@pytest.mark.parametrize("name", [n for n in zoo.available() if n.startswith("gt-")])
+def test_ground_truth_models_work_with_model_on_the_command_line(name, tmp_path, capsys):
+    # the model's own prompts, written as text, tokenise back to one token a word
+    from circuits.app.cli import main
+
+    prompts = tmp_path / "gt.jsonl"
+    _ground_truth_prompt_file(name, prompts)
+    assert main(["data", "check", str(prompts), "--model", name]) == 0, capsys.readouterr().err
+    assert "no problems found" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_discover_runs_on_a_ground_truth_model(tmp_path, capsys):
+    from circuits.app.cli import main
+
+    prompts = tmp_path / "gt.jsonl"
+    _ground_truth_prompt_file("gt-ioi", prompts)
+    out = tmp_path / "run"
+    argv = ["discover", "--model", "gt-ioi", "--data", str(prompts), "--out", str(out), "--quiet"]
+    assert main(argv) == 0, capsys.readouterr().err
+    record = json.loads((out / "metrics.json").read_text())
+    assert "gt-ioi" in json.dumps(record)

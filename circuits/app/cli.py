@@ -61,6 +61,12 @@ def _method_name(text: str) -> str:
     return text
 
 
+def _version() -> str:
+    from circuits import __version__
+
+    return __version__
+
+
 def _parser() -> argparse.ArgumentParser:
     from attribution import ABLATIONS, METRICS, RULES
     from attribution.methods import method_names
@@ -75,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Run `circuits COMMAND --help` for a command's options. Exit codes: 0 ok, 2 bad input, 1 failure, "
         "130 Ctrl-C, 143 SIGTERM.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def model_and_task(p: argparse.ArgumentParser, from_run: bool = False) -> None:
@@ -310,7 +317,19 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     b.add_argument("--out", type=Path, default=Path("benchmark_run"), help="output folder")
     b.add_argument("--methods", nargs="+", help="methods (default: all)")
-    b.add_argument("--models", nargs="+", help="compiled models (default: all)")
+    b.add_argument(
+        "--models", nargs="+", help="compiled models (default: all, none with --model-dir)"
+    )
+    b.add_argument(
+        "--model-dir", type=Path, metavar="FOLDER",
+        help="your own model: a folder written by truth.save (save_pretrained plus task.json, "
+        "the prompts as token ids); see docs/ground_truth.md",
+    )  # fmt: skip
+    b.add_argument(
+        "--true-edges", type=Path, metavar="FILE",
+        help="JSON list of the true circuit's edge names for --model-dir (default: task.json's "
+        "'circuit')",
+    )  # fmt: skip
     return parser
 
 
@@ -323,11 +342,20 @@ def _changed_data_option(p: argparse.ArgumentParser) -> None:
 
 
 def _benchmark(args: argparse.Namespace) -> int:
-    from circuits.groundtruth.benchmark import markdown_table, run_benchmark
+    from circuits.groundtruth.benchmark import check_methods, markdown_table, run_benchmark
+    from circuits.groundtruth.custom import from_folder, read_true_edges
 
-    try:
-        rows = run_benchmark(methods=args.methods, models=args.models, out=args.out)
+    if args.true_edges is not None and args.model_dir is None:
+        raise UsageError("--true-edges names the edges of --model-dir FOLDER; pass both")
+    try:  # bad methods and a malformed edges file fail before the model loads
+        check_methods(args.methods)
+        if args.true_edges is not None:
+            read_true_edges(args.true_edges)
+        truths = [from_folder(args.model_dir, args.true_edges)] if args.model_dir else None
+        rows = run_benchmark(methods=args.methods, models=args.models, out=args.out, truths=truths)
     except ValueError as err:
+        if isinstance(err, CircuitDiscoveryError):
+            raise
         raise UsageError(str(err)) from err
     print(markdown_table(rows), end="")
     print(f"wrote {args.out}/benchmark.md, benchmark.json and roc.png")

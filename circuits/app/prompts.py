@@ -41,7 +41,7 @@ def load_tokenizer(model: str) -> Any:
     from circuits.models import ModelLoadError
 
     if model in zoo.available():
-        return AutoTokenizer.from_pretrained(zoo.model_dir(model), local_files_only=True)
+        return zoo.load_tokenizer(model)
     try:
         return AutoTokenizer.from_pretrained(model)
     except Exception as err:  # noqa: BLE001 - transformers raises OSError, ValueError, ...

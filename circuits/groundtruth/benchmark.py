@@ -19,14 +19,16 @@ import torch
 
 from attribution import METHODS, attribute
 from circuits.groundtruth import registry
+from circuits.groundtruth.custom import check_edges
 from circuits.groundtruth.roc_figure import draw_roc_curves
 from circuits.groundtruth.scoring import auroc, precision_recall, roc_points
+from circuits.groundtruth.task import GroundTruth
 from circuits.search.faithfulness import CircuitEvaluator, faithfulness_curve
 from circuits.search.minimal import minimal_circuit
 from graphs import Graph
 from graphs.atomic import atomic_write
 
-__all__ = ["COLUMNS", "run_benchmark", "markdown_table"]
+__all__ = ["COLUMNS", "check_methods", "run_benchmark", "markdown_table"]
 
 #: Columns of the markdown table: (key in a result row, header, format).
 COLUMNS = (
@@ -42,6 +44,11 @@ COLUMNS = (
     ("cmd", "CMD", "{:.3f}"),
     ("seconds", "s", "{:.2f}"),
 )
+
+
+def check_methods(methods: list[str] | None) -> list[str]:
+    """``methods`` (default: every registered one); ValueError naming an unknown one."""
+    return _check_names(methods, list(METHODS), "methods")
 
 
 def _check_names(given: list[str] | None, known: list[str], what: str) -> list[str]:
@@ -90,6 +97,20 @@ def _score_method(model, graph: Graph, truth, method: str, *, steps: int, target
     return row
 
 
+def _prepare(
+    item: str | GroundTruth, seed: int, dtype: torch.dtype
+) -> tuple[GroundTruth, Any, Graph]:
+    """``(truth, bridge, graph)`` of a registry name or a :class:`GroundTruth`, its true and
+    trap edges checked against the graph."""
+    from circuits.models import load_model
+
+    truth = registry.build(item, seed=seed) if isinstance(item, str) else item
+    bridge = load_model(truth.model, tokenizer=truth.tokenizer, dtype=dtype)
+    graph = Graph.from_model(bridge)
+    check_edges(truth, graph)
+    return truth, bridge, graph
+
+
 def run_benchmark(
     methods: list[str] | None = None,
     models: list[str] | None = None,
@@ -99,27 +120,30 @@ def run_benchmark(
     target: float = 0.9,
     seed: int = 0,
     dtype: torch.dtype = torch.float32,
+    truths: list[GroundTruth] | None = None,
 ) -> list[dict[str, Any]]:
     """One result row per (model, method); ``out`` (a folder, created) also gets the table,
-    the JSON and the ROC figure. ``methods``/``models`` default to all; ValueError names an
-    unknown one. Prompts and noise are drawn with ``seed``."""
-    from circuits.models import load_model
-
-    methods = _check_names(methods, list(METHODS), "methods")
-    models = _check_names(models, registry.names(), "models")
+    the JSON and the ROC figure. ``methods``/``models`` default to all (``models`` to none
+    when ``truths``, your own :class:`GroundTruth` objects, are given); ValueError names an
+    unknown one, :class:`.custom.GroundTruthError` an edge the model does not have (before
+    any attribution). Prompts and noise are drawn with ``seed``."""
+    methods = check_methods(methods)
+    if truths and models is None:
+        models = []
+    if models or not truths:
+        models = _check_names(models, registry.names(), "models")
+    # every model loaded and its edges checked before the first (long) attribution
+    prepared = [_prepare(item, seed, dtype) for item in [*(truths or []), *models]]
     rows = []
     total = time.perf_counter()
-    for name in models:
-        truth = registry.build(name, seed=seed)
-        bridge = load_model(truth.model, tokenizer=truth.tokenizer, dtype=dtype)
-        graph = Graph.from_model(bridge)
+    for truth, bridge, graph in prepared:
         for method in methods:
             rows.append(_score_method(bridge, graph, truth, method, steps=steps, target=target))
     total = time.perf_counter() - total
     if out is not None:
         write_results(rows, Path(out), settings={
-            "methods": methods, "models": models, "steps": steps, "target": target,
-            "seed": seed, "dtype": str(dtype).removeprefix("torch."), "total_seconds": total,
+            "methods": methods, "models": [t.name for t, _, _ in prepared], "steps": steps,
+            "target": target, "seed": seed, "dtype": str(dtype).removeprefix("torch."), "total_seconds": total,
         })  # fmt: skip
     return rows
 

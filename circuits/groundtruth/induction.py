@@ -30,10 +30,10 @@ from circuits.groundtruth.builder import (
     to_gpt2,
     unembed_from,
 )
-from circuits.groundtruth.task import GroundTruth, pairs, vocabulary
+from circuits.groundtruth.task import GroundTruth, numbered_words, pairs, vocabulary
 
 NAME = "gt-induction"
-WORDS = [f"w{i}" for i in range(12)]
+WORDS = numbered_words("w", 12)
 U = 5.0
 
 

@@ -28,11 +28,11 @@ from circuits.groundtruth.builder import (
     to_gpt2,
     unembed_from,
 )
-from circuits.groundtruth.task import GroundTruth, pairs, vocabulary
+from circuits.groundtruth.task import GroundTruth, numbered_words, pairs, vocabulary
 
 NAME = "gt-mlp-lookup"
-KEYS = [f"k{i}" for i in range(8)]
-VALUES = [f"v{i}" for i in range(8)]
+KEYS = numbered_words("k", 8)
+VALUES = numbered_words("v", 8)
 #: Key ``i`` maps to value ``LOOKUP[i]`` (a fixed permutation).
 LOOKUP = [3, 6, 0, 5, 7, 1, 4, 2]
 U = 5.0

@@ -29,10 +29,10 @@ from circuits.groundtruth.builder import (
     to_gpt2,
     unembed_from,
 )
-from circuits.groundtruth.task import GroundTruth, pairs, vocabulary
+from circuits.groundtruth.task import GroundTruth, numbered_words, pairs, vocabulary
 
 NAME = "gt-prev-token"
-WORDS = [f"w{i}" for i in range(10)]
+WORDS = numbered_words("w", 10)
 U = 5.0
 
 

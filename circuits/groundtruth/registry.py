@@ -2,7 +2,9 @@
 
 ``build(name)`` compiles a model with its task and circuit (:class:`.task.GroundTruth`);
 ``load(name)`` returns ``(bridge, tokenizer)`` like :func:`circuits.zoo.load`, which falls
-back to this registry for the names listed here.
+back to this registry for the names listed here. ``register(name, builder)`` adds your own
+(e.g. ``lambda **_: custom.from_folder(folder, "edges.json")``), so ``zoo.load``, ``--model``
+and the benchmark see it in this process.
 """
 
 from __future__ import annotations
@@ -15,12 +17,23 @@ import torch
 from circuits.groundtruth import gqa, induction, ioi_like, mlp_lookup, prev_token, trap
 from circuits.groundtruth.task import GroundTruth
 
-__all__ = ["BUILDERS", "build", "load", "names"]
+__all__ = ["BUILDERS", "build", "load", "names", "register"]
 
 #: Registry name -> builder, in order of growing difficulty.
 BUILDERS: dict[str, Callable[..., GroundTruth]] = {
     module.NAME: module.build for module in (prev_token, induction, ioi_like, mlp_lookup, gqa, trap)
 }
+
+
+def register(name: str, builder: Callable[..., GroundTruth], *, replace: bool = False) -> None:
+    """Add ground truth ``name``: ``builder(seed=, noise=, n_prompts=)`` returns its
+    :class:`GroundTruth` (it may ignore them). ValueError if ``name`` is taken, unless
+    ``replace``."""
+    from circuits.models.zoo import available
+
+    if not replace and (name in BUILDERS or name in available(compiled=False)):
+        raise ValueError(f"ground-truth name {name!r} is taken; pass replace=True or another name")
+    BUILDERS[name] = builder
 
 
 def names() -> list[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ import torch
 from attribution.data import PromptPairs
 from graphs import Graph
 
-__all__ = ["GroundTruth", "pairs", "vocabulary"]
+__all__ = ["GroundTruth", "numbered_words", "pairs", "vocabulary"]
 
 
 @dataclass
@@ -31,6 +31,7 @@ class GroundTruth:
         epsilon: proven bound on ``|exact score|`` of every edge outside the circuit.
         delta: proven lower bound on ``|exact score|`` of every edge inside it.
         metric: the metric the proof is stated for.
+        places: edge name -> ``"FILE:LINE"`` where a true-edges file names it (for errors).
     """
 
     name: str
@@ -43,6 +44,7 @@ class GroundTruth:
     epsilon: float = 1e-4
     delta: float = 1.0
     metric: str = "logit_diff"
+    places: dict[str, str] = field(default_factory=dict)
 
     def mask(self, graph: Graph, edges: tuple[str, ...] | None = None) -> torch.Tensor:
         """Bool ``[n_forward, n_backward]``: the circuit's edges (or ``edges``) in ``graph``."""
@@ -60,10 +62,13 @@ class GroundTruth:
     def save(self, folder: str | Path, bridge=None) -> Path:
         """Write the model and tokenizer (``save_pretrained``), ``circuit.json`` (the graph with
         the true circuit) and ``task.json`` (prompts, answers, circuit and trap edge names,
-        epsilon, delta) to ``folder``; ``bridge`` (a loaded copy) is needed for the graph."""
+        epsilon, delta) to ``folder``; ``bridge`` (a loaded copy) is needed for the graph.
+        Works also after ``load_model(truth.model)`` rewired the model in place."""
+        from circuits.models.loading import unbridged
+
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(folder)
+        unbridged(self.model).save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
         if bridge is not None:
             self.truth_graph(bridge).save(folder / "circuit.json")
@@ -82,6 +87,13 @@ class GroundTruth:
         }
         (folder / "task.json").write_text(json.dumps(task, indent=1) + "\n")
         return folder
+
+
+def numbered_words(prefix: str, n: int) -> list[str]:
+    """``n`` words ``prefix`` + the number spelt in letters (``wa wb ... wba``: 0 -> a, ...):
+    one token each under the word pattern, which splits digits off (``w1`` would be two), and
+    sorted like ``prefix0 ... prefix{n-1}``, so the vocabulary ids are those digits gave."""
+    return [prefix + "".join("abcdefghij"[int(d)] for d in str(i)) for i in range(n)]
 
 
 def vocabulary(words: list[str]) -> tuple[Any, dict[str, int]]:

@@ -33,10 +33,10 @@ from circuits.groundtruth.builder import (
     unembed_from,
 )
 from circuits.groundtruth.prev_token import previous_token_prompts
-from circuits.groundtruth.task import GroundTruth, pairs, vocabulary
+from circuits.groundtruth.task import GroundTruth, numbered_words, pairs, vocabulary
 
 NAME = "gt-trap"
-WORDS = [f"w{i}" for i in range(10)]
+WORDS = numbered_words("w", 10)
 U = 5.0
 B = 120.0
 

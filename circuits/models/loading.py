@@ -58,6 +58,7 @@ __all__ = [
     "NonFiniteWeightsError",
     "UnsupportedArchitectureError",
     "load_model",
+    "unbridged",
 ]
 
 #: Hugging Face model classes whose bridges have been checked against the raw model's logits
@@ -183,6 +184,31 @@ def _check_finite(model: Any, chunk: int = 1 << 24) -> None:
                         f"{tuple(param.shape)} is the first with NaN or inf values; the checkpoint "
                         "is damaged or was saved after training diverged: re-download or re-save it"
                     )
+
+
+#: The attribute a bridge wraps each rewired Hugging Face submodule's original under.
+_WRAPPED = "._original_component"
+
+
+def unbridged(model: Any) -> Any:
+    """``model`` itself, or, when :func:`load_model` has rewired it in place, a fresh model of
+    its class, config and dtype holding its weights, which ``save_pretrained`` can write.
+
+    The rewired model's state dict names every weight under bridge wrappers (and holds
+    strided views such as GPT-2's q/k/v slices of ``c_attn``), which ``save_pretrained``
+    cannot write and ``from_pretrained`` would not find.
+    """
+    state = model.state_dict()
+    if not any(_WRAPPED in key for key in state):
+        return model
+    plain: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        plain.setdefault(key.replace(_WRAPPED, ""), value)
+    dtype = next(model.parameters()).dtype
+    fresh = type(model)(model.config).to(dtype)
+    expected = fresh.state_dict()
+    fresh.load_state_dict({key: plain[key] for key in expected}, strict=True)
+    return fresh.eval()
 
 
 # --------------------------------------------------------------------------- architecture

@@ -16,7 +16,15 @@ import torch
 
 from graphs.errors import CircuitDiscoveryError
 
-__all__ = ["DEFAULT_MODEL", "MODELS_DIR", "ZooError", "available", "load", "model_dir"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "MODELS_DIR",
+    "ZooError",
+    "available",
+    "load",
+    "load_tokenizer",
+    "model_dir",
+]
 
 #: Where the shipped model folders live.
 MODELS_DIR: Path = Path(__file__).resolve().parent / "models"
@@ -39,13 +47,18 @@ def available(*, compiled: bool = True) -> list[str]:
 
 
 def model_dir(name: str) -> Path:
-    """The folder of bundled model ``name``; :class:`ZooError` if there is none."""
+    """The folder of shipped model ``name``; :class:`ZooError` if there is none (also for a
+    compiled model, which is built in memory: ``truth.save(folder)`` writes one)."""
     names = available(compiled=False)
-    if name not in names:
+    if name in available():
+        if name not in names:
+            raise ZooError(
+                f"{name!r} is compiled in memory and has no folder; load it with zoo.load({name!r}) "
+                f"or write one with circuits.groundtruth.registry.build({name!r}).save(folder)"
+            )
+    else:
         listed = (
-            ", ".join(names)
-            if names
-            else "none (the package was installed without its model files)"
+            ", ".join(available()) or "none (the package was installed without its model files)"
         )
         raise ZooError(f"no bundled model named {name!r}; available: {listed}")
     folder = MODELS_DIR / name
@@ -56,6 +69,18 @@ def model_dir(name: str) -> Path:
             f"reinstall the package or rebuild it with `python -m circuits.models.zoo.train --recipe {name} --overwrite`"
         )
     return folder
+
+
+def load_tokenizer(name: str) -> Any:
+    """The tokenizer of any model :func:`available` lists, without loading its weights (a
+    compiled model is built, which takes well under a second)."""
+    from transformers import AutoTokenizer
+
+    from circuits.groundtruth import registry
+
+    if name in registry.names():
+        return registry.build(name).tokenizer
+    return AutoTokenizer.from_pretrained(model_dir(name), local_files_only=True)
 
 
 def load(
