@@ -394,3 +394,42 @@ def test_curve_legend_names_the_split_of_the_search_and_of_the_curve():
     assert any("top edges" in t and "test split" in t for t in legend)
     assert any("random circuits" in t and "test split" in t for t in legend)
     assert any("minimal circuit" in t and "on train" in t for t in legend)
+
+
+# Edges along shared columns of a 4-layer, 3-head model: the MLP column (m0 -> m1, m2, m3),
+# head 1's column, which input and logits share (3 heads: the centre is column 1), q/k/v
+# between the same two nodes, and a diagonal a0.h0 -> a1.h1 -> a2.h2.
+COLUMNS = {
+    "m0->m1": 1.0,
+    "m0->m2": 0.9,
+    "m0->m3": 0.8,
+    "input->a0.h1<q>": 0.7,
+    "input->a2.h1<q>": 0.6,
+    "a0.h1->a2.h1<q>": 0.5,
+    "a0.h1->a2.h1<k>": -0.5,
+    "a0.h1->a2.h1<v>": 0.4,
+    "a0.h0->a1.h1<q>": 0.3,
+    "a0.h0->a2.h2<q>": -0.3,
+    "a1.h1->logits": 0.25,
+    "a3.h1->logits": 0.2,
+}
+
+
+def test_edges_sharing_a_column_do_not_run_along_each_other():
+    """No drawn edge lies on another along more than a small part of its length (display
+    pixels, from the drawn patches' paths), and every curve stays inside the axes."""
+    from matplotlib.patches import PathPatch
+    from overlap import patch_points, worst_overlap
+
+    graph = _graph(ModelSpec(n_layers=4, n_heads=3, model_name="tiny"), COLUMNS)
+    fig = circuit_figure(graph)
+    fig.canvas.draw()
+    (ax,) = fig.axes
+    patches = [p for p in ax.patches if isinstance(p, PathPatch)]
+    assert len(patches) == len(COLUMNS)
+    curves = {p.get_gid(): patch_points(p) for p in patches}
+    fraction, a, b = worst_overlap(curves, tol=3.0)
+    assert fraction < 0.25, f"{a} runs along {b} for {fraction:.0%} of its length"
+    box = ax.get_window_extent()
+    for gid, points in curves.items():
+        assert box.contains(*points.min(axis=0)) and box.contains(*points.max(axis=0)), gid

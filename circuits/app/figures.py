@@ -36,6 +36,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import FancyBboxPatch, PathPatch
 from matplotlib.path import Path as MplPath
 
+from circuits.app.edge_routes import control_point, route_offsets
 from circuits.plotting import DPI, figure_style, new_figure, save_and_close, save_figure
 from graphs.graph import Graph
 from graphs.layout import INPUT, LOGITS
@@ -61,6 +62,7 @@ __all__ = [
     "faithfulness_plot_data",
     "legend_handles",
     "model_label",
+    "route_edges",
     "plot_faithfulness_curve",
     "plot_score_histogram",
     "save_figure",
@@ -86,9 +88,12 @@ PORT_LABELS = {
     "mlp": "into MLP",
     "logits": "into logits",
 }
-# Sideways bend of an edge (fraction of its length), so that the q, k and v edges between the
-# same two nodes do not overlap.
-_PORT_BEND = {"q": 0.0, "k": 0.14, "v": -0.14, "mlp": 0.08, "logits": 0.0}
+# Sideways bend of an edge (fraction of its length, positive to the left of travel), so that
+# the q, k and v edges between the same two nodes do not overlap; MLP inputs bend right, so the
+# edges along the MLP column (the rightmost) swing out into the margin.
+_PORT_BEND = {"q": 0.0, "k": 0.14, "v": -0.14, "mlp": -0.08, "logits": 0.0}
+# Extra sideways offset per node that an edge's straight line would cross (edge_routes).
+ROUTE_STEP = 0.35
 
 POSITIVE = "#2166ac"
 NEGATIVE = "#b2182b"
@@ -223,6 +228,7 @@ class DrawnEdge:
     linewidth: float
     color: str
     gid: str
+    bend: float = 0.0  # the Bézier control point's sideways offset (edge_routes)
 
 
 @dataclass
@@ -368,6 +374,7 @@ def circuit_drawing(
         if n_circuit == 0:
             title += " (empty circuit)"
     grid = [node_xy(n, H, L) for n in layout.nodes if n.kind in ("attention", "mlp")]
+    route_edges(edges, obstacles=[*grid, *(node_xy(layout.nodes[i], H, L) for i in (0, -1))])
     return CircuitDrawing(
         title=title,
         n_layers=L,
@@ -388,12 +395,37 @@ def circuit_drawing(
     )
 
 
+def route_edges(edges: list[DrawnEdge], obstacles: list[tuple[float, float]]) -> None:
+    """Set each edge's ``bend``: its port kind's bend, plus a detour around the nodes of
+    ``obstacles`` (the layer grid) that its straight line would cross
+    (:func:`circuits.app.edge_routes.route_offsets`)."""
+    if not edges:
+        return
+    offsets = route_offsets(
+        np.array([e.start for e in edges]), np.array([e.end for e in edges]),
+        [_PORT_BEND[e.port_kind] for e in edges], np.array(obstacles), step=ROUTE_STEP,
+    )  # fmt: skip
+    for edge, offset in zip(edges, offsets.tolist(), strict=True):
+        edge.bend = offset
+
+
 def _edge_path(edge: DrawnEdge) -> MplPath:
-    """A quadratic Bézier from start to end, bent sideways by the port kind's amount."""
-    (x0, y0), (x1, y1) = edge.start, edge.end
-    bend = _PORT_BEND[edge.port_kind]
-    cx, cy = (x0 + x1) / 2 - bend * (y1 - y0), (y0 + y1) / 2 + bend * (x1 - x0)
-    return MplPath([(x0, y0), (cx, cy), (x1, y1)], [MplPath.MOVETO, MplPath.CURVE3, MplPath.CURVE3])
+    """A quadratic Bézier from start to end, its control point ``edge.bend`` to the side."""
+    cx, cy = control_point(edge.start, edge.end, edge.bend)
+    return MplPath(
+        [edge.start, (cx, cy), edge.end], [MplPath.MOVETO, MplPath.CURVE3, MplPath.CURVE3]
+    )
+
+
+def _x_range(drawing: CircuitDrawing) -> tuple[float, float]:
+    """The x range of the axes: the grid, widened to hold every edge's curve (a detour may
+    swing out past the MLP column)."""
+    lo, hi = -0.8, drawing.n_heads + 0.6
+    for edge in drawing.edges:
+        cx, _ = control_point(edge.start, edge.end, edge.bend)
+        mid = (edge.start[0] + 2 * cx + edge.end[0]) / 4  # the curve's farthest point
+        lo, hi = min(lo, mid - 0.3), max(hi, mid + 0.3)
+    return lo, hi
 
 
 def _render_circuit(drawing: CircuitDrawing) -> Figure:
@@ -518,7 +550,7 @@ def _render_circuit(drawing: CircuitDrawing) -> Figure:
     step = max(1, math.ceil(H / 16))
     xticks = [*range(0, H, step), H]
     ax.set_xticks(xticks, [f"h{h}" for h in xticks[:-1]] + ["MLP"], fontsize=7)
-    ax.set_xlim(-0.8, H + 0.6)
+    ax.set_xlim(*_x_range(drawing))
     ax.set_ylim(-1.7, 2.0 * L + 0.7)
     ax.tick_params(length=0)
     for spine in ax.spines.values():
