@@ -29,6 +29,7 @@ __all__ = ["CLEARANCE", "control_point", "nodes_crossed", "route_offsets"]
 # A node counts as crossed when the straight line passes closer than this to its place (data
 # units: a column is 1 wide and a row 1 high), away from the edge's own ends.
 CLEARANCE = 0.15
+_CHUNK = 2048
 
 
 def nodes_crossed(
@@ -40,6 +41,13 @@ def nodes_crossed(
     points = np.asarray(obstacles, float).reshape(-1, 2)
     if len(starts) == 0 or len(points) == 0:
         return np.zeros(len(starts), dtype=int)
+    if len(starts) > _CHUNK:  # bounded memory for GPT-2 small's 32k edges x 158 nodes
+        return np.concatenate(
+            [
+                nodes_crossed(starts[i : i + _CHUNK], ends[i : i + _CHUNK], points, clearance)
+                for i in range(0, len(starts), _CHUNK)
+            ]
+        )
     chord = ends - starts  # [N, 2]
     length2 = np.maximum((chord**2).sum(axis=1), 1e-12)[:, None]  # [N, 1]
     rel = points[None, :, :] - starts[:, None, :]  # [N, M, 2]

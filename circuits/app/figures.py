@@ -56,6 +56,7 @@ __all__ = [
     "node_xy",
     "port_xy",
     "draw_circuit",
+    "edge_bends",
     "edge_look",
     "edges_to_draw",
     "faithfulness_figure",
@@ -395,15 +396,24 @@ def circuit_drawing(
     )
 
 
-def route_edges(edges: list[DrawnEdge], obstacles: list[tuple[float, float]]) -> None:
-    """Set each edge's ``bend``: its port kind's bend, plus a detour around the nodes of
-    ``obstacles`` (the layer grid) that its straight line would cross
+def edge_bends(
+    starts: np.ndarray, ends: np.ndarray, port_kinds: list[str], obstacles: np.ndarray
+) -> np.ndarray:
+    """The circuit figure's (and the explorer's) Bézier offsets of edges ``starts[i] ->
+    ends[i]`` entering ports of ``port_kinds[i]``: the port kind's bend plus a detour around
+    the ``obstacles`` (the nodes' places) that the straight line would cross
     (:func:`circuits.app.edge_routes.route_offsets`)."""
+    bends = [_PORT_BEND[kind] for kind in port_kinds]
+    return route_offsets(starts, ends, bends, obstacles, step=ROUTE_STEP)
+
+
+def route_edges(edges: list[DrawnEdge], obstacles: list[tuple[float, float]]) -> None:
+    """Set each edge's ``bend`` (:func:`edge_bends`)."""
     if not edges:
         return
-    offsets = route_offsets(
+    offsets = edge_bends(
         np.array([e.start for e in edges]), np.array([e.end for e in edges]),
-        [_PORT_BEND[e.port_kind] for e in edges], np.array(obstacles), step=ROUTE_STEP,
+        [e.port_kind for e in edges], np.array(obstacles),
     )  # fmt: skip
     for edge, offset in zip(edges, offsets.tolist(), strict=True):
         edge.bend = offset
@@ -590,7 +600,8 @@ def draw_circuit(
     Layout follows the model: ``input`` at the bottom, then per layer a row of heads (head
     ``h`` in column ``h``) with the layer's MLP in a row above it, ``logits`` on top; edges run
     upwards from the upstream node to the node reading the port (on grouped-query models, to a
-    small diamond for the shared k/v port, joined to the query heads that read it). Only nodes
+    small diamond for the shared k/v port, joined to the query heads that read it), bending
+    aside around the nodes their straight line would cross (:func:`edge_bends`). Only nodes
     on drawn edges (plus input and logits) are drawn; the rest of the grid is faint dots.
     Line style tells the port kind (q, k, v, MLP input, logits), colour the sign of the score,
     width its magnitude; legends say which is which. With ``max_edges``, a larger circuit is

@@ -133,6 +133,7 @@ def render_explorer(data: dict[str, Any]) -> str:
         + _BODY.replace("{title}", title)
         + f'<script type="application/json" id="explorer-data">{_json_for_script(data)}</script>\n'
         + f"<script>{static_text('cytoscape.min.js')}</script>\n"
+        + f"<script>{static_text('edge_route.js')}</script>\n"
         + f"<script>{static_text('explorer.js')}</script>\n</body></html>\n"
     )
 
