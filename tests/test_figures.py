@@ -433,3 +433,30 @@ def test_edges_sharing_a_column_do_not_run_along_each_other():
     box = ax.get_window_extent()
     for gid, points in curves.items():
         assert box.contains(*points.min(axis=0)) and box.contains(*points.max(axis=0)), gid
+
+
+def test_every_roc_curve_stays_visible_when_curves_coincide(tmp_path):
+    """Four methods with the same perfect ROC curve and one other: each method's colour shows
+    in the PNG (none is hidden under another), the line styles differ, and the panel names the
+    coinciding ones."""
+    from circuits.groundtruth.roc_figure import coinciding, draw_roc_curves
+
+    perfect = ([0.0, 0.0, 0.5, 1.0], [0.0, 1.0, 1.0, 1.0])
+    curves = {m: perfect for m in ("eap", "clean-corrupted", "eap-ig-inputs", "exact")}
+    curves["random"] = ([0.0, 0.5, 1.0], [0.0, 0.5, 1.0])
+    assert coinciding(curves) == [["eap", "clean-corrupted", "eap-ig-inputs", "exact"]]
+    png, svg = draw_roc_curves({"gt-x": curves}, tmp_path / "roc.png")
+    root = _svg(svg)
+    assert _ids(root, "roc-same-") == {"roc-same-gt-x"}
+    image = mpimg.imread(png)[..., :3]
+    styles = set()
+    for method in curves:
+        line = next(_element(root, f"roc-gt-x-{method}").iter(f"{SVG_NS}path"))  # then markers
+        style = line.get("style", "")
+        colour = re.search(r"stroke:\s*(#[0-9a-f]{6})", style).group(1)
+        rgb = np.array([int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)])
+        shown = int((np.abs(image - rgb).max(axis=2) < 0.06).sum())
+        assert shown > 150, f"{method}'s curve is hidden ({shown} pixels of its colour)"
+        dashes = re.search(r"stroke-dasharray:\s*([^;]+)", style)
+        styles.add(dashes.group(1).strip() if dashes else None)
+    assert len(styles) == len(curves)
