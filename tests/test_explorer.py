@@ -419,3 +419,31 @@ def test_explorer_routes_edges_of_one_column_apart(browser, tmp_path):
         model = geometry[edge.name]["model"]
         if edge.bend:
             assert model == pytest.approx([cx * sx, -cy * sy], abs=0.5), edge.name
+
+
+@needs_browser
+def test_live_panel_describes_the_edited_circuit(browser, small_run_dir, tmp_path):
+    """In live mode, taking an edge out changes the panel: the edited circuit's edge count and
+    "edited" state, and the run's f labelled as the circuit before the edits."""
+    from circuits.app.explorer.page import explorer_page
+
+    page = tmp_path / "live.html"  # no server: the panel must not depend on its answer
+    page.write_text(explorer_page(small_run_dir, live={"endpoint": "http://127.0.0.1:9/f"}))
+    _open(browser, page)
+    n = json.loads((small_run_dir / "metrics.json").read_text())["circuit"]["n_edges"]
+    text = lambda name: browser.find_element("id", name).text  # noqa: E731
+    state = lambda name: browser.find_element("id", "edit-state").get_attribute(name)  # noqa: E731
+    assert text("drawn-count") == str(n) and not state("data-edited")
+    run_f = text("curve-f")
+    assert run_f.startswith("f = ")
+
+    _js(browser, "explorer.cy.getElementById('e0').emit('tap')")  # take the best edge out
+    assert text("drawn-count") == str(n - 1)
+    assert state("data-edited") == "1" and state("data-edges") == str(n - 1)
+    assert f"holds {n - 1} edges" in text("edit-state") and "1 of the top" in text("edit-state")
+    assert text("curve-f") == f"before the edits, the run's top {n}: {run_f}"
+    assert "f of the circuit drawn" in text("live")
+
+    browser.find_element("id", "reset").click()
+    assert text("drawn-count") == str(n) and not state("data-edited")
+    assert text("curve-f") == run_f and text("edit-state") == ""

@@ -106,12 +106,25 @@
       cy.edges(".real").forEach((e) => { used.add(e.data("source")); used.add(e.data("target")); });
       used.forEach((id) => cy.getElementById(id).addClass("used"));
     });
-    const drawn = cy.edges(".real").length;
-    $("drawn-count").textContent = String(drawn);
+    // taken-out edges stay drawn (grey) to be put back, but are not part of the circuit
+    $("drawn-count").textContent = String(cy.edges(".real").not(".removed").length);
     $("size-value").value = String(state.size);
     $("size").value = String(state.size);
+    showEdits();
     showCurveF();
     if (D.live) requestLive();
+  }
+
+  // ------------------------------------------------------------------ the edited circuit
+  const edited = () => state.added.size + state.removed.size > 0;
+  function showEdits() {
+    const box = $("edit-state");
+    const n = circuitRanks().length;
+    box.dataset.edges = String(n);
+    box.dataset.edited = edited() ? "1" : "";
+    box.textContent = edited()
+      ? "edited: the circuit holds " + n + " edges (" + state.removed.size + " of the top " + state.size + " taken out, drawn grey; " + state.added.size + " put in)"
+      : "";
   }
 
   // ------------------------------------------------------------------ f from the curve
@@ -137,7 +150,9 @@
       text = ns.length ? "not measured at " + n + " edges; nearest: " + parts.join(", ") : "no faithfulness curve in this run";
       $("curve-f").dataset.value = "";
     }
-    $("curve-f").textContent = text;
+    // the run's numbers describe the top-n circuit, not the edited one: say so
+    $("curve-f").dataset.original = edited() ? "1" : "";
+    $("curve-f").textContent = edited() ? "before the edits, the run's top " + n + ": " + text : text;
   }
 
   // ------------------------------------------------------------------ hover and click
