@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from textwrap import fill
 
 from matplotlib.axes import Axes
 
@@ -35,17 +36,18 @@ def coinciding(curves: dict[str, tuple[list, list]]) -> list[list[str]]:
 def _panel(ax: Axes, model: str, curves: dict[str, tuple[list, list]]) -> None:
     ax.plot([0, 1], [0, 1], color="#bbbbbb", lw=0.8, ls=":")
     n = len(curves)
+    step = min(0.9, 4.0 / max(n - 1, 1))  # the widest band at most 5 pt
     for i, (method, (fpr, tpr)) in enumerate(curves.items()):
         ax.plot(
-            fpr, tpr, lw=1.0 + 0.9 * (n - 1 - i), ls=_STYLES[i % len(_STYLES)],
-            marker=_MARKERS[i % len(_MARKERS)], ms=3 + 1.0 * (n - 1 - i),
+            fpr, tpr, lw=1.0 + step * (n - 1 - i), ls=_STYLES[i % len(_STYLES)],
+            marker=_MARKERS[i % len(_MARKERS)], ms=3 + step * (n - 1 - i),
             markevery=max(1, len(fpr) // 6), zorder=2 + i, label=method,
             gid=f"roc-{model}-{method}",
         )  # fmt: skip
     same = coinciding(curves)
     if same:
         ax.text(
-            0.97, 0.06, "same curve:\n" + "\n".join(" = ".join(g) for g in same),
+            0.97, 0.06, "same curve:\n" + "\n".join(fill(" = ".join(g), 34, break_on_hyphens=False) for g in same),
             transform=ax.transAxes, ha="right", va="bottom", fontsize=6, color="#444444",
             zorder=20, gid=f"roc-same-{model}",
             bbox={"boxstyle": "round,pad=0.3", "fc": "#ffffff", "ec": "#cccccc", "alpha": 0.9},
