@@ -460,3 +460,20 @@ def test_every_roc_curve_stays_visible_when_curves_coincide(tmp_path):
         dashes = re.search(r"stroke-dasharray:\s*([^;]+)", style)
         styles.add(dashes.group(1).strip() if dashes else None)
     assert len(styles) == len(curves)
+
+
+def test_route_offsets_grow_with_the_nodes_a_line_would_cross():
+    from circuits.app.edge_routes import control_point, nodes_crossed, route_offsets
+
+    column = np.array([[0.0, 2.0 * k] for k in range(5)])  # m0..m4 of one column
+    starts, ends = np.zeros((3, 2)), np.array([[0.0, 2.0], [0.0, 4.0], [0.0, 6.0]])
+    assert nodes_crossed(starts, ends, column).tolist() == [0, 1, 2]
+    assert route_offsets(starts, ends, [0, 0, 0], column, step=0.3).tolist() == pytest.approx(
+        [0.0, 0.3, 0.6]
+    )
+    # the detour goes the port bend's way (here right: negative), or the given side
+    bent = route_offsets(starts, ends, [-0.1] * 3, column, step=0.3)
+    assert bent.tolist() == pytest.approx([-0.2, -0.4 - 0.3, -0.6 - 0.6])
+    right = route_offsets(starts, ends, [0, 0, 0], column, step=0.3, sides=[-1, -1, -1])
+    assert right.tolist() == pytest.approx([0.0, -0.3, -0.6])
+    assert control_point((0.0, 0.0), (0.0, 4.0), 0.3) == pytest.approx((-0.3, 2.0))  # left
