@@ -322,6 +322,11 @@ def test_compare_two_runs(browser, small_run_dir, tmp_path, capsys):
         "return [compare.views.a.edges().length, compare.views.b.edges().length, compare.views.a.edges('.only').length]",
     )
     assert counts == [len(a), len(b), len(a - b)]
+    # an edge only one run holds lies beneath the shared ones, which it never covers
+    for view, only in (("a", a - b), ("b", b - a)):
+        geometry = _js(browser, _EDGE_GEOMETRY, view)
+        shared = [g["z"] for name, g in geometry.items() if name not in only]
+        assert shared and all(geometry[name]["z"] < min(shared) for name in only)
 
 
 def test_compare_refuses_runs_of_different_models(small_run_dir, tmp_path, capsys):
@@ -365,3 +370,93 @@ def test_report_of_a_folder_without_graph_files_still_works(small_run_dir, tmp_p
         shutil.copy(small_run_dir / name, run / name)
     assert main(["report", str(run)]) == 0
     assert (run / "report.html").is_file() and not (run / "explorer.html").exists()
+
+
+def _column_page(path: Path) -> Graph:
+    """An explorer page of a 4-layer, 3-head model whose circuit (its top edges) runs along
+    shared columns: the edges of tests/test_figures.py's COLUMNS."""
+    from test_figures import COLUMNS
+
+    from circuits.app.explorer.page import render_explorer
+    from graphs import ModelSpec
+
+    graph = Graph(ModelSpec(n_layers=4, n_heads=3, model_name="tiny"))
+    scores = torch.zeros(graph.n_forward, graph.n_backward)
+    mask = torch.zeros_like(graph.real_edges)
+    for name, score in COLUMNS.items():
+        scores[graph.layout.edge_index(name)], mask[graph.layout.edge_index(name)] = score, True
+    graph.set_scores(scores)
+    graph.set_in_graph(mask)
+    path.write_text(render_explorer(explorer_data(graph)))
+    return graph
+
+
+# Each drawn edge's path in rendered pixels: Cytoscape's endpoints and control point; in the
+# explorer (no argument) or in view arguments[0] of compare.html.
+_EDGE_GEOMETRY = """
+const cy = arguments[0] ? compare.views[arguments[0]] : explorer.cy;
+const z = cy.zoom(), pan = cy.pan(), out = {};
+cy.edges(arguments[0] ? '' : '.real').forEach((e) => {
+  const s = e.renderedSourceEndpoint(), t = e.renderedTargetEndpoint();
+  const cps = e.controlPoints();
+  const c = cps && cps.length ? {x: cps[0].x * z + pan.x, y: cps[0].y * z + pan.y}
+                              : {x: (s.x + t.x) / 2, y: (s.y + t.y) / 2};
+  const name = arguments[0] ? e.data('name') : explorer.edgeName(e.data('rank'));
+  out[name] = {s: [s.x, s.y], c: [c.x, c.y], t: [t.x, t.y], z: Number(e.style('z-index')),
+    model: cps && cps.length ? [cps[0].x, cps[0].y] : null};
+});
+return out;
+"""
+
+
+@needs_browser
+def test_explorer_routes_edges_of_one_column_apart(browser, tmp_path):
+    """No two drawn edges run along each other for more than a small part of their length
+    (rendered geometry), and each curve's control point is the circuit figure's."""
+    from overlap import quadratic, worst_overlap
+    from test_figures import COLUMNS
+
+    from circuits.app.edge_routes import control_point
+    from circuits.app.figures import circuit_drawing
+
+    graph = _column_page(tmp_path / "columns.html")
+    _open(browser, tmp_path / "columns.html")
+    geometry = _js(browser, _EDGE_GEOMETRY)
+    assert sorted(geometry) == sorted(COLUMNS)
+    curves = {name: quadratic(g["s"], g["c"], g["t"]) for name, g in geometry.items()}
+    fraction, a, b = worst_overlap(curves, tol=3.0)
+    assert fraction < 0.25, f"{a} runs along {b} for {fraction:.0%} of its length"
+    sx, sy = 70, 55  # explorer.js's figure units to pixels
+    for edge in circuit_drawing(graph).edges:
+        cx, cy = control_point(edge.start, edge.end, edge.bend)
+        model = geometry[edge.name]["model"]
+        if edge.bend:
+            assert model == pytest.approx([cx * sx, -cy * sy], abs=0.5), edge.name
+
+
+@needs_browser
+def test_live_panel_describes_the_edited_circuit(browser, small_run_dir, tmp_path):
+    """In live mode, taking an edge out changes the panel: the edited circuit's edge count and
+    "edited" state, and the run's f labelled as the circuit before the edits."""
+    from circuits.app.explorer.page import explorer_page
+
+    page = tmp_path / "live.html"  # no server: the panel must not depend on its answer
+    page.write_text(explorer_page(small_run_dir, live={"endpoint": "http://127.0.0.1:9/f"}))
+    _open(browser, page)
+    n = json.loads((small_run_dir / "metrics.json").read_text())["circuit"]["n_edges"]
+    text = lambda name: browser.find_element("id", name).text  # noqa: E731
+    state = lambda name: browser.find_element("id", "edit-state").get_attribute(name)  # noqa: E731
+    assert text("drawn-count") == str(n) and not state("data-edited")
+    run_f = text("curve-f")
+    assert run_f.startswith("f = ")
+
+    _js(browser, "explorer.cy.getElementById('e0').emit('tap')")  # take the best edge out
+    assert text("drawn-count") == str(n - 1)
+    assert state("data-edited") == "1" and state("data-edges") == str(n - 1)
+    assert f"holds {n - 1} edges" in text("edit-state") and "1 of the top" in text("edit-state")
+    assert text("curve-f") == f"before the edits, the run's top {n}: {run_f}"
+    assert "f of the circuit drawn" in text("live")
+
+    browser.find_element("id", "reset").click()
+    assert text("drawn-count") == str(n) and not state("data-edited")
+    assert text("curve-f") == run_f and text("edit-state") == ""

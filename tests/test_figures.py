@@ -396,3 +396,86 @@ def test_curve_legend_names_the_split_of_the_search_and_of_the_curve():
     assert any("top edges" in t and "test split" in t for t in legend)
     assert any("random circuits" in t and "test split" in t for t in legend)
     assert any("minimal circuit" in t and "on train" in t for t in legend)
+
+
+# Edges along shared columns of a 4-layer, 3-head model: the MLP column (m0 -> m1, m2, m3),
+# head 1's column, which input and logits share (3 heads: the centre is column 1), q/k/v
+# between the same two nodes, and a diagonal a0.h0 -> a1.h1 -> a2.h2.
+COLUMNS = {
+    "m0->m1": 1.0,
+    "m0->m2": 0.9,
+    "m0->m3": 0.8,
+    "input->a0.h1<q>": 0.7,
+    "input->a2.h1<q>": 0.6,
+    "a0.h1->a2.h1<q>": 0.5,
+    "a0.h1->a2.h1<k>": -0.5,
+    "a0.h1->a2.h1<v>": 0.4,
+    "a0.h0->a1.h1<q>": 0.3,
+    "a0.h0->a2.h2<q>": -0.3,
+    "a1.h1->logits": 0.25,
+    "a3.h1->logits": 0.2,
+}
+
+
+def test_edges_sharing_a_column_do_not_run_along_each_other():
+    """No drawn edge lies on another along more than a small part of its length (display
+    pixels, from the drawn patches' paths), and every curve stays inside the axes."""
+    from matplotlib.patches import PathPatch
+    from overlap import patch_points, worst_overlap
+
+    graph = _graph(ModelSpec(n_layers=4, n_heads=3, model_name="tiny"), COLUMNS)
+    fig = circuit_figure(graph)
+    fig.canvas.draw()
+    (ax,) = fig.axes
+    patches = [p for p in ax.patches if isinstance(p, PathPatch)]
+    assert len(patches) == len(COLUMNS)
+    curves = {p.get_gid(): patch_points(p) for p in patches}
+    fraction, a, b = worst_overlap(curves, tol=3.0)
+    assert fraction < 0.25, f"{a} runs along {b} for {fraction:.0%} of its length"
+    box = ax.get_window_extent()
+    for gid, points in curves.items():
+        assert box.contains(*points.min(axis=0)) and box.contains(*points.max(axis=0)), gid
+
+
+def test_every_roc_curve_stays_visible_when_curves_coincide(tmp_path):
+    """Four methods with the same perfect ROC curve and one other: each method's colour shows
+    in the PNG (none is hidden under another), the line styles differ, and the panel names the
+    coinciding ones."""
+    from circuits.groundtruth.roc_figure import coinciding, draw_roc_curves
+
+    perfect = ([0.0, 0.0, 0.5, 1.0], [0.0, 1.0, 1.0, 1.0])
+    curves = {m: perfect for m in ("eap", "clean-corrupted", "eap-ig-inputs", "exact")}
+    curves["random"] = ([0.0, 0.5, 1.0], [0.0, 0.5, 1.0])
+    assert coinciding(curves) == [["eap", "clean-corrupted", "eap-ig-inputs", "exact"]]
+    png, svg = draw_roc_curves({"gt-x": curves}, tmp_path / "roc.png")
+    root = _svg(svg)
+    assert _ids(root, "roc-same-") == {"roc-same-gt-x"}
+    image = mpimg.imread(png)[..., :3]
+    styles = set()
+    for method in curves:
+        line = next(_element(root, f"roc-gt-x-{method}").iter(f"{SVG_NS}path"))  # then markers
+        style = line.get("style", "")
+        colour = re.search(r"stroke:\s*(#[0-9a-f]{6})", style).group(1)
+        rgb = np.array([int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)])
+        shown = int((np.abs(image - rgb).max(axis=2) < 0.06).sum())
+        assert shown > 150, f"{method}'s curve is hidden ({shown} pixels of its colour)"
+        dashes = re.search(r"stroke-dasharray:\s*([^;]+)", style)
+        styles.add(dashes.group(1).strip() if dashes else None)
+    assert len(styles) == len(curves)
+
+
+def test_route_offsets_grow_with_the_nodes_a_line_would_cross():
+    from circuits.app.edge_routes import control_point, nodes_crossed, route_offsets
+
+    column = np.array([[0.0, 2.0 * k] for k in range(5)])  # m0..m4 of one column
+    starts, ends = np.zeros((3, 2)), np.array([[0.0, 2.0], [0.0, 4.0], [0.0, 6.0]])
+    assert nodes_crossed(starts, ends, column).tolist() == [0, 1, 2]
+    assert route_offsets(starts, ends, [0, 0, 0], column, step=0.3).tolist() == pytest.approx(
+        [0.0, 0.3, 0.6]
+    )
+    # the detour goes the port bend's way (here right: negative), or the given side
+    bent = route_offsets(starts, ends, [-0.1] * 3, column, step=0.3)
+    assert bent.tolist() == pytest.approx([-0.2, -0.4 - 0.3, -0.6 - 0.6])
+    right = route_offsets(starts, ends, [0, 0, 0], column, step=0.3, sides=[-1, -1, -1])
+    assert right.tolist() == pytest.approx([0.0, -0.3, -0.6])
+    assert control_point((0.0, 0.0), (0.0, 4.0), 0.3) == pytest.approx((-0.3, 2.0))  # left

@@ -154,3 +154,38 @@ def test_bad_input_is_refused():
         draw_position_circuit(graph, "figure.jpg", circuit)
     with pytest.raises(FigureError, match="max_edges"):
         position_circuit_figure(graph, circuit, max_edges=-1)
+
+
+def _busy_end_column() -> tuple[Graph, Circuit]:
+    """8 heads a layer; the `end` span holds the MLP chain m0 -> m1, m2, m3 (one lane), edges
+    along the heads' columns (a0.hX -> a2.hX crosses a1.hX), and every head of layer 2 into
+    the logits."""
+    spec = ModelSpec(n_layers=4, n_heads=8, model_name="tiny-wide")
+    end = SPANS.index("end")
+    chain = ["m0->m1", "m0->m2", "m0->m3", "input->m0", "input->m2", "m3->logits"]
+    heads = [f"input->a0.h{h}<q>" for h in (0, 3, 7)]
+    heads += [f"a0.h{h}->a2.h{h}<q>" for h in range(8)]
+    heads += [f"a2.h{h}->logits" for h in range(8)]
+    edges = chain + heads
+    return _graph(spec, [(end, name, 1.0 - 0.01 * i) for i, name in enumerate(edges)])
+
+
+def test_the_end_column_is_readable():
+    """A busy span: no two labels of its dots overlap, and no edge runs along another for more
+    than a small part of its length (display pixels, from the drawn patches' paths)."""
+    from overlap import patch_points, worst_overlap
+
+    graph, circuit = _busy_end_column()
+    fig = position_circuit_figure(graph, circuit)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    (ax,) = fig.axes
+    labels = [t for t in ax.texts if (t.get_gid() or "").startswith("label-node-s3-")]
+    assert len(labels) == len(position_circuit_drawing(graph, circuit).dots)
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    for i, a in enumerate(boxes):
+        for j in range(i):
+            assert not a.overlaps(boxes[j]), (labels[i].get_text(), labels[j].get_text())
+    patches = _artists(fig, PathPatch, "edge-")
+    fraction, a, b = worst_overlap({p.get_gid(): patch_points(p) for p in patches}, tol=3.0)
+    assert fraction < 0.25, f"{a} runs along {b} for {fraction:.0%} of its length"

@@ -36,6 +36,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import FancyBboxPatch, PathPatch
 from matplotlib.path import Path as MplPath
 
+from circuits.app.edge_routes import control_point, route_offsets
 from circuits.plotting import DPI, figure_style, new_figure, save_and_close, save_figure
 from graphs.graph import Graph
 from graphs.layout import INPUT, LOGITS
@@ -55,12 +56,14 @@ __all__ = [
     "node_xy",
     "port_xy",
     "draw_circuit",
+    "edge_bends",
     "edge_look",
     "edges_to_draw",
     "faithfulness_figure",
     "faithfulness_plot_data",
     "legend_handles",
     "model_label",
+    "route_edges",
     "plot_faithfulness_curve",
     "plot_score_histogram",
     "save_figure",
@@ -86,9 +89,12 @@ PORT_LABELS = {
     "mlp": "into MLP",
     "logits": "into logits",
 }
-# Sideways bend of an edge (fraction of its length), so that the q, k and v edges between the
-# same two nodes do not overlap.
-_PORT_BEND = {"q": 0.0, "k": 0.14, "v": -0.14, "mlp": 0.08, "logits": 0.0}
+# Sideways bend of an edge (fraction of its length, positive to the left of travel), so that
+# the q, k and v edges between the same two nodes do not overlap; MLP inputs bend right, so the
+# edges along the MLP column (the rightmost) swing out into the margin.
+_PORT_BEND = {"q": 0.0, "k": 0.14, "v": -0.14, "mlp": -0.08, "logits": 0.0}
+# Extra sideways offset per node that an edge's straight line would cross (edge_routes).
+ROUTE_STEP = 0.35
 
 POSITIVE = "#2166ac"
 NEGATIVE = "#b2182b"
@@ -223,6 +229,7 @@ class DrawnEdge:
     linewidth: float
     color: str
     gid: str
+    bend: float = 0.0  # the Bézier control point's sideways offset (edge_routes)
 
 
 @dataclass
@@ -368,6 +375,7 @@ def circuit_drawing(
         if n_circuit == 0:
             title += " (empty circuit)"
     grid = [node_xy(n, H, L) for n in layout.nodes if n.kind in ("attention", "mlp")]
+    route_edges(edges, obstacles=[*grid, *(node_xy(layout.nodes[i], H, L) for i in (0, -1))])
     return CircuitDrawing(
         title=title,
         n_layers=L,
@@ -388,12 +396,46 @@ def circuit_drawing(
     )
 
 
+def edge_bends(
+    starts: np.ndarray, ends: np.ndarray, port_kinds: list[str], obstacles: np.ndarray
+) -> np.ndarray:
+    """The circuit figure's (and the explorer's) Bézier offsets of edges ``starts[i] ->
+    ends[i]`` entering ports of ``port_kinds[i]``: the port kind's bend plus a detour around
+    the ``obstacles`` (the nodes' places) that the straight line would cross
+    (:func:`circuits.app.edge_routes.route_offsets`)."""
+    bends = [_PORT_BEND[kind] for kind in port_kinds]
+    return route_offsets(starts, ends, bends, obstacles, step=ROUTE_STEP)
+
+
+def route_edges(edges: list[DrawnEdge], obstacles: list[tuple[float, float]]) -> None:
+    """Set each edge's ``bend`` (:func:`edge_bends`)."""
+    if not edges:
+        return
+    offsets = edge_bends(
+        np.array([e.start for e in edges]), np.array([e.end for e in edges]),
+        [e.port_kind for e in edges], np.array(obstacles),
+    )  # fmt: skip
+    for edge, offset in zip(edges, offsets.tolist(), strict=True):
+        edge.bend = offset
+
+
 def _edge_path(edge: DrawnEdge) -> MplPath:
-    """A quadratic Bézier from start to end, bent sideways by the port kind's amount."""
-    (x0, y0), (x1, y1) = edge.start, edge.end
-    bend = _PORT_BEND[edge.port_kind]
-    cx, cy = (x0 + x1) / 2 - bend * (y1 - y0), (y0 + y1) / 2 + bend * (x1 - x0)
-    return MplPath([(x0, y0), (cx, cy), (x1, y1)], [MplPath.MOVETO, MplPath.CURVE3, MplPath.CURVE3])
+    """A quadratic Bézier from start to end, its control point ``edge.bend`` to the side."""
+    cx, cy = control_point(edge.start, edge.end, edge.bend)
+    return MplPath(
+        [edge.start, (cx, cy), edge.end], [MplPath.MOVETO, MplPath.CURVE3, MplPath.CURVE3]
+    )
+
+
+def _x_range(drawing: CircuitDrawing) -> tuple[float, float]:
+    """The x range of the axes: the grid, widened to hold every edge's curve (a detour may
+    swing out past the MLP column)."""
+    lo, hi = -0.8, drawing.n_heads + 0.6
+    for edge in drawing.edges:
+        cx, _ = control_point(edge.start, edge.end, edge.bend)
+        mid = (edge.start[0] + 2 * cx + edge.end[0]) / 4  # the curve's farthest point
+        lo, hi = min(lo, mid - 0.3), max(hi, mid + 0.3)
+    return lo, hi
 
 
 def _render_circuit(drawing: CircuitDrawing) -> Figure:
@@ -518,7 +560,7 @@ def _render_circuit(drawing: CircuitDrawing) -> Figure:
     step = max(1, math.ceil(H / 16))
     xticks = [*range(0, H, step), H]
     ax.set_xticks(xticks, [f"h{h}" for h in xticks[:-1]] + ["MLP"], fontsize=7)
-    ax.set_xlim(-0.8, H + 0.6)
+    ax.set_xlim(*_x_range(drawing))
     ax.set_ylim(-1.7, 2.0 * L + 0.7)
     ax.tick_params(length=0)
     for spine in ax.spines.values():
@@ -558,7 +600,8 @@ def draw_circuit(
     Layout follows the model: ``input`` at the bottom, then per layer a row of heads (head
     ``h`` in column ``h``) with the layer's MLP in a row above it, ``logits`` on top; edges run
     upwards from the upstream node to the node reading the port (on grouped-query models, to a
-    small diamond for the shared k/v port, joined to the query heads that read it). Only nodes
+    small diamond for the shared k/v port, joined to the query heads that read it), bending
+    aside around the nodes their straight line would cross (:func:`edge_bends`). Only nodes
     on drawn edges (plus input and logits) are drawn; the rest of the grid is faint dots.
     Line style tells the port kind (q, k, v, MLP input, logits), colour the sign of the score,
     width its magnitude; legends say which is which. With ``max_edges``, a larger circuit is

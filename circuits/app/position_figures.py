@@ -27,12 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, PathPatch
 from matplotlib.path import Path as MplPath
 
+from circuits.app.edge_routes import CLEARANCE, control_point, route_offsets
 from circuits.app.figures import (
     EMPTY_NOTE,
     NODE_STYLES,
@@ -56,9 +58,16 @@ __all__ = [
 ]
 
 _FORMATS = (".png", ".svg", ".pdf")
-# Half the width of a column that a layer's heads spread over (columns are 1 apart).
-_SPREAD = 0.36
-_BEND = {"q": 0.0, "k": 0.12, "v": -0.12, "mlp": 0.06, "logits": 0.0}
+# Within a span's column (columns are 1 apart): a layer's heads spread over [_HEADS_LO,
+# _HEADS_HI] of the centre, input and logits over their middle, and the MLPs stand in a lane
+# of their own at _MLP_X, so that the edges along the MLP lane do not run through the heads.
+_HEADS_LO, _HEADS_HI, _MLP_X = -0.40, 0.20, 0.40
+# Port bends (fraction of length, left of travel) and the detour per node crossed
+# (circuits.app.edge_routes), smaller than the circuit figure's: an edge stays inside its
+# span's column. MLP inputs go straight (a bend would lay them along the edges into the
+# nearest heads); edges along the MLP lane detour to the right, away from the heads.
+_BEND = {"q": 0.0, "k": 0.04, "v": -0.04, "mlp": 0.0, "logits": 0.0}
+_STEP = 0.1
 
 
 @dataclass
@@ -87,6 +96,7 @@ class Stroke:
     linewidth: float
     color: str
     gid: str
+    bend: float = 0.0  # the Bézier control point's sideways offset (edge_routes)
 
 
 @dataclass
@@ -149,9 +159,11 @@ def _per_span_circuit(graph: Graph, circuit: Circuit | None) -> torch.Tensor:
 
 
 def _x(node_kind: str, head: int, n_heads: int, span: int) -> float:
+    if node_kind == "mlp":
+        return span + _MLP_X
     if node_kind != "attention" or n_heads == 1:
-        return float(span)
-    return span + _SPREAD * (2 * head / (n_heads - 1) - 1)
+        return span + (_HEADS_LO + _HEADS_HI) / 2
+    return span + _HEADS_LO + (_HEADS_HI - _HEADS_LO) * head / (n_heads - 1)
 
 
 def _y(node_kind: str, layer: int, n_layers: int) -> float:
@@ -204,7 +216,7 @@ def position_circuit_drawing(
         else:  # a key/value port shared by a group of query heads: the line ends at the port
             if (port.name, s) not in ports:
                 x = sum(r.x for r in readers) / len(readers)
-                x += (-1 if port.port == "k" else 1) * _SPREAD / max(H, 2)
+                x += (-1 if port.port == "k" else 1) * (_HEADS_HI - _HEADS_LO) / max(2 * H, 4)
                 gid = f"port-s{s}-{svg_id('p', port.name)[2:]}"
                 ports[port.name, s] = Dot(
                     port.name, port.port, s, x, readers[0].y - 0.38, gid,
@@ -220,6 +232,7 @@ def position_circuit_drawing(
             )
         )  # fmt: skip
 
+    _route(edges, layout, spans, L, H)
     links = _attention_links(graph, edges, dots)
     n_spans_used = len({s for _, s in dots})
     if title is None:
@@ -280,17 +293,44 @@ def _attention_links(
     return links
 
 
+def _route(edges: list[Stroke], layout: Any, spans: tuple[str, ...], L: int, H: int) -> None:
+    """Set each stroke's ``bend``: its port's bend plus a detour around the places of its
+    span's column that its straight line would cross (:mod:`circuits.app.edge_routes`)."""
+    if not edges:
+        return
+    places = {
+        s: [(_x(n.kind, n.head, H, s), _y(n.kind, n.layer, L)) for n in layout.nodes]
+        for s in {e.span for e in edges}
+    }
+    gap = (_HEADS_HI - _HEADS_LO) / max(H - 1, 1)  # between neighbouring heads
+    for s, column in places.items():
+        strokes = [e for e in edges if e.span == s]
+        offsets = route_offsets(
+            np.array([e.start for e in strokes]), np.array([e.end for e in strokes]),
+            [_BEND[e.port_kind] for e in strokes], np.array(column), step=_STEP,
+            clearance=min(CLEARANCE, 0.3 * gap),
+            sides=[-1.0 if e.start[0] == e.end[0] == s + _MLP_X else 1.0 for e in strokes],
+        )  # fmt: skip
+        for stroke, offset in zip(strokes, offsets.tolist(), strict=True):
+            stroke.bend = offset
+
+
 def _figsize(n_spans: int, n_layers: int, n_heads: int) -> tuple[float, float]:
     height = min(max(1.2 + 0.42 * (2 * n_layers + 2), 4.0), 30.0)
-    width = min(max(1.4 + n_spans * max(1.3, 0.22 * n_heads), 5.0), 40.0) + 3.0  # + legend
+    # wide enough per span that neighbouring heads' labels do not touch
+    width = min(max(1.4 + n_spans * max(1.3, 0.3 * n_heads), 5.0), 40.0) + 3.0  # + legend
     return round(width, 2), round(height, 2)
 
 
 def _stroke_path(edge: Stroke) -> MplPath:
-    (x0, y0), (x1, y1) = edge.start, edge.end
-    bend = _BEND[edge.port_kind]
-    cx, cy = (x0 + x1) / 2 - bend * (y1 - y0) * 0.3, (y0 + y1) / 2 + bend * (x1 - x0)
-    return MplPath([(x0, y0), (cx, cy), (x1, y1)], [MplPath.MOVETO, MplPath.CURVE3, MplPath.CURVE3])
+    c = control_point(edge.start, edge.end, edge.bend)
+    return MplPath([edge.start, c, edge.end], [MplPath.MOVETO, MplPath.CURVE3, MplPath.CURVE3])
+
+
+def _label(dot: Dot) -> str:
+    """A dot's name as printed: a head's without its layer (``h3``; the row names the layer),
+    so that a span's heads, a third of a column apart at most, keep their labels apart."""
+    return dot.name.partition(".")[2] if dot.kind == "attention" else dot.name
 
 
 def _render(drawing: PositionCircuitDrawing) -> Figure:
@@ -330,7 +370,7 @@ def _render(drawing: PositionCircuitDrawing) -> Figure:
         ax.plot([d.x], [d.y], marker=marker, ms=marker_size, mfc=face, mec="#222222", mew=0.7,
                 ls="none", zorder=4, gid=d.gid)  # fmt: skip
         ax.annotate(
-            d.name, (d.x, d.y), xytext=(0, -7 if d.kind != "logits" else 7),
+            _label(d), (d.x, d.y), xytext=(0, -7 if d.kind != "logits" else 7),
             textcoords="offset points", ha="center",
             va="top" if d.kind != "logits" else "bottom", fontsize=6, color="#222222",
             zorder=6, gid=f"label-{d.gid}",

@@ -160,6 +160,7 @@ def render_compare(result: dict[str, Any]) -> str:
         + lists
         + f'<script type="application/json" id="compare-data">{_json_for_script(payload)}</script>\n'
         + f"<script>{static_text('cytoscape.min.js')}</script>\n"
+        + f"<script>{static_text('edge_route.js')}</script>\n"
         + f"<script>{static_text('compare.js')}</script>\n</body></html>\n"
     )
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from circuits.app.explorer.supernodes import Supernodes
-from circuits.app.figures import NEGATIVE, POSITIVE, ZERO, node_xy, port_xy
+from circuits.app.figures import NEGATIVE, POSITIVE, ZERO, edge_bends, node_xy, port_xy
 from graphs import Graph
 
 __all__ = ["explorer_data"]
@@ -24,6 +25,19 @@ __all__ = ["explorer_data"]
 
 def _sig(x: float) -> float:
     return float(f"{x:.6g}")
+
+
+def _bends(
+    nodes: list[dict[str, Any]], ports: list[dict[str, Any]], up: list[int], port_idx: list[int]
+) -> list[float]:
+    """Each edge's Bézier offset as the circuit figure draws it
+    (:func:`circuits.app.figures.edge_bends`), rounded; the page turns it into Cytoscape
+    control points (static/edge_route.js)."""
+    xy = np.array([[n["x"], n["y"]] for n in nodes], dtype=float).reshape(-1, 2)
+    target = [ports[p]["target"] for p in port_idx]
+    places = xy[[i for i, n in enumerate(nodes) if n["kind"] != "port"]]
+    bends = edge_bends(xy[up], xy[target], [ports[p]["kind"] for p in port_idx], places)
+    return [round(b, 3) or 0 for b in bends.tolist()]
 
 
 def explorer_data(
@@ -36,7 +50,8 @@ def explorer_data(
     """The page's data: ``nodes`` (name, kind, layer, head, x, y; shared k/v ports as kind
     ``"port"`` with their ``readers``), ``ports`` (name, kind, index of the node an edge into it
     ends at), ``edges`` as rank-ordered columns ``up`` (node index), ``port`` (port index),
-    ``score`` and ``in`` (1 when in the run's circuit), the run's ``curve`` and
+    ``score``, ``in`` (1 when in the run's circuit) and ``bend`` (the curve's sideways offset,
+    as the circuit figure routes it), the run's ``curve`` and
     ``faithfulness``, and any ``supernodes``."""
     record = record or {}
     settings = record.get("settings") or {}
@@ -70,6 +85,7 @@ def explorer_data(
     nb = graph.n_backward
     up = (order // nb).tolist()
     port_idx = (order % nb).tolist()
+    bends = _bends(nodes, ports, up, port_idx)
     scores = graph.scores.flatten()[order].to(torch.float64).tolist()
     in_graph = graph.in_graph.flatten()[order].to(torch.int8).tolist()
 
@@ -95,6 +111,7 @@ def explorer_data(
             "port": port_idx,
             "score": [_sig(s) if s == s else None for s in scores],  # NaN: null
             "in": in_graph,
+            "bend": bends,
         },
         "n_circuit": int(sum(in_graph)),
         "curve": {

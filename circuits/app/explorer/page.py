@@ -72,6 +72,7 @@ h3 { font-size: 14px; margin: 8px 0 2px; } h4 { font-size: 13px; margin: 6px 0 2
 .pos { color: #2166ac; font-weight: bold; } .neg { color: #b2182b; font-weight: bold; }
 #live { display: none; background: #f4f8ff; border: 1px solid #c6d8f5; padding: 6px 8px; }
 #live-f { font-size: 18px; font-weight: bold; }
+#edit-state:empty { display: none; } #edit-state { color: #8a4b00; }
 #spinner { display: none; width: 12px; height: 12px; border: 2px solid #9bb; border-top-color: #235;
   border-radius: 50%; animation: spin 0.8s linear infinite; vertical-align: middle; }
 @keyframes spin { to { transform: rotate(360deg); } }
@@ -89,11 +90,12 @@ _BODY = """
 <input id="size" type="range" min="0" step="1" aria-label="circuit size (edges, by rank)">
 <p>top <input id="size-value" type="number" min="0" step="1"> of <span id="n-total"></span> edges
 by the run's ranking; <span id="drawn-count"></span> drawn</p>
+<p id="edit-state"></p>
 <p id="curve-f"></p>
 <button id="reset">back to the run's circuit</button>
 <div id="live"><h2>Live ablation <span id="spinner"></span></h2>
 <p>click an edge (or tick it in a node's list) to take it out or put it in</p>
-<div>f = <span id="live-f">—</span> CI <span id="live-ci">—</span></div>
+<div>f of the circuit drawn = <span id="live-f">—</span> CI <span id="live-ci">—</span></div>
 <div>m(C) = <span id="live-m">—</span></div><div id="live-status"></div></div>
 <h2>Show edges into</h2>
 <label><input class="kind" type="checkbox" value="q" checked> q</label>
@@ -133,6 +135,7 @@ def render_explorer(data: dict[str, Any]) -> str:
         + _BODY.replace("{title}", title)
         + f'<script type="application/json" id="explorer-data">{_json_for_script(data)}</script>\n'
         + f"<script>{static_text('cytoscape.min.js')}</script>\n"
+        + f"<script>{static_text('edge_route.js')}</script>\n"
         + f"<script>{static_text('explorer.js')}</script>\n</body></html>\n"
     )
 

@@ -58,7 +58,9 @@
       { selector: "node.pinned", style: { "border-style": "double", "border-width": 4 } },
       { selector: "node.match", style: { "border-width": 4, "border-color": "#ffb000", opacity: 1 } },
       { selector: ":parent", style: { "background-color": "#f3e8ff", "background-opacity": 0.5, "border-color": "#7b2cbf", "border-width": 2, label: "data(label)", "text-valign": "top", "font-size": 11, "font-weight": "bold", opacity: 1, padding: 10 } },
-      { selector: "edge", style: { width: "data(w)", "line-color": "data(color)", "curve-style": many ? "haystack" : "bezier", opacity: 0.8 } },
+      // routed as the circuit figure routes them (edge_route.js), so that edges along one
+      // column do not lie on top of one another
+      { selector: "edge", style: { width: "data(w)", "line-color": "data(color)", "curve-style": "unbundled-bezier", "control-point-distances": "data(cpd)", "control-point-weights": "data(cpw)", "edge-distances": "node-position", opacity: 0.8 } },
       { selector: "edge.k", style: { "line-style": "dashed" } },
       { selector: "edge.v", style: { "line-style": "dotted" } },
       { selector: "edge.mlp", style: { "line-style": "dashed", "line-dash-pattern": [6, 2, 1.5, 2] } },
@@ -77,7 +79,8 @@
     let classes = "real " + kind;
     if (state.removed.has(r)) classes += " removed";
     if (state.added.has(r)) classes += " added";
-    return { group: "edges", data: { id: "e" + r, source: "n" + E.up[r], target: "n" + edgeTarget(r), rank: r, w: w, color: color }, classes: classes };
+    const route = edgeRoute(D.nodes[E.up[r]], D.nodes[edgeTarget(r)], E.bend[r], SX, SY);
+    return { group: "edges", data: { id: "e" + r, source: "n" + E.up[r], target: "n" + edgeTarget(r), rank: r, w: w, color: color, cpd: route.cpd, cpw: route.cpw }, classes: classes };
   }
 
   // The edges of the working circuit: the top `size` by the run's ranking, with the user's
@@ -103,12 +106,25 @@
       cy.edges(".real").forEach((e) => { used.add(e.data("source")); used.add(e.data("target")); });
       used.forEach((id) => cy.getElementById(id).addClass("used"));
     });
-    const drawn = cy.edges(".real").length;
-    $("drawn-count").textContent = String(drawn);
+    // taken-out edges stay drawn (grey) to be put back, but are not part of the circuit
+    $("drawn-count").textContent = String(cy.edges(".real").not(".removed").length);
     $("size-value").value = String(state.size);
     $("size").value = String(state.size);
+    showEdits();
     showCurveF();
     if (D.live) requestLive();
+  }
+
+  // ------------------------------------------------------------------ the edited circuit
+  const edited = () => state.added.size + state.removed.size > 0;
+  function showEdits() {
+    const box = $("edit-state");
+    const n = circuitRanks().length;
+    box.dataset.edges = String(n);
+    box.dataset.edited = edited() ? "1" : "";
+    box.textContent = edited()
+      ? "edited: the circuit holds " + n + " edges (" + state.removed.size + " of the top " + state.size + " taken out, drawn grey; " + state.added.size + " put in)"
+      : "";
   }
 
   // ------------------------------------------------------------------ f from the curve
@@ -134,7 +150,9 @@
       text = ns.length ? "not measured at " + n + " edges; nearest: " + parts.join(", ") : "no faithfulness curve in this run";
       $("curve-f").dataset.value = "";
     }
-    $("curve-f").textContent = text;
+    // the run's numbers describe the top-n circuit, not the edited one: say so
+    $("curve-f").dataset.original = edited() ? "1" : "";
+    $("curve-f").textContent = edited() ? "before the edits, the run's top " + n + ": " + text : text;
   }
 
   // ------------------------------------------------------------------ hover and click
