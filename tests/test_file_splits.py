@@ -295,3 +295,26 @@ def test_every_doc_the_code_names_exists():
     }
     assert named, "no doc is named at all: the pattern is wrong"
     assert [(str(s), d) for s, d in sorted(named) if not (root / d).is_file()] == []
+
+
+# ------------------------------------------------------------ 5: the batched tokenisation
+
+
+@pytest.mark.parametrize("model", ["toy-gpt2", "toy-llama"])
+def test_batched_token_ids_equal_the_tokenizers_own(model):
+    """token_ids runs the tokenizers backend in one batch; the ids must be the tokenizer's."""
+    from circuits.app.prompts import load_tokenizer
+    from circuits.tasks.encode import token_ids
+
+    tokenizer = load_tokenizer(model)
+    texts = [r[k] for r in ROWS for k in ("clean", "corrupted")]
+    texts += ["", " ", "When  Mary\tand 1745 -> é ü 漢字 John", ROWS[0]["clean"] + " Zzyzx"]
+    texts += texts[:3]  # repeated texts are encoded once, and each row gets its own list
+    ids = token_ids(tokenizer, texts)
+    assert ids == tokenizer(texts, add_special_tokens=True)["input_ids"]
+    assert ids[0] is not ids[-3]
+    # a backend saved with truncation would cut long prompts short: the tokenizer's own call
+    # (which switches it off) is used instead, so the context check sees every token
+    long = ROWS[0]["clean"] * 3
+    tokenizer.backend_tokenizer.enable_truncation(max_length=8)
+    assert len(token_ids(tokenizer, [long])[0]) == len(tokenizer(long)["input_ids"]) > 8

@@ -23,6 +23,7 @@ token ids it actually used, so the report's held-out sentence is computed, not a
 from __future__ import annotations
 
 import dataclasses
+import operator
 import random
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -48,11 +49,15 @@ def drop_duplicates(rows: Sequence[PromptRow]) -> tuple[list[PromptRow], list[tu
     """``(kept rows, [(line, line of its first occurrence), ...])``: a row is dropped when it
     says what an earlier row says (prompts, answers, distractors, spans; its line, ``id`` and
     ``split`` aside)."""
-    first: dict[PromptRow, int] = {}
+    if not rows:
+        return [], []
+    what = operator.attrgetter(*(f.name for f in dataclasses.fields(rows[0])
+                                 if f.name not in ("line", "id", "split")))  # fmt: skip
+    first: dict[tuple, int] = {}
     kept: list[PromptRow] = []
     dropped: list[tuple[int, int]] = []
     for r in rows:
-        line = first.setdefault(dataclasses.replace(r, line=0, id=None, split=None), r.line)
+        line = first.setdefault(what(r), r.line)
         if line != r.line:
             dropped.append((r.line, line))
         else:

@@ -52,6 +52,7 @@ from circuits.tasks.encode import (
     pad_rows,
     span_tensor,
     token_ids,
+    unknown_id,
     unknown_word,
 )
 from circuits.tasks.file_spans import DuplicateKey, read_span_cells, strict_object
@@ -139,6 +140,8 @@ class PromptFile:
     #: ``(line, line of its first occurrence)`` of each duplicate row dropped before the
     #: split (:func:`circuits.tasks.file_splits.drop_duplicates`).
     duplicates: list[tuple[int, int]] = field(default_factory=list)
+    #: Each row's clean prompt length in tokens, by line (filled by :func:`token_problems`).
+    token_lengths: dict[int, int] = field(default_factory=dict)
 
     def rows_of(self, split: str) -> list[PromptRow]:
         if split not in SPLITS:
@@ -264,7 +267,7 @@ def _records(path: Path, text: str, problems: list[str]) -> list[tuple[int, dict
             if not line.strip():
                 continue
             try:
-                row = json.loads(line, object_pairs_hook=strict_object)
+                row = _STRICT_JSON.decode(line)
             except DuplicateKey as err:
                 problems.append(f"{path}:{n}: {err}")
                 continue
@@ -312,8 +315,14 @@ REQUIRED = {
 }
 
 
+#: ``REQUIRED`` with each need's alternatives, split once rather than once a row.
+_ALTERNATIVES = {k: [(need, need.split("|")) for need in v] for k, v in REQUIRED.items()}
+#: One decoder for every line (``json.loads`` with a hook builds one a call).
+_STRICT_JSON = json.JSONDecoder(object_pairs_hook=strict_object)
+
+
 def _missing(layout: str, columns: set[str]) -> list[str]:
-    return [need for need in REQUIRED[layout] if not any(c in columns for c in need.split("|"))]
+    return [need for need, alts in _ALTERNATIVES[layout] if not any(c in columns for c in alts)]
 
 
 def _cell_list(value: Any, csv_cell: bool) -> list[Any] | None:
@@ -541,17 +550,11 @@ def read_rows(
         spans = read_span_cells(record, row.clean, row.corrupted, csv_cells, where, problems)
         if spans is None:
             continue
-        names, starts, corrupted_starts = spans
-        rows.append(
-            dataclasses.replace(
-                row,
-                split=split or None,
-                id=rid,
-                span_names=names,
-                span_starts=starts,
-                corrupted_span_starts=corrupted_starts,
-            )
-        )
+        if split or rid is not None or spans[0]:  # replace is slow: only when it changes
+            names, starts, corrupted_starts = spans
+            row = dataclasses.replace(row, split=split or None, id=rid, span_names=names,
+                                      span_starts=starts, corrupted_span_starts=corrupted_starts)  # fmt: skip
+        rows.append(row)
     with_split = [r for r in rows if r.split is not None]
     if with_split and len(with_split) != len(rows):
         first = next(r for r in rows if r.split is None)
@@ -629,11 +632,15 @@ def token_problems(
     rows, path = prompts.rows, prompts.path
     clean = token_ids(tokenizer, [r.clean for r in rows])
     corrupted = token_ids(tokenizer, [r.corrupted for r in rows])
+    prompts.token_lengths = {r.line: len(ids) for r, ids in zip(rows, clean, strict=True)}
     problems: list[str] = []
-    ids_of = _continuation_ids(prompts, tokenizer, clean, problems)
+    unk = unknown_id(tokenizer)
+    ids_of = _continuation_ids(prompts, tokenizer, clean, unk, problems)
     for i, r in enumerate(rows):
         where = f"{path}:{r.line}"
-        problems += _prompt_problems(where, tokenizer, r, clean[i], corrupted[i], sides, context)
+        problems += _prompt_problems(
+            where, tokenizer, r, clean[i], corrupted[i], sides, context, unk
+        )
         answer_ids = {ids_of[(i, a)] for a in r.answers if (i, a) in ids_of} | set(r.answer_ids)
         distractor_ids = {ids_of[(i, d)] for d in r.distractors if (i, d) in ids_of} | set(
             r.distractor_ids
@@ -656,7 +663,11 @@ def token_problems(
     return problems
 
 
-def _unknown(tokenizer: Any, where: str, what: str, text: str, ids: Sequence[int]) -> list[str]:
+def _unknown(
+    tokenizer: Any, unk: int | None, where: str, what: str, text: str, ids: Sequence[int]
+) -> list[str]:
+    if unk is None or unk not in ids:  # the common case, without the slow lookups
+        return []
     word = unknown_word(tokenizer, text, ids)
     if word is None:
         return []
@@ -675,11 +686,13 @@ def _prompt_problems(
     corrupted: list[int],
     sides: tuple[str, str],
     context: int | None,
+    unk: int | None,
 ) -> list[str]:
-    """Unknown words, unequal token lengths and prompts beyond ``context`` of one row."""
+    """Unknown words (``unk``: :func:`unknown_id`), unequal token lengths and prompts beyond
+    ``context`` of one row."""
     a, b = sides  # how the two prompts are called in messages
-    problems = _unknown(tokenizer, where, f"the {a} prompt", r.clean, clean)
-    problems += _unknown(tokenizer, where, f"the {b} prompt", r.corrupted, corrupted)
+    problems = _unknown(tokenizer, unk, where, f"the {a} prompt", r.clean, clean)
+    problems += _unknown(tokenizer, unk, where, f"the {b} prompt", r.corrupted, corrupted)
     if len(clean) != len(corrupted):
         problems.append(
             f"{where}: {a} has {len(clean)} tokens but {b} has {len(corrupted)} under "
@@ -696,7 +709,11 @@ def _prompt_problems(
 
 
 def _continuation_ids(
-    prompts: PromptFile, tokenizer: Any, clean: list[list[int]], problems: list[str]
+    prompts: PromptFile,
+    tokenizer: Any,
+    clean: list[list[int]],
+    unk: int | None,
+    problems: list[str],
 ) -> dict[tuple[int, str], int]:
     """``{(row index, answer or distractor): its token id}`` of the text continuations that
     are one known token after their prompt; a problem for each other one."""
@@ -706,8 +723,10 @@ def _continuation_ids(
     ids_of: dict[tuple[int, str], int] = {}
     for (i, c), ext in zip(conts, full, strict=True):
         ids, where = clean[i], f"{path}:{rows[i].line}"
-        if unknown_word(tokenizer, rows[i].clean, ids) is None:  # else the prompt's problem
-            found = _unknown(tokenizer, where, f"the continuation {c!r}", rows[i].clean + c, ext)
+        if unk is None or unk not in ids:  # else the prompt's problem
+            found = _unknown(
+                tokenizer, unk, where, f"the continuation {c!r}", rows[i].clean + c, ext
+            )
             if found:
                 problems += found
                 continue
