@@ -503,58 +503,89 @@ def read_rows(
     rows: list[PromptRow] = []
     seen_ids: dict[str, int] = {}
     for n, record in records:
-        where = f"{path}:{n}"
-        columns = {k for k, v in record.items() if v not in (None, "")}
-        missing = _missing(layout, columns)
-        if missing:
-            problems.append(
-                f"{where}: missing column(s) {', '.join(missing)}; a {layout} row needs "
-                f"{', '.join(REQUIRED[layout])}"
-            )
+        row = _read_row(f"{path}:{n}", n, record, layout, counterfactual, csv_cells, problems)
+        if row is None or not _unique_id(f"{path}:{n}", row, seen_ids, problems):
             continue
-        if layout == "das":
-            row = _das_row(where, n, record, problems)
-        elif layout == "mib":
-            row = _mib_row(where, n, record, counterfactual, problems)
-        elif layout == "eap-ig":
-            row = _eap_row(where, n, record, csv_cells, problems)
-        else:
-            row = _text_row(where, n, record, csv_cells, problems)
-        if row is None:
-            continue
-        if not isinstance(row.clean, str) or not isinstance(row.corrupted, str):
-            problems.append(f"{where}: clean and corrupted must be text")
-            continue
-        split = record.get("split")
-        if split not in (None, "") and split not in SPLITS:
-            problems.append(f"{where}: split {split!r} is not train or test")
-            continue
-        same = set(row.answers) & set(row.distractors) or set(row.answer_ids) & set(
-            row.distractor_ids
-        )
-        if same and layout != "das":
-            problems.append(
-                f"{where}: answer {sorted(same)[0]!r} is also a distractor; the metric would compare it "
-                "with itself, so remove it from one of the two"
-            )
-            continue
-        rid = record.get("id")
-        rid = None if rid in (None, "") else str(rid)
-        if rid is not None and rid in seen_ids:
-            problems.append(
-                f"{where}: id {rid!r} already used on line {seen_ids[rid]}; ids must be unique"
-            )
-            continue
-        if rid is not None:
-            seen_ids[rid] = n
-        spans = read_span_cells(record, row.clean, row.corrupted, csv_cells, where, problems)
-        if spans is None:
-            continue
-        if split or rid is not None or spans[0]:  # replace is slow: only when it changes
-            names, starts, corrupted_starts = spans
-            row = dataclasses.replace(row, split=split or None, id=rid, span_names=names,
-                                      span_starts=starts, corrupted_span_starts=corrupted_starts)  # fmt: skip
         rows.append(row)
+    return _prompt_file(path, layout, rows, seed, counterfactual, problems), problems
+
+
+def _read_row(
+    where: str,
+    n: int,
+    record: dict,
+    layout: str,
+    counterfactual: str | None,
+    csv_cells: bool,
+    problems: list[str],
+) -> PromptRow | None:
+    """One record as a row of ``layout`` (with its split, id and spans), or None with its
+    problems added."""
+    columns = {k for k, v in record.items() if v not in (None, "")}
+    missing = _missing(layout, columns)
+    if missing:
+        problems.append(
+            f"{where}: missing column(s) {', '.join(missing)}; a {layout} row needs "
+            f"{', '.join(REQUIRED[layout])}"
+        )
+        return None
+    if layout == "das":
+        row = _das_row(where, n, record, problems)
+    elif layout == "mib":
+        row = _mib_row(where, n, record, counterfactual, problems)
+    elif layout == "eap-ig":
+        row = _eap_row(where, n, record, csv_cells, problems)
+    else:
+        row = _text_row(where, n, record, csv_cells, problems)
+    if row is None:
+        return None
+    if not isinstance(row.clean, str) or not isinstance(row.corrupted, str):
+        problems.append(f"{where}: clean and corrupted must be text")
+        return None
+    split = record.get("split")
+    if split not in (None, "") and split not in SPLITS:
+        problems.append(f"{where}: split {split!r} is not train or test")
+        return None
+    same = set(row.answers) & set(row.distractors) or set(row.answer_ids) & set(row.distractor_ids)
+    if same and layout != "das":
+        problems.append(
+            f"{where}: answer {sorted(same)[0]!r} is also a distractor; the metric would compare it "
+            "with itself, so remove it from one of the two"
+        )
+        return None
+    rid = record.get("id")
+    rid = None if rid in (None, "") else str(rid)
+    spans = read_span_cells(record, row.clean, row.corrupted, csv_cells, where, problems)
+    if spans is None:
+        return None
+    if split or rid is not None or spans[0]:  # replace is slow: only when it changes
+        names, starts, corrupted_starts = spans
+        row = dataclasses.replace(row, split=split or None, id=rid, span_names=names,
+                                  span_starts=starts, corrupted_span_starts=corrupted_starts)  # fmt: skip
+    return row
+
+
+def _unique_id(where: str, row: PromptRow, seen: dict[str, int], problems: list[str]) -> bool:
+    """False (with a problem) when ``row``'s id is one an earlier row used."""
+    if row.id is not None and row.id in seen:
+        problems.append(
+            f"{where}: id {row.id!r} already used on line {seen[row.id]}; ids must be unique"
+        )
+        return False
+    if row.id is not None:
+        seen[row.id] = row.line
+    return True
+
+
+def _prompt_file(
+    path: Path,
+    layout: str,
+    rows: list[PromptRow],
+    seed: int,
+    counterfactual: str | None,
+    problems: list[str],
+) -> PromptFile:
+    """The file of ``rows``: span schema, duplicates dropped, train/test split."""
     with_split = [r for r in rows if r.split is not None]
     if with_split and len(with_split) != len(rows):
         first = next(r for r in rows if r.split is None)
@@ -572,7 +603,7 @@ def read_rows(
         problems += leak_problems(path, out.splits) if held_out else []
     else:
         out.splits = seeded_split(rows, seed, grouped=held_out)
-    return out, problems
+    return out
 
 
 def _schema(path: Path, rows: list[PromptRow], problems: list[str]) -> SpanSchema | None:
