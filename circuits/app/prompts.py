@@ -113,11 +113,11 @@ def check_user_examples(settings: Any) -> None:
 
 
 def split_pairs(
-    settings: Any, tokenizer: Any, split: str, n: int
+    settings: Any, tokenizer: Any, split: str, n: int, prompts: PromptFile | None = None
 ) -> tuple[PromptPairs, dict[str, Any]]:
-    """The first ``n`` prompt pairs of ``split`` from ``settings.data`` or ``settings.task``,
-    and what the run record says about them (``name``, ``description``, the file's layout and
-    split)."""
+    """The first ``n`` prompt pairs of ``split`` from ``settings.data`` (read and checked
+    here unless ``prompts`` is the file, already) or ``settings.task``, and what the run
+    record says about them (``name``, ``description``, the file's layout and split)."""
     data = getattr(settings, "data", None)
     positions = getattr(settings, "positions", None)
     schema = positions == "schema"
@@ -130,9 +130,10 @@ def split_pairs(
             pairs = encode_examples(examples, tokenizer)
         info = {"name": task.name, "description": task.description}
     else:
-        prompts = load_prompt_file(
-            data, tokenizer, counterfactual=settings.counterfactual, seed=settings.seed
-        )
+        if prompts is None:
+            prompts = load_prompt_file(
+                data, tokenizer, counterfactual=settings.counterfactual, seed=settings.seed
+            )
         info = {"name": Path(data).stem, "description": f"prompt pairs from {data}"}
         info.update(prompts.describe())
         if schema and prompts.schema is None:
@@ -167,8 +168,13 @@ def task_schema(task: Any) -> SpanSchema:
 def prompt_pairs(settings: Any, tokenizer: Any) -> tuple[PromptPairs, PromptPairs, dict[str, Any]]:
     """``(train, test, task_info)`` of a discovery run: ``settings.n_examples`` train and
     ``settings.n_eval`` test pairs (a file's first rows of each split, in file order)."""
-    train, info = split_pairs(settings, tokenizer, "train", settings.n_examples)
-    test, _ = split_pairs(settings, tokenizer, "test", settings.n_eval)
+    prompts = None
+    if getattr(settings, "data", None) is not None:  # read and checked once for both splits
+        prompts = load_prompt_file(
+            settings.data, tokenizer, counterfactual=settings.counterfactual, seed=settings.seed
+        )
+    train, info = split_pairs(settings, tokenizer, "train", settings.n_examples, prompts)
+    test, _ = split_pairs(settings, tokenizer, "test", settings.n_eval, prompts)
     return train, test, info
 
 
