@@ -43,7 +43,7 @@ def data_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument(
         "--model",
         default=DEFAULT_MODEL,
-        help=f"model whose tokenizer to use (default: {DEFAULT_MODEL})",
+        help=f"model whose tokenizer and context length to check against (default: {DEFAULT_MODEL})",
     )
     add_data_options(c, data=False)
     c.add_argument("--seed", type=int, default=0, help="seed of the 80/20 split (default: 0)")
