@@ -57,8 +57,9 @@ def test_bad_counterfactual_rows_name_their_line(tokenizer, tmp_path):
     with pytest.raises(PromptFileError) as info:
         load_counterfactual_file(_write(tmp_path / "cf.jsonl", rows), tokenizer)
     message = str(info.value)
-    assert "4 problem(s)" in message and "cf.jsonl:1" not in message
+    assert "5 problem(s)" in message and "cf.jsonl:1" not in message
     assert "cf.jsonl:2: base has 15 tokens but source has 16" in message
+    assert "cf.jsonl:2: the source prompt has the word 'then', which this tokenizer" in message
     assert "cf.jsonl:3: ' Anna Mary' is not one token after its prompt" in message
     assert "cf.jsonl:4: kind 'both' is not cause or isolate" in message
     assert (

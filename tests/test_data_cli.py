@@ -53,7 +53,9 @@ def test_data_check_lists_every_problem_and_exits_2(tmp_path, capsys):
     path = _bad_file(tmp_path)
     assert main(["data", "check", str(path)]) == 2
     err = capsys.readouterr().err
-    assert "2 problem(s)" in err and "bad.jsonl:3: missing column(s) corrupted" in err
+    assert "3 problem(s)" in err and "bad.jsonl:3: missing column(s) corrupted" in err
+    # the two readable rows share their clean prompt, so no row can be held out for test
+    assert "bad.jsonl: no test rows; all rows share prompts" in err
     assert "bad.jsonl:2: clean has 15 tokens but corrupted has 16 under this tokenizer" in err
 
 

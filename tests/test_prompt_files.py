@@ -220,7 +220,8 @@ def test_tokenizer_errors_say_how_the_text_tokenises(toy, tmp_path):
     ])  # fmt: skip
     message = _problems(path, tokenizer)
     n = len(_ids(tokenizer, CLEAN))
-    assert "2 problem(s)" in message
+    assert "3 problem(s)" in message  # the unknown word 'then' is listed with the rest
+    assert "t.jsonl:2: the corrupted prompt has the word 'then', which this tokenizer" in message
     assert (
         f"t.jsonl:2: clean has {n} tokens but corrupted has {n + 1} under this tokenizer" in message
     )
@@ -229,12 +230,16 @@ def test_tokenizer_errors_say_how_the_text_tokenises(toy, tmp_path):
         in message
     )
     assert "t.jsonl:1" not in message
-    # two unknown words are both the word-level tokenizer's [UNK]: the same token
+    # unknown words would both become the word-level tokenizer's <unk>: each is named, in
+    # the same pass as the other problems (once a second pass said "example 0:")
     unk = _jsonl(
         tmp_path / "k.jsonl",
         [{"clean": CLEAN, "corrupted": CORRUPTED, "answer": " Zork", "distractor": " Quux"}],
     )
-    assert "k.jsonl:1: an answer and a distractor are the same token" in _problems(unk, tokenizer)
+    message = _problems(unk, tokenizer)
+    assert "2 problem(s)" in message
+    for word in ("Zork", "Quux"):
+        assert f"k.jsonl:1: the continuation ' {word}' has the word '{word}'" in message
     eap = _csv(tmp_path / "v.csv", ["clean", "corrupted", "correct_idx", "incorrect_idx"],
                [[CLEAN, CORRUPTED, 5, len(tokenizer) + 3]])  # fmt: skip
     assert (

@@ -404,6 +404,10 @@ def _discover(args: argparse.Namespace, argv: list[str]) -> int:
     from circuits.app.checks import summary_text
 
     print(summary_text(metrics))
+    dropped = metrics.get("task", {}).get("n_duplicate_rows_dropped")
+    if dropped:  # the split and every count above are of the rows left
+        print(f"data: dropped {dropped} duplicate row(s) of {args.data} before the split "
+              f"(circuits data check {args.data} lists them)")  # fmt: skip
     print(
         f"wrote {args.out}/ (report: {args.out / 'report.html'}) in {metrics['timings']['total_s']:.1f}s"
     )

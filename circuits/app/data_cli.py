@@ -34,28 +34,33 @@ def data_parser(sub: argparse._SubParsersAction) -> None:
     c = dsub.add_parser(
         "check",
         help="validate a prompt file against a model's tokenizer",
-        description="Print the rows, splits, token lengths, answers and (when the rows give "
-        "them) spans of FILE under MODEL's tokenizer; exit 2 listing every problem (with its "
-        "line) if it cannot be used.",
+        description="Print the rows, splits, duplicate rows dropped, token lengths, answers "
+        "and (when the rows give them) spans of FILE under MODEL's tokenizer; exit 2 listing "
+        "every problem (with its line) if discover --data could not use it: the same checks, "
+        "including MODEL's context length and the train/test split.",
     )
     c.add_argument("file", help="prompt file (.jsonl or .csv)")
     c.add_argument(
         "--model",
         default=DEFAULT_MODEL,
-        help=f"model whose tokenizer to use (default: {DEFAULT_MODEL})",
+        help=f"model whose tokenizer and context length to check against (default: {DEFAULT_MODEL})",
     )
     add_data_options(c, data=False)
     c.add_argument("--seed", type=int, default=0, help="seed of the 80/20 split (default: 0)")
+    c.add_argument(
+        "--positions", choices=("tokens", "schema"),
+        help="also check what discover --positions needs (tokens: every prompt of one length; "
+        "schema: spans in every row)",
+    )  # fmt: skip
 
 
 def run_data(args: argparse.Namespace) -> int:
-    """Run ``circuits data check``; a bad file raises PromptFileError (exit 2)."""
-    from circuits.app.prompts import data_summary, load_tokenizer
-    from circuits.tasks.files import load_prompt_file
+    """Run ``circuits data check``: the same validation pass as ``discover --data``
+    (:func:`circuits.app.prompts.check_data_file`); a bad file raises PromptFileError (exit 2)."""
+    from circuits.app.prompts import check_data_file, data_summary
 
-    tokenizer = load_tokenizer(args.model)
-    prompts = load_prompt_file(
-        args.file, tokenizer, counterfactual=args.counterfactual, seed=args.seed
+    prompts, tokenizer = check_data_file(
+        args.file, args.model, args.counterfactual, args.seed, args.positions
     )
     print(data_summary(prompts, tokenizer))
     return 0

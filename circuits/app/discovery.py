@@ -45,7 +45,13 @@ from circuits.app.position_discovery import (
     check_positions,
     find_position_circuit,
 )
-from circuits.app.prompts import FILE_METRIC, check_data_file, check_user_examples, prompt_pairs
+from circuits.app.prompts import (
+    FILE_METRIC,
+    check_data_file,
+    check_user_examples,
+    held_out_prompts,
+    prompt_pairs,
+)
 from circuits.app.run import RUN_FORMAT, RunRecord, strict_json
 from circuits.search.faithfulness import (
     DEFAULT_FRACTIONS,
@@ -134,7 +140,7 @@ class DiscoverySettings:
         from circuits.tasks import TaskError
 
         if self.data is not None:  # the whole file, with the model's tokenizer, before loading it
-            check_data_file(self.data, self.model, self.counterfactual, self.seed)
+            check_data_file(self.data, self.model, self.counterfactual, self.seed, self.positions)
         else:
             try:
                 get_task(self.task)
@@ -437,6 +443,7 @@ def find_circuit(
             "seed": settings.seed,
             **_distinct_prompts(train, "attribution"),
             **_distinct_prompts(test, "evaluation"),
+            **held_out_prompts(train, test),  # the report's held-out sentence
         },
         settings={
             "method": settings.method,

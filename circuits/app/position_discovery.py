@@ -70,9 +70,15 @@ def check_positions(settings: Any, method: Any) -> None:
             f"of {aware}, or leave out --positions"
         )
     try:
-        prompt_pairs(settings, load_tokenizer(settings.model))
+        train, test, _ = prompt_pairs(settings, load_tokenizer(settings.model))
     except (PositionError, DataError) as err:
         raise RunError(f"--positions {settings.positions}: {err}") from None
+    if settings.positions == "tokens" and train.n_pos != test.n_pos:  # one axis for both
+        raise RunError(
+            f"--positions tokens: the train prompts have {train.n_pos} tokens and the test "
+            f"prompts {test.n_pos}, but the circuit has one position axis for both; use prompts "
+            "of one length in both splits, or --positions schema"
+        )
 
 
 @dataclasses.dataclass

@@ -16,6 +16,8 @@ import torch
 from attribution.data import PromptPairs
 from attribution.positions import with_positions
 from circuits.tasks import encode_examples, get_task
+from circuits.tasks.encode import token_ids
+from circuits.tasks.file_splits import cross_split_prompts
 from circuits.tasks.files import PromptFile, load_prompt_file
 from graphs.positions import PositionError, SpanSchema
 
@@ -23,6 +25,9 @@ __all__ = [
     "check_data_file",
     "check_user_examples",
     "data_summary",
+    "duplicate_lines",
+    "held_out_prompts",
+    "model_context",
     "load_tokenizer",
     "prompt_pairs",
     "split_pairs",
@@ -51,15 +56,47 @@ def load_tokenizer(model: str) -> Any:
         ) from None
 
 
+def model_context(model: str) -> int | None:
+    """The longest input (tokens) ``model`` takes, from its config alone (a zoo name, a local
+    folder or a Hub name); None when the config cannot be read or names no limit."""
+    from transformers import AutoConfig
+
+    from circuits import zoo
+
+    bundled = model in zoo.available()
+    try:
+        config = AutoConfig.from_pretrained(
+            zoo.model_dir(model) if bundled else model, local_files_only=bundled
+        )
+    except Exception:  # noqa: BLE001 - loading the model itself names what is wrong
+        return None
+    for name in ("max_position_embeddings", "n_positions", "n_ctx", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
 def check_data_file(
-    data: str | Path, model: str, counterfactual: str | None = None, seed: int = 0
-) -> PromptFile:
-    """Read and fully validate a prompt file with ``model``'s tokenizer (no model weights).
+    data: str | Path,
+    model: str,
+    counterfactual: str | None = None,
+    seed: int = 0,
+    positions: str | None = None,
+) -> tuple[PromptFile, Any]:
+    """The one validation pass of ``circuits data check`` and ``discover --data``: the file,
+    ``model``'s tokenizer and context length (no weights), ``--positions`` and the train/test
+    split a run needs. Returns the file and the tokenizer.
 
     Raises:
         circuits.tasks.PromptFileError: every problem, each with ``FILE:LINE`` and the fix.
     """
-    return load_prompt_file(data, load_tokenizer(model), counterfactual=counterfactual, seed=seed)
+    tokenizer = load_tokenizer(model)
+    prompts = load_prompt_file(
+        data, tokenizer, counterfactual=counterfactual, seed=seed,
+        context=model_context(model), positions=positions, run=True,
+    )  # fmt: skip
+    return prompts, tokenizer
 
 
 def check_user_examples(settings: Any) -> None:
@@ -76,11 +113,11 @@ def check_user_examples(settings: Any) -> None:
 
 
 def split_pairs(
-    settings: Any, tokenizer: Any, split: str, n: int
+    settings: Any, tokenizer: Any, split: str, n: int, prompts: PromptFile | None = None
 ) -> tuple[PromptPairs, dict[str, Any]]:
-    """The first ``n`` prompt pairs of ``split`` from ``settings.data`` or ``settings.task``,
-    and what the run record says about them (``name``, ``description``, the file's layout and
-    split)."""
+    """The first ``n`` prompt pairs of ``split`` from ``settings.data`` (read and checked
+    here unless ``prompts`` is the file, already) or ``settings.task``, and what the run
+    record says about them (``name``, ``description``, the file's layout and split)."""
     data = getattr(settings, "data", None)
     positions = getattr(settings, "positions", None)
     schema = positions == "schema"
@@ -93,9 +130,10 @@ def split_pairs(
             pairs = encode_examples(examples, tokenizer)
         info = {"name": task.name, "description": task.description}
     else:
-        prompts = load_prompt_file(
-            data, tokenizer, counterfactual=settings.counterfactual, seed=settings.seed
-        )
+        if prompts is None:
+            prompts = load_prompt_file(
+                data, tokenizer, counterfactual=settings.counterfactual, seed=settings.seed
+            )
         info = {"name": Path(data).stem, "description": f"prompt pairs from {data}"}
         info.update(prompts.describe())
         # absolute, so the run's readers find the file from any folder; the hash tells them
@@ -106,7 +144,8 @@ def split_pairs(
         if schema and prompts.schema is None:
             raise PositionError(
                 f"{data}: --positions schema needs each row's spans, and this file has none; "
-                "add a spans field to every row (docs/data.md), or use --positions tokens"
+                "add a spans field to every row (docs/guide.md, Spans in a prompt file), "
+                "or use --positions tokens"
             )
         pairs = prompts.encode(tokenizer, split, limit=n, spans=True) if schema else (
             prompts.encode(tokenizer, split, limit=n)
@@ -134,9 +173,45 @@ def task_schema(task: Any) -> SpanSchema:
 def prompt_pairs(settings: Any, tokenizer: Any) -> tuple[PromptPairs, PromptPairs, dict[str, Any]]:
     """``(train, test, task_info)`` of a discovery run: ``settings.n_examples`` train and
     ``settings.n_eval`` test pairs (a file's first rows of each split, in file order)."""
-    train, info = split_pairs(settings, tokenizer, "train", settings.n_examples)
-    test, _ = split_pairs(settings, tokenizer, "test", settings.n_eval)
+    prompts = None
+    if getattr(settings, "data", None) is not None:  # read and checked once for both splits
+        prompts = load_prompt_file(
+            settings.data, tokenizer, counterfactual=settings.counterfactual, seed=settings.seed
+        )
+    train, info = split_pairs(settings, tokenizer, "train", settings.n_examples, prompts)
+    test, _ = split_pairs(settings, tokenizer, "test", settings.n_eval, prompts)
     return train, test, info
+
+
+def held_out_prompts(train: PromptPairs, test: PromptPairs) -> dict[str, int]:
+    """``n_prompts_in_both_splits``: distinct prompts (clean or corrupted, compared as the
+    real token ids the model reads) of ``test`` that also occur in ``train``; the report's
+    held-out sentence is made from it."""
+
+    def rows(pairs: PromptPairs) -> list[list[int]]:
+        mask = pairs.attention_mask.bool()
+        return [t[m].tolist() for side in (pairs.clean, pairs.corrupted)
+                for t, m in zip(side, mask, strict=True)]  # fmt: skip
+
+    return {"n_prompts_in_both_splits": cross_split_prompts(rows(train), rows(test))}
+
+
+def duplicate_lines(prompts: PromptFile) -> list[str]:
+    """What ``data check`` says about the duplicate rows it dropped: every one, by the line
+    of the row it repeats."""
+    if not prompts.duplicates:
+        return []
+    repeats: dict[int, list[int]] = {}
+    for line, first in prompts.duplicates:
+        repeats.setdefault(first, []).append(line)
+    head = (
+        f"dropped {len(prompts.duplicates)} duplicate row(s) before the split (the same prompts, "
+        "answers, distractors and spans as an earlier row):"
+    )
+    return [head] + [
+        f"  {prompts.path}:{first} is repeated on line(s) {', '.join(map(str, lines))}"
+        for first, lines in repeats.items()
+    ]
 
 
 def data_summary(prompts: PromptFile, tokenizer: Any) -> str:
@@ -146,16 +221,23 @@ def data_summary(prompts: PromptFile, tokenizer: Any) -> str:
         + (f", counterfactual {prompts.counterfactual}" if prompts.counterfactual else ""),
         f"split: {prompts.describe()['split']}: {len(prompts.splits['train'])} train, "
         f"{len(prompts.splits['test'])} test",
+        *duplicate_lines(prompts),
     ]
     for split in ("train", "test"):
-        if not prompts.splits[split]:
+        rows = prompts.splits[split]
+        if not rows:
             continue
-        pairs = prompts.encode(tokenizer, split)
-        lengths = pairs.attention_mask.sum(dim=1).tolist()
+        # the lengths the validation pass measured: tokenising every row again doubled the time
+        known = prompts.token_lengths
+        lengths = [known[r.line] for r in rows] if known else [
+            len(ids) for ids in token_ids(tokenizer, [r.clean for r in rows])
+        ]  # fmt: skip
+        answers = sum(len(r.answers) + len(r.answer_ids) for r in rows)
+        distractors = sum(len(r.distractors) + len(r.distractor_ids) for r in rows)
         lines.append(
             f"{split}: prompts of {min(lengths)}-{max(lengths)} tokens "
-            f"(median {statistics.median(lengths):g}); {int((pairs.answers >= 0).sum())} answers "
-            f"and {int((pairs.distractors >= 0).sum())} distractors, each one token"
+            f"(median {statistics.median(lengths):g}); {answers} answers "
+            f"and {distractors} distractors, each one token"
         )
         if prompts.schema is not None:
             spanned = prompts.encode(tokenizer, split, spans=True)
@@ -166,5 +248,8 @@ def data_summary(prompts: PromptFile, tokenizer: Any) -> str:
                 + ", ".join(f"{n} {m}" for n, m in zip(prompts.schema.names, medians, strict=True))
             )
     same = "prompts" + (" and their spans" if prompts.schema is not None else "")
-    lines.append(f"ok: clean and corrupted {same} have equal token lengths; no problems found")
+    lines.append(
+        f"ok: clean and corrupted {same} have equal token lengths; no prompt of one split "
+        "occurs in the other; no problems found"
+    )
     return "\n".join(lines)

@@ -797,10 +797,30 @@ def _distinct_text(task: Mapping[str, Any]) -> list[str]:
                 f" The {_value(task.get(split))} examples hold {_num(clean)} distinct clean and "
                 f"{_num(corrupted)} distinct corrupted prompts."
             )
-    if pieces:
+    return pieces + _held_out_text(task) if pieces else pieces
+
+
+def _held_out_text(task: Mapping[str, Any]) -> list[str]:
+    """What the run measured about its splits (``n_prompts_in_both_splits``, counted from
+    the token ids it used); records without the count make no claim."""
+    pieces = []
+    dropped = task.get("n_duplicate_rows_dropped")
+    if dropped:
         pieces.append(
-            " No prompt, clean or corrupted, of one split occurs in the other; test examples "
-            "repeat a clean prompt only when the split has no unused one left."
+            f" {_num(dropped)} duplicate rows of the prompt file (the same prompts, answers, "
+            "distractors and spans as an earlier row) were dropped before the split."
+        )
+    shared = task.get("n_prompts_in_both_splits")
+    if shared == 0:
+        pieces.append(" No prompt, clean or corrupted, of one split occurs in the other.")
+    elif shared is not None:
+        pieces.append(
+            f" {_num(shared)} distinct prompts (clean or corrupted) of the evaluation split also "
+            "occur in the attribution split, so the held-out numbers are not fully held out."
+        )
+    if task.get("data_file") is None and shared is not None:  # the bundled tasks' sampler
+        pieces.append(
+            " Test examples repeat a clean prompt only when the split has no unused one left."
         )
     return pieces
 

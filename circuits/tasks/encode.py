@@ -26,17 +26,34 @@ __all__ = [
     "pad_rows",
     "span_tensor",
     "token_ids",
+    "unknown_id",
+    "unknown_word",
 ]
 
 
 def token_ids(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
     """Token ids of each text with the tokenizer's special tokens (e.g. a leading BOS).
 
-    Accepts a ``transformers`` tokenizer or a raw ``tokenizers.Tokenizer``.
+    Accepts a ``transformers`` tokenizer or a raw ``tokenizers.Tokenizer``. A fast
+    ``transformers`` tokenizer is run through its ``tokenizers`` backend in one batch, which
+    gives the same ids without a Python conversion per text (the per-row cost that made
+    checking a large prompt file slow), each distinct text once; one whose backend truncates
+    or pads goes the slow way, so a long prompt is never cut short.
     """
-    if hasattr(tokenizer, "encode_batch"):  # tokenizers.Tokenizer
-        return [e.ids for e in tokenizer.encode_batch(list(texts))]
-    return list(tokenizer(list(texts), add_special_tokens=True)["input_ids"])
+    backend = (
+        tokenizer
+        if hasattr(tokenizer, "encode_batch")
+        else getattr(tokenizer, "backend_tokenizer", None)
+    )
+    cuts = backend is not None and (backend.truncation is not None or backend.padding is not None)
+    if backend is None or (cuts and backend is not tokenizer):
+        return list(tokenizer(list(texts), add_special_tokens=True)["input_ids"])
+    encode = getattr(backend, "encode_batch_fast", backend.encode_batch)  # fast: no offsets
+    unique = list(dict.fromkeys(texts))  # a prompt shared by rows is encoded once
+    if len(unique) == len(texts):
+        return [e.ids for e in encode(unique, add_special_tokens=True)]
+    ids = dict(zip(unique, (e.ids for e in encode(unique, add_special_tokens=True)), strict=True))
+    return [list(ids[t]) for t in texts]  # copies: callers may change a row
 
 
 def pad_id(tokenizer: Any) -> int:
@@ -58,15 +75,20 @@ def pad_rows(rows: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, tor
     return tokens, mask
 
 
-def unknown_word(tokenizer: Any, text: str, ids: Sequence[int]) -> str | None:
-    """The first word of ``text`` the tokenizer turned into its unknown token, else None.
-
-    Tokenizers whose unknown token is also a special token they add (GPT-2's is its end
-    token) are not checked: byte-level ones never produce it.
-    """
+def unknown_id(tokenizer: Any) -> int | None:
+    """The id :func:`unknown_word` looks for: the tokenizer's unknown token, None when it has
+    none or it is also a special token it adds (GPT-2's is its end token; byte-level
+    tokenizers never produce it). Look it up once for many texts: the lookups are slow."""
     unk = getattr(tokenizer, "unk_token_id", None)
     special = {getattr(tokenizer, f"{n}_token_id", None) for n in ("bos", "eos", "pad")}
-    if unk is None or unk in special or unk not in ids:
+    return None if unk is None or unk in special else unk
+
+
+def unknown_word(tokenizer: Any, text: str, ids: Sequence[int]) -> str | None:
+    """The first word of ``text`` the tokenizer turned into its unknown token
+    (:func:`unknown_id`), else None."""
+    unk = unknown_id(tokenizer)
+    if unk is None or unk not in ids:
         return None
     try:
         offsets = tokenizer(text, return_offsets_mapping=True)["offset_mapping"]
@@ -76,7 +98,11 @@ def unknown_word(tokenizer: Any, text: str, ids: Sequence[int]) -> str | None:
         return text  # a tokenizer without offsets: name the whole text
 
 
-def _refuse_unknown(tokenizer: Any, text: str, ids: Sequence[int], where: str) -> None:
+def _refuse_unknown(
+    tokenizer: Any, unk: int | None, text: str, ids: Sequence[int], where: str
+) -> None:
+    if unk is None or unk not in ids:  # the common case, without the slow lookups
+        return
     word = unknown_word(tokenizer, text, ids)
     if word is not None:
         raise DataError(
@@ -95,6 +121,7 @@ def continuation_ids(
 ) -> list[list[int]]:
     texts = [p + c for p, cs in zip(prompts, conts, strict=True) for c in cs]
     full = token_ids(tokenizer, texts) if texts else []
+    unk = unknown_id(tokenizer)
     out: list[list[int]] = []
     k = 0
     for i, (ids, cs) in enumerate(zip(prompt_ids, conts, strict=True)):
@@ -102,7 +129,7 @@ def continuation_ids(
         for c in cs:
             extended = full[k]
             k += 1
-            _refuse_unknown(tokenizer, prompts[i] + c, extended, f"example {i}: {what} {c!r}")
+            _refuse_unknown(tokenizer, unk, prompts[i] + c, extended, f"example {i}: {what} {c!r}")
             if extended[: len(ids)] != ids or len(extended) != len(ids) + 1:
                 raise DataError(
                     f"example {i}: {what} {c!r} is not a single token after its prompt "
@@ -204,9 +231,12 @@ def encode_examples(
         raise DataError("no examples to encode")
     clean = token_ids(tokenizer, [e.clean for e in examples])
     corrupted = token_ids(tokenizer, [e.corrupted for e in examples])
+    unk = unknown_id(tokenizer)
     for i, (c, r) in enumerate(zip(clean, corrupted, strict=True)):
-        _refuse_unknown(tokenizer, examples[i].clean, c, f"example {i}: the clean prompt")
-        _refuse_unknown(tokenizer, examples[i].corrupted, r, f"example {i}: the corrupted prompt")
+        _refuse_unknown(tokenizer, unk, examples[i].clean, c, f"example {i}: the clean prompt")
+        _refuse_unknown(
+            tokenizer, unk, examples[i].corrupted, r, f"example {i}: the corrupted prompt"
+        )
         if len(c) != len(r):
             raise DataError(
                 f"example {i}: the clean prompt has {len(c)} tokens but the corrupted one has "

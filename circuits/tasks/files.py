@@ -15,7 +15,8 @@ Three row layouts, recognised from the columns (all rows of a file share one):
   it has one and it differs, else every other choice.
 
 In CSV, a list cell is JSON (``["a", "b"]``). Without a ``split`` column the rows are split
-80/20 into train/test with a seeded shuffle (:data:`TEST_FRACTION`).
+80/20 into train/test with a seeded shuffle (:data:`TEST_FRACTION`). Repeated rows are dropped
+first, and no prompt of one split occurs in the other (:mod:`circuits.tasks.file_splits`).
 
 Any layout may give each row's spans for position-aware circuits: ``spans`` (and optionally
 ``corrupted_spans``), a JSON object of span names in prompt order, see
@@ -24,7 +25,9 @@ Any layout may give each row's spans for position-aware circuits: ``spans`` (and
 
 Every problem is reported with ``FILE:LINE``, what is wrong and the fix, all of them at once
 (:class:`PromptFileError`), before any model work: :func:`read_prompt_file` checks the
-structure, :func:`token_problems` what depends on the tokenizer.
+structure, :func:`token_problems` what depends on the tokenizer (and the model's context
+length), :func:`load_prompt_file` is the one pass over both that ``circuits data check`` and
+``discover --data`` share.
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ import csv
 import dataclasses
 import io
 import json
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,8 +46,22 @@ import torch
 from attribution.data import PromptPairs
 from attribution.positions import with_positions
 from circuits.tasks.base import SPLITS, TEST_FRACTION, Example, TaskError
-from circuits.tasks.encode import encode_examples, pad_id, pad_rows, span_tensor, token_ids
+from circuits.tasks.encode import (
+    encode_examples,
+    pad_id,
+    pad_rows,
+    span_tensor,
+    token_ids,
+    unknown_id,
+    unknown_word,
+)
 from circuits.tasks.file_spans import DuplicateKey, read_span_cells, strict_object
+from circuits.tasks.file_splits import (
+    drop_duplicates,
+    leak_problems,
+    seeded_split,
+    split_problems,
+)
 from circuits.tasks.spans import char_problems, token_offsets, token_starts
 from graphs.positions import PositionError, SpanSchema
 
@@ -121,6 +137,11 @@ class PromptFile:
     splits: dict[str, list[PromptRow]] = field(default_factory=dict)
     #: The rows' span names when they give spans (``spans`` cells), else None.
     schema: SpanSchema | None = None
+    #: ``(line, line of its first occurrence)`` of each duplicate row dropped before the
+    #: split (:func:`circuits.tasks.file_splits.drop_duplicates`).
+    duplicates: list[tuple[int, int]] = field(default_factory=list)
+    #: Each row's clean prompt length in tokens, by line (filled by :func:`token_problems`).
+    token_lengths: dict[int, int] = field(default_factory=dict)
 
     def rows_of(self, split: str) -> list[PromptRow]:
         if split not in SPLITS:
@@ -201,6 +222,7 @@ class PromptFile:
             "data_format": self.format,
             "counterfactual": self.counterfactual,
             "n_rows": len(self.rows),
+            "n_duplicate_rows_dropped": len(self.duplicates),
             "n_train_rows": len(self.splits["train"]),
             "n_test_rows": len(self.splits["test"]),
             "split": split,
@@ -245,7 +267,7 @@ def _records(path: Path, text: str, problems: list[str]) -> list[tuple[int, dict
             if not line.strip():
                 continue
             try:
-                row = json.loads(line, object_pairs_hook=strict_object)
+                row = _STRICT_JSON.decode(line)
             except DuplicateKey as err:
                 problems.append(f"{path}:{n}: {err}")
                 continue
@@ -293,8 +315,14 @@ REQUIRED = {
 }
 
 
+#: ``REQUIRED`` with each need's alternatives, split once rather than once a row.
+_ALTERNATIVES = {k: [(need, need.split("|")) for need in v] for k, v in REQUIRED.items()}
+#: One decoder for every line (``json.loads`` with a hook builds one a call).
+_STRICT_JSON = json.JSONDecoder(object_pairs_hook=strict_object)
+
+
 def _missing(layout: str, columns: set[str]) -> list[str]:
-    return [need for need in REQUIRED[layout] if not any(c in columns for c in need.split("|"))]
+    return [need for need, alts in _ALTERNATIVES[layout] if not any(c in columns for c in alts)]
 
 
 def _cell_list(value: Any, csv_cell: bool) -> list[Any] | None:
@@ -475,64 +503,89 @@ def read_rows(
     rows: list[PromptRow] = []
     seen_ids: dict[str, int] = {}
     for n, record in records:
-        where = f"{path}:{n}"
-        columns = {k for k, v in record.items() if v not in (None, "")}
-        missing = _missing(layout, columns)
-        if missing:
-            problems.append(
-                f"{where}: missing column(s) {', '.join(missing)}; a {layout} row needs "
-                f"{', '.join(REQUIRED[layout])}"
-            )
+        row = _read_row(f"{path}:{n}", n, record, layout, counterfactual, csv_cells, problems)
+        if row is None or not _unique_id(f"{path}:{n}", row, seen_ids, problems):
             continue
-        if layout == "das":
-            row = _das_row(where, n, record, problems)
-        elif layout == "mib":
-            row = _mib_row(where, n, record, counterfactual, problems)
-        elif layout == "eap-ig":
-            row = _eap_row(where, n, record, csv_cells, problems)
-        else:
-            row = _text_row(where, n, record, csv_cells, problems)
-        if row is None:
-            continue
-        if not isinstance(row.clean, str) or not isinstance(row.corrupted, str):
-            problems.append(f"{where}: clean and corrupted must be text")
-            continue
-        split = record.get("split")
-        if split not in (None, "") and split not in SPLITS:
-            problems.append(f"{where}: split {split!r} is not train or test")
-            continue
-        same = set(row.answers) & set(row.distractors) or set(row.answer_ids) & set(
-            row.distractor_ids
+        rows.append(row)
+    return _prompt_file(path, layout, rows, seed, counterfactual, problems), problems
+
+
+def _read_row(
+    where: str,
+    n: int,
+    record: dict,
+    layout: str,
+    counterfactual: str | None,
+    csv_cells: bool,
+    problems: list[str],
+) -> PromptRow | None:
+    """One record as a row of ``layout`` (with its split, id and spans), or None with its
+    problems added."""
+    columns = {k for k, v in record.items() if v not in (None, "")}
+    missing = _missing(layout, columns)
+    if missing:
+        problems.append(
+            f"{where}: missing column(s) {', '.join(missing)}; a {layout} row needs "
+            f"{', '.join(REQUIRED[layout])}"
         )
-        if same and layout != "das":
-            problems.append(
-                f"{where}: answer {sorted(same)[0]!r} is also a distractor; the metric would compare it "
-                "with itself, so remove it from one of the two"
-            )
-            continue
-        rid = record.get("id")
-        rid = None if rid in (None, "") else str(rid)
-        if rid is not None and rid in seen_ids:
-            problems.append(
-                f"{where}: id {rid!r} already used on line {seen_ids[rid]}; ids must be unique"
-            )
-            continue
-        if rid is not None:
-            seen_ids[rid] = n
-        spans = read_span_cells(record, row.clean, row.corrupted, csv_cells, where, problems)
-        if spans is None:
-            continue
+        return None
+    if layout == "das":
+        row = _das_row(where, n, record, problems)
+    elif layout == "mib":
+        row = _mib_row(where, n, record, counterfactual, problems)
+    elif layout == "eap-ig":
+        row = _eap_row(where, n, record, csv_cells, problems)
+    else:
+        row = _text_row(where, n, record, csv_cells, problems)
+    if row is None:
+        return None
+    if not isinstance(row.clean, str) or not isinstance(row.corrupted, str):
+        problems.append(f"{where}: clean and corrupted must be text")
+        return None
+    split = record.get("split")
+    if split not in (None, "") and split not in SPLITS:
+        problems.append(f"{where}: split {split!r} is not train or test")
+        return None
+    same = set(row.answers) & set(row.distractors) or set(row.answer_ids) & set(row.distractor_ids)
+    if same and layout != "das":
+        problems.append(
+            f"{where}: answer {sorted(same)[0]!r} is also a distractor; the metric would compare it "
+            "with itself, so remove it from one of the two"
+        )
+        return None
+    rid = record.get("id")
+    rid = None if rid in (None, "") else str(rid)
+    spans = read_span_cells(record, row.clean, row.corrupted, csv_cells, where, problems)
+    if spans is None:
+        return None
+    if split or rid is not None or spans[0]:  # replace is slow: only when it changes
         names, starts, corrupted_starts = spans
-        rows.append(
-            dataclasses.replace(
-                row,
-                split=split or None,
-                id=rid,
-                span_names=names,
-                span_starts=starts,
-                corrupted_span_starts=corrupted_starts,
-            )
+        row = dataclasses.replace(row, split=split or None, id=rid, span_names=names,
+                                  span_starts=starts, corrupted_span_starts=corrupted_starts)  # fmt: skip
+    return row
+
+
+def _unique_id(where: str, row: PromptRow, seen: dict[str, int], problems: list[str]) -> bool:
+    """False (with a problem) when ``row``'s id is one an earlier row used."""
+    if row.id is not None and row.id in seen:
+        problems.append(
+            f"{where}: id {row.id!r} already used on line {seen[row.id]}; ids must be unique"
         )
+        return False
+    if row.id is not None:
+        seen[row.id] = row.line
+    return True
+
+
+def _prompt_file(
+    path: Path,
+    layout: str,
+    rows: list[PromptRow],
+    seed: int,
+    counterfactual: str | None,
+    problems: list[str],
+) -> PromptFile:
+    """The file of ``rows``: span schema, duplicates dropped, train/test split."""
     with_split = [r for r in rows if r.split is not None]
     if with_split and len(with_split) != len(rows):
         first = next(r for r in rows if r.split is None)
@@ -541,12 +594,16 @@ def read_rows(
             "or drop the split column for a seeded 80/20 split"
         )
     schema = _schema(path, rows, problems)
+    rows, duplicates = drop_duplicates(rows)  # before the split, so no pair is in both
     out = PromptFile(path, layout, rows, "file" if with_split else "seeded", seed, counterfactual)
-    out.schema = schema
-    out.splits = _split(rows, seed) if not with_split else {
-        s: [r for r in rows if r.split == s] for s in SPLITS
-    }  # fmt: skip
-    return out, problems
+    out.schema, out.duplicates = schema, duplicates
+    held_out = layout != "das"  # DAS pairs share base prompts by design (file_splits)
+    if with_split:
+        out.splits = {s: [r for r in rows if r.split == s] for s in SPLITS}
+        problems += leak_problems(path, out.splits) if held_out else []
+    else:
+        out.splits = seeded_split(rows, seed, grouped=held_out)
+    return out
 
 
 def _schema(path: Path, rows: list[PromptRow], problems: list[str]) -> SpanSchema | None:
@@ -568,18 +625,6 @@ def _schema(path: Path, rows: list[PromptRow], problems: list[str]) -> SpanSchem
                 "the same order"
             )
     return SpanSchema(first.span_names)
-
-
-def _split(rows: list[PromptRow], seed: int) -> dict[str, list[PromptRow]]:
-    """A seeded 80/20 train/test split, each part in file order (one row: train only)."""
-    order = list(range(len(rows)))
-    random.Random(f"prompt-file:{seed}").shuffle(order)
-    n_test = max(1, round(TEST_FRACTION * len(rows))) if len(rows) > 1 else 0
-    test = set(order[:n_test])
-    return {
-        "train": [r for i, r in enumerate(rows) if i not in test],
-        "test": [r for i, r in enumerate(rows) if i in test],
-    }
 
 
 # ---------------------------------------------------------------- checks that need a tokenizer
@@ -606,37 +651,27 @@ def token_problems(
     *,
     distinct: bool = True,
     sides: tuple[str, str] = ("clean", "corrupted"),
+    context: int | None = None,
+    positions: str | None = None,
 ) -> list[str]:
-    """Every problem that depends on the tokenizer: clean/corrupted lengths, answers that are
-    not one token after their prompt, answers that tokenise like a distractor, ids out of
-    the vocabulary (``vocab_size``, default ``len(tokenizer)``)."""
+    """Every problem that depends on the tokenizer: words it does not know, clean/corrupted
+    lengths, prompts longer than the model's ``context``, answers that are not one token
+    after their prompt, answers that tokenise like a distractor, ids out of the vocabulary
+    (``vocab_size``, default ``len(tokenizer)``), and with ``positions="tokens"`` rows of
+    another token length than the rest (train and test together)."""
     vocab = vocab_size if vocab_size is not None else len(tokenizer)
-    a, b = sides  # how the two prompts are called in messages
     rows, path = prompts.rows, prompts.path
     clean = token_ids(tokenizer, [r.clean for r in rows])
     corrupted = token_ids(tokenizer, [r.corrupted for r in rows])
+    prompts.token_lengths = {r.line: len(ids) for r, ids in zip(rows, clean, strict=True)}
     problems: list[str] = []
-    conts = [(i, c) for i, r in enumerate(rows) for c in r.answers + r.distractors]
-    full = token_ids(tokenizer, [rows[i].clean + c for i, c in conts]) if conts else []
-    ids_of: dict[tuple[int, str], int] = {}
-    for (i, c), ext in zip(conts, full, strict=True):
-        ids = clean[i]
-        if ext[: len(ids)] != ids or len(ext) != len(ids) + 1:
-            extra = ext[len(ids) :] if ext[: len(ids)] == ids else ext
-            problems.append(
-                f"{path}:{rows[i].line}: {c!r} is not one token after its prompt under this tokenizer "
-                f"(it tokenises as {_pieces(tokenizer, extra)}); use a one-token answer (mind the leading space)"
-            )
-        else:
-            ids_of[(i, c)] = ext[-1]
+    unk = unknown_id(tokenizer)
+    ids_of = _continuation_ids(prompts, tokenizer, clean, unk, problems)
     for i, r in enumerate(rows):
         where = f"{path}:{r.line}"
-        if len(clean[i]) != len(corrupted[i]):
-            problems.append(
-                f"{where}: {a} has {len(clean[i])} tokens but {b} has {len(corrupted[i])} under "
-                f"this tokenizer ({a} {_pieces(tokenizer, clean[i])}, {b} "
-                f"{_pieces(tokenizer, corrupted[i])}); make them the same length"
-            )
+        problems += _prompt_problems(
+            where, tokenizer, r, clean[i], corrupted[i], sides, context, unk
+        )
         answer_ids = {ids_of[(i, a)] for a in r.answers if (i, a) in ids_of} | set(r.answer_ids)
         distractor_ids = {ids_of[(i, d)] for d in r.distractors if (i, d) in ids_of} | set(
             r.distractor_ids
@@ -652,9 +687,108 @@ def token_problems(
                 f"{where}: token id {bad[0]} is outside the vocabulary (0..{vocab - 1}); "
                 "were the ids made with this model's tokenizer?"
             )
+    if positions == "tokens":
+        problems += _one_length_problems(path, rows, clean)
     if prompts.schema is not None:
         problems += span_token_problems(prompts, tokenizer, sides)
     return problems
+
+
+def _unknown(
+    tokenizer: Any, unk: int | None, where: str, what: str, text: str, ids: Sequence[int]
+) -> list[str]:
+    if unk is None or unk not in ids:  # the common case, without the slow lookups
+        return []
+    word = unknown_word(tokenizer, text, ids)
+    if word is None:
+        return []
+    unk = getattr(tokenizer, "unk_token", None) or "the unknown token"
+    return [
+        f"{where}: {what} has the word {word!r}, which this tokenizer does not know (it would "
+        f"become {unk}); use words of the model's vocabulary, or a model whose tokenizer has it"
+    ]
+
+
+def _prompt_problems(
+    where: str,
+    tokenizer: Any,
+    r: PromptRow,
+    clean: list[int],
+    corrupted: list[int],
+    sides: tuple[str, str],
+    context: int | None,
+    unk: int | None,
+) -> list[str]:
+    """Unknown words (``unk``: :func:`unknown_id`), unequal token lengths and prompts beyond
+    ``context`` of one row."""
+    a, b = sides  # how the two prompts are called in messages
+    problems = _unknown(tokenizer, unk, where, f"the {a} prompt", r.clean, clean)
+    problems += _unknown(tokenizer, unk, where, f"the {b} prompt", r.corrupted, corrupted)
+    if len(clean) != len(corrupted):
+        problems.append(
+            f"{where}: {a} has {len(clean)} tokens but {b} has {len(corrupted)} under "
+            f"this tokenizer ({a} {_pieces(tokenizer, clean)}, {b} "
+            f"{_pieces(tokenizer, corrupted)}); make them the same length"
+        )
+    longest = max(len(clean), len(corrupted))
+    if context is not None and longest > context:
+        problems.append(
+            f"{where}: the prompt has {longest} tokens, more than the model's context of "
+            f"{context} tokens; shorten it or drop the row, or use a model with a longer context"
+        )
+    return problems
+
+
+def _continuation_ids(
+    prompts: PromptFile,
+    tokenizer: Any,
+    clean: list[list[int]],
+    unk: int | None,
+    problems: list[str],
+) -> dict[tuple[int, str], int]:
+    """``{(row index, answer or distractor): its token id}`` of the text continuations that
+    are one known token after their prompt; a problem for each other one."""
+    rows, path = prompts.rows, prompts.path
+    conts = [(i, c) for i, r in enumerate(rows) for c in r.answers + r.distractors]
+    full = token_ids(tokenizer, [rows[i].clean + c for i, c in conts]) if conts else []
+    ids_of: dict[tuple[int, str], int] = {}
+    for (i, c), ext in zip(conts, full, strict=True):
+        ids, where = clean[i], f"{path}:{rows[i].line}"
+        if unk is None or unk not in ids:  # else the prompt's problem
+            found = _unknown(
+                tokenizer, unk, where, f"the continuation {c!r}", rows[i].clean + c, ext
+            )
+            if found:
+                problems += found
+                continue
+        if ext[: len(ids)] != ids or len(ext) != len(ids) + 1:
+            extra = ext[len(ids) :] if ext[: len(ids)] == ids else ext
+            problems.append(
+                f"{where}: {c!r} is not one token after its prompt under this tokenizer "
+                f"(it tokenises as {_pieces(tokenizer, extra)}); use a one-token answer (mind the leading space)"
+            )
+        else:
+            ids_of[(i, c)] = ext[-1]
+    return ids_of
+
+
+def _one_length_problems(
+    path: Path, rows: Sequence[PromptRow], clean: list[list[int]]
+) -> list[str]:
+    """For ``--positions tokens``: a problem for each row whose token length is not the
+    most common one (every row of the file: train and test share the position axis)."""
+    lengths = [len(ids) for ids in clean]
+    if len(set(lengths)) < 2:
+        return []
+    usual = max(dict.fromkeys(lengths), key=lengths.count)  # ties: the first row's
+    example = rows[lengths.index(usual)].line
+    return [
+        f"{path}:{r.line}: {n} tokens, but {lengths.count(usual)} of the {len(rows)} rows "
+        f"(e.g. line {example}) have {usual}; --positions tokens needs every prompt, train "
+        "and test, of one length: make them one length, or give spans and use --positions schema"
+        for r, n in zip(rows, lengths, strict=True)
+        if n != usual
+    ]
 
 
 def span_token_problems(
@@ -720,12 +854,28 @@ def load_prompt_file(
     counterfactual: str | None = None,
     seed: int = 0,
     vocab_size: int | None = None,
+    context: int | None = None,
+    positions: str | None = None,
+    run: bool = False,
 ) -> PromptFile:
-    """:func:`read_prompt_file` plus :func:`token_problems` (on the rows that passed the
-    first checks); raises with every problem of both."""
+    """The one validation pass of a prompt file: :func:`read_prompt_file`'s checks plus
+    :func:`token_problems` (on the rows that passed the first checks, against the model's
+    ``context`` when given, and ``positions`` as ``--positions`` takes it); with ``run``
+    also what a discovery run needs (train and test rows). Raises with every problem."""
     prompts, problems = read_rows(Path(path), counterfactual, seed)
+    if prompts is not None and run:
+        problems += split_problems(prompts.path, prompts.splits, prompts.split_source,
+                                   len(prompts.rows))  # fmt: skip
+    if prompts is not None and positions == "schema" and prompts.schema is None:
+        problems.append(
+            f"{prompts.path}: --positions schema needs each row's spans, and this file has "
+            "none; add a spans field to every row (docs/guide.md, Spans in a prompt file), "
+            "or use --positions tokens"
+        )
     if prompts is not None and prompts.rows:
-        problems += token_problems(prompts, tokenizer, vocab_size)
+        problems += token_problems(
+            prompts, tokenizer, vocab_size, context=context, positions=positions
+        )
     if problems:
         raise PromptFileError(problems)
     return prompts
