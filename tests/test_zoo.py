@@ -97,11 +97,14 @@ def test_every_listed_name_gives_its_tokenizer_and_unknown_lists_them_all():
 
 
 def _ground_truth_prompt_file(name: str, path) -> None:
-    """The compiled model's own prompt pairs, as a prompt file of text."""
+    """The compiled model's own prompt pairs, as a prompt file of text: only pairs that share
+    no prompt with a pair already written, so the file's held-out split is possible (a small
+    model such as gt-mlp-lookup repeats its few prompts across pairs)."""
     from circuits.groundtruth import registry
 
     truth = registry.build(name)
     decode = truth.tokenizer.decode
+    seen: set[str] = set()
     with open(path, "w") as handle:
         for i in range(len(truth.data.clean)):
             row = {
@@ -110,6 +113,9 @@ def _ground_truth_prompt_file(name: str, path) -> None:
                 "answer": " " + decode(truth.data.answers[i].reshape(-1)[:1]),
                 "distractor": " " + decode(truth.data.distractors[i].reshape(-1)[:1]),
             }
+            if {row["clean"], row["corrupted"]} & seen:
+                continue
+            seen |= {row["clean"], row["corrupted"]}
             handle.write(json.dumps(row) + "\n")
 
 
