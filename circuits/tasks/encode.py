@@ -16,6 +16,7 @@ import torch
 from attribution.data import DataError, PromptPairs
 from attribution.positions import with_positions
 from circuits.tasks.base import Example
+from circuits.tasks.pieces import piecewise_ids
 from circuits.tasks.spans import char_problems, token_offsets, token_starts
 from graphs.positions import PositionError, SpanSchema, spans_from_starts
 
@@ -38,7 +39,9 @@ def token_ids(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
     ``transformers`` tokenizer is run through its ``tokenizers`` backend in one batch, which
     gives the same ids without a Python conversion per text (the per-row cost that made
     checking a large prompt file slow), each distinct text once; one whose backend truncates
-    or pads goes the slow way, so a long prompt is never cut short.
+    or pads goes the slow way, so a long prompt is never cut short. A tokenizer that splits
+    on whitespace first (every bundled one) tokenises each distinct piece of the texts once
+    (:mod:`circuits.tasks.pieces`).
     """
     backend = (
         tokenizer
@@ -48,6 +51,9 @@ def token_ids(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
     cuts = backend is not None and (backend.truncation is not None or backend.padding is not None)
     if backend is None or (cuts and backend is not tokenizer):
         return list(tokenizer(list(texts), add_special_tokens=True)["input_ids"])
+    fast = piecewise_ids(backend, texts)  # a piece at a time where that is exact
+    if fast is not None:
+        return fast
     encode = getattr(backend, "encode_batch_fast", backend.encode_batch)  # fast: no offsets
     unique = list(dict.fromkeys(texts))  # a prompt shared by rows is encoded once
     if len(unique) == len(texts):
