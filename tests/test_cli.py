@@ -667,3 +667,16 @@ def test_weights_with_nan_exit_2_before_any_work(tmp_path, capsys):
         main(["discover", "--model", str(tmp_path / "broken"), "--out", str(out), "--quiet"]) == 2
     )
     assert "parameter 'transformer.wte.weight'" in _error(capsys) and not out.exists()
+
+
+def test_evaluate_prints_the_random_baseline_at_its_spreads_precision():
+    # a tiny mean with its spread printed as the report does, not as -0.0000 or 7.9e-8
+    from types import SimpleNamespace
+
+    from circuits.app.cli import _random_text
+
+    assert _random_text(SimpleNamespace(random_f=-7.893e-8, random_f_std=2.282e-7)) == (
+        "0.000 ± 0.000"
+    )
+    assert _random_text(SimpleNamespace(random_f=0.4123, random_f_std=0.1234)) == "0.41 ± 0.12"
+    assert _random_text(SimpleNamespace(random_f=-3e-8, random_f_std=None)) == "0.000"

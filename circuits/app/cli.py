@@ -16,8 +16,12 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from graphs.errors import CircuitDiscoveryError
+
+if TYPE_CHECKING:
+    from circuits.search.faithfulness import Faithfulness
 
 __all__ = ["main"]
 
@@ -414,6 +418,16 @@ def _discover(args: argparse.Namespace, argv: list[str]) -> int:
     return EXIT_OK
 
 
+def _random_text(faith: Faithfulness) -> str:
+    """The random baseline as the report writes it: mean ± spread at the precision the spread
+    supports (0.000 ± 0.000, not -7.9e-8), or the mean alone without a spread."""
+    from circuits.app.curve_text import fixed, mean_pm
+
+    if faith.random_f_std is None:
+        return fixed(faith.random_f)
+    return mean_pm(faith.random_f, faith.random_f_std)
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from attribution.ablation import build_ablation
     from circuits.app.discovery import DiscoverySettings, load_for_task
@@ -494,7 +508,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         ci = f" [{faith.ci[0]:.3f}, {faith.ci[1]:.3f}]" if faith.ci else ""
         print(
             f"{faith.n_edges} edges: faithfulness {faith.f:.4f}{ci} on {faith.n_examples} {args.split} prompts of {task['name']}; "
-            f"m(M) {faith.m_full:.4g}, m(C) {faith.m_circuit:.4g}, m(empty) {faith.m_empty:.4g}, random circuit f {faith.random_f:.4f}"
+            f"m(M) {faith.m_full:.4g}, m(C) {faith.m_circuit:.4g}, m(empty) {faith.m_empty:.4g}, random circuit f {_random_text(faith)}"
         )
         if args.curve:
             from circuits.app.curve_text import curve_line
