@@ -100,3 +100,35 @@ def test_a_wrong_reading_falls_back_to_whole_texts(monkeypatch):
     monkeypatch.setattr(pieces, "whitespace_first", lambda _: True)
     assert pieces.piecewise_ids(tok, TEXTS) is None
     assert token_ids(tok, TEXTS * 30) == _whole(tok, TEXTS * 30)
+
+
+def test_continuations_join_their_prompts_ids_exactly_where_a_space_separates_them():
+    tokenizer = zoo.load_tokenizer("toy-gpt2")
+    backend = tokenizer.backend_tokenizer
+    prompts = [TEXTS[0], TEXTS[4]] * 40
+    prompt_ids = token_ids(tokenizer, prompts)
+    pairs = [(i, c) for i in range(len(prompts)) for c in (" Mary", " John", " the store")]
+    whole = _whole(backend, [prompts[i] + c for i, c in pairs])
+    assert pieces.joined_ids(backend, prompts, prompt_ids, pairs) == whole
+    # no space between prompt and continuation, or a prompt ending in one: not joined
+    assert pieces.joined_ids(backend, prompts, prompt_ids, [*pairs, (0, "Mary")]) is None
+    assert (
+        pieces.joined_ids(backend, [TEXTS[3]], token_ids(tokenizer, [TEXTS[3]]), [(0, " Mary")])
+        is None
+    )
+    # and extended_ids then tokenises those texts whole, with the same ids
+    from circuits.tasks.encode import extended_ids
+
+    more = [*pairs, (0, "Mary")]
+    assert extended_ids(tokenizer, prompts, prompt_ids, more) == _whole(
+        backend, [prompts[i] + c for i, c in more]
+    )
+
+
+def test_joined_ids_whose_sample_disagrees_are_not_used():
+    # wrong prompt ids (as a misread pipeline would give) are caught by the sample
+    tokenizer = zoo.load_tokenizer("toy-gpt2")
+    backend = tokenizer.backend_tokenizer
+    prompts = [TEXTS[0]] * 3
+    wrong = [ids[1:] for ids in token_ids(tokenizer, prompts)]
+    assert pieces.joined_ids(backend, prompts, wrong, [(0, " Mary"), (1, " John")]) is None

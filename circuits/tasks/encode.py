@@ -16,13 +16,14 @@ import torch
 from attribution.data import DataError, PromptPairs
 from attribution.positions import with_positions
 from circuits.tasks.base import Example
-from circuits.tasks.pieces import piecewise_ids
+from circuits.tasks.pieces import joined_ids, piecewise_ids
 from circuits.tasks.spans import char_problems, token_offsets, token_starts
 from graphs.positions import PositionError, SpanSchema, spans_from_starts
 
 __all__ = [
     "continuation_ids",
     "encode_examples",
+    "extended_ids",
     "pad_id",
     "pad_rows",
     "span_tensor",
@@ -60,6 +61,24 @@ def token_ids(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
         return [e.ids for e in encode(unique, add_special_tokens=True)]
     ids = dict(zip(unique, (e.ids for e in encode(unique, add_special_tokens=True)), strict=True))
     return [list(ids[t]) for t in texts]  # copies: callers may change a row
+
+
+def extended_ids(
+    tokenizer: Any,
+    prompts: Sequence[str],
+    prompt_ids: Sequence[Sequence[int]],
+    pairs: Sequence[tuple[int, str]],
+) -> list[list[int]]:
+    """Token ids of ``prompts[i] + c`` for each ``(i, c)`` of ``pairs`` (an answer or
+    distractor after its prompt), with the special tokens; ``prompt_ids[i]`` are the ids of
+    ``prompts[i]``, reused where that is exact (:func:`circuits.tasks.pieces.joined_ids`)."""
+    backend = tokenizer if hasattr(tokenizer, "encode_batch") else None
+    backend = backend or getattr(tokenizer, "backend_tokenizer", None)
+    cuts = backend is not None and (backend.truncation is not None or backend.padding is not None)
+    joined = None if backend is None or cuts else joined_ids(backend, prompts, prompt_ids, pairs)
+    if joined is not None:
+        return joined
+    return token_ids(tokenizer, [prompts[i] + c for i, c in pairs]) if pairs else []
 
 
 def pad_id(tokenizer: Any) -> int:
@@ -125,8 +144,8 @@ def continuation_ids(
     conts: Sequence[Sequence[str]],
     what: str,
 ) -> list[list[int]]:
-    texts = [p + c for p, cs in zip(prompts, conts, strict=True) for c in cs]
-    full = token_ids(tokenizer, texts) if texts else []
+    pairs = [(i, c) for i, cs in enumerate(conts) for c in cs]
+    full = extended_ids(tokenizer, prompts, prompt_ids, pairs)
     unk = unknown_id(tokenizer)
     out: list[list[int]] = []
     k = 0

@@ -48,6 +48,7 @@ from attribution.positions import with_positions
 from circuits.tasks.base import SPLITS, TEST_FRACTION, Example, TaskError
 from circuits.tasks.encode import (
     encode_examples,
+    extended_ids,
     pad_id,
     pad_rows,
     span_tensor,
@@ -750,7 +751,7 @@ def _continuation_ids(
     are one known token after their prompt; a problem for each other one."""
     rows, path = prompts.rows, prompts.path
     conts = [(i, c) for i, r in enumerate(rows) for c in r.answers + r.distractors]
-    full = token_ids(tokenizer, [rows[i].clean + c for i, c in conts]) if conts else []
+    full = extended_ids(tokenizer, [r.clean for r in rows], clean, conts)
     ids_of: dict[tuple[int, str], int] = {}
     for (i, c), ext in zip(conts, full, strict=True):
         ids, where = clean[i], f"{path}:{rows[i].line}"

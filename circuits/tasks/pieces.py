@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from itertools import chain, compress
 from typing import Any
 
-__all__ = ["piecewise_ids", "whitespace_first"]
+__all__ = ["joined_ids", "piecewise_ids", "whitespace_first"]
 
 _WHITESPACE_FIRST = {"WhitespaceSplit", "Whitespace", "BertPreTokenizer"}
 _SEPARATOR = re.compile("[\x1c-\x1f]")  # whitespace to Python, not to Rust
@@ -83,3 +83,37 @@ def piecewise_ids(backend: Any, texts: Sequence[str]) -> list[list[int]] | None:
     for k, e in zip(rest, encode([texts[k] for k in rest], add_special_tokens=True), strict=True):
         out[k] = e.ids
     return out  # type: ignore[return-value]
+
+
+def joined_ids(
+    backend: Any,
+    prompts: Sequence[str],
+    prompt_ids: Sequence[Sequence[int]],
+    pairs: Sequence[tuple[int, str]],
+) -> list[list[int]] | None:
+    """Token ids of ``prompts[i] + c`` for each ``(i, c)`` of ``pairs``: ``prompt_ids[i]``
+    followed by the ids of ``c``'s pieces, which is exact when the tokenizer splits on
+    whitespace first, the prompt ends in a non-space and ``c`` starts with a space (the
+    space separates their pieces). None unless every pair is such a pair (and the sample
+    agrees); the caller then tokenises the texts whole."""
+    if not pairs or not whitespace_first(backend):
+        return None
+    joins = all(
+        c[:1] == " " and prompts[i][-1:].strip() and _plain(prompts[i]) and _plain(c)
+        for i, c in pairs
+    )
+    if not joins:
+        return None
+    conts = list({c for _, c in pairs})
+    lead = len(backend.encode("", add_special_tokens=True).ids)
+    ids = piecewise_ids(backend, conts)
+    if ids is None:
+        return None
+    tails = {c: row[lead:] for c, row in zip(conts, ids, strict=True)}
+    out = [[*prompt_ids[i], *tails[c]] for i, c in pairs]
+    encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
+    sample = range(min(_SAMPLE, len(pairs)))
+    whole = encode([prompts[pairs[k][0]] + pairs[k][1] for k in sample], add_special_tokens=True)
+    if any(out[k] != e.ids for k, e in zip(sample, whole, strict=True)):
+        return None
+    return out
