@@ -13,7 +13,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from circuits import report
+from circuits.app import report
 from circuits.app.report import ReportError, render_html, render_markdown, write_report
 
 EDGE = "a0.h1->a2.h3<q>"

@@ -227,8 +227,7 @@ def load_for_task(
 ) -> tuple[Any, Any, str]:
     """``(bridge, tokenizer, source)`` for a zoo name, a local folder or a Hub name;
     ``dtype`` is a :data:`DTYPES` name, ``device_map`` Hugging Face's (see ``load_model``)."""
-    from circuits import zoo
-    from circuits.models import ModelLoadError, load_model
+    from circuits.models import ModelLoadError, load_model, zoo
 
     placement = {
         "device": device,

@@ -1,7 +1,7 @@
 """Names of the compiled ground-truth models, and how to build and load them.
 
 ``build(name)`` compiles a model with its task and circuit (:class:`.task.GroundTruth`);
-``load(name)`` returns ``(bridge, tokenizer)`` like :func:`circuits.zoo.load`, which falls
+``load(name)`` returns ``(bridge, tokenizer)`` like :func:`circuits.models.zoo.load`, which falls
 back to this registry for the names listed here. ``register(name, builder)`` adds your own
 (e.g. ``lambda **_: custom.from_folder(folder, "edges.json")``), so ``zoo.load``, ``--model``
 and the benchmark see it in this process.

@@ -113,7 +113,7 @@ def identity_heatmaps(
 
 
 def main(argv: list[str] | None = None) -> None:
-    from circuits import zoo
+    from circuits.models import zoo
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
