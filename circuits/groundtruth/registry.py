@@ -16,6 +16,7 @@ import torch
 
 from circuits.groundtruth import gqa, induction, ioi_like, mlp_lookup, prev_token, trap
 from circuits.groundtruth.task import GroundTruth
+from circuits.models.zoo.shipped import shipped_names
 
 __all__ = ["BUILDERS", "build", "load", "names", "register"]
 
@@ -29,9 +30,7 @@ def register(name: str, builder: Callable[..., GroundTruth], *, replace: bool = 
     """Add ground truth ``name``: ``builder(seed=, noise=, n_prompts=)`` returns its
     :class:`GroundTruth` (it may ignore them). ValueError if ``name`` is taken, unless
     ``replace``."""
-    from circuits.models.zoo import available
-
-    if not replace and (name in BUILDERS or name in available(compiled=False)):
+    if not replace and (name in BUILDERS or name in shipped_names()):
         raise ValueError(f"ground-truth name {name!r} is taken; pass replace=True or another name")
     BUILDERS[name] = builder
 
