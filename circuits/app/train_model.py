@@ -1,4 +1,5 @@
-"""Train a bundled model and write its folder: ``python -m circuits.app.train_model --recipe toy-gpt2``.
+"""Train a bundled model and write its folder and model card:
+``python -m circuits.app.train_model --recipe toy-gpt2``.
 
 The training itself is :func:`circuits.models.zoo.train.train`; this command is in the app
 because the folder's model card (:mod:`circuits.app.model_card`) runs the discovery job.
