@@ -13,7 +13,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from circuits import report
+from circuits.app import report, report_doc
 from circuits.app.report import ReportError, render_html, render_markdown, write_report
 
 EDGE = "a0.h1->a2.h3<q>"
@@ -261,7 +261,7 @@ def test_definitions_are_explained(fmt):
 
 
 def test_number_formatting():
-    num, pct = report._num, report._pct
+    num, pct = report_doc.fmt_num, report_doc.fmt_pct
     assert num(None) == "—"
     assert num(True) == "yes" and num(False) == "no"
     assert num(1234567) == "1,234,567"
@@ -553,8 +553,8 @@ def test_each_area_of_a_recorded_curve_has_one_name_and_its_own_value():
     md, page = both(m)
     for key, value in expected.items():
         label = AREA_LABELS[key].replace("|", "\\|")  # markdown escapes the bars
-        assert f"| {label} | {report._num(value)} |" in md
-        assert report._num(value) in page
+        assert f"| {label} | {report_doc.fmt_num(value)} |" in md
+        assert report_doc.fmt_num(value) in page
     line = summary_text(m).splitlines()[0]
     assert f"CPR {expected['cpr']:.3f}, CMD {expected['cmd']:.3f} (MIB's" in line
     assert f"CPR_log {expected['cpr_log']:.3f}, CMD_log {expected['cmd_log']:.3f} (log10" in line

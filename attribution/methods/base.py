@@ -133,7 +133,8 @@ class AttributionMethod:
             refused before any work where they would be read.
         supported_architectures: the HF architectures it runs on (None: every one).
         position_aware: it can keep each span's terms apart when the data has a position axis
-            (``attribution.with_positions``); other methods refuse such data before any work.
+            (``attribution.positions.with_positions``); other methods refuse such data before
+            any work.
         batch_invariant: its scores are a sum of per-batch scores (:meth:`score_batch`), so
             they do not depend on how the data is split into batches or ordered, and shards
             can be scored apart. False for methods that train on the whole data (learned

@@ -194,7 +194,7 @@ def planted_experiment(
 
 
 def _price_setup(n_train: int, n_val: int, n_test: int, seed: int, variable: str = "above_lower"):
-    from circuits import zoo
+    from circuits.models import zoo
     from circuits.tasks.price_tagging import PRICE_CAUSAL_MODEL, PriceTagging
 
     model, tokenizer = zoo.load("toy-gpt2")
@@ -315,7 +315,7 @@ def entity_experiment(
 ) -> dict[str, Any]:
     """MDAS vs cause-only DAS for ``attribute`` at the entity token of
     ``blocks.{layer}.hook_resid_pre``, both ``DAS(d, k)`` with the same seed and steps."""
-    from circuits import zoo
+    from circuits.models import zoo
 
     t0 = time.time()
     model, tokenizer = zoo.load("toy-gpt2")

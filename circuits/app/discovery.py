@@ -37,6 +37,7 @@ from attribution.ablation import ablation_class, build_ablation
 from attribution.data import PromptPairs
 from attribution.distributed import is_main_process
 from circuits.app.checks import run_warnings, target_warnings, verdict
+from circuits.app.errors import RunError
 from circuits.app.output import check_output_folder, output_lock
 from circuits.app.position_discovery import (
     POSITION_GRAPHML,
@@ -64,7 +65,6 @@ from circuits.search.minimal import MinimalCircuit, minimal_circuit, parse_targe
 from circuits.tasks import get_task
 from circuits.tasks.accuracy import prompt_behaviour
 from graphs import Graph, ModelSpec
-from graphs.errors import CircuitDiscoveryError
 
 __all__ = [
     "RUN_FORMAT",
@@ -89,10 +89,6 @@ DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
 TOP_EDGES = 25
 N_EXAMPLE_PAIRS = 3  # prompt pairs shown in the report
 QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)  # of the per-example metrics
-
-
-class RunError(CircuitDiscoveryError, ValueError):
-    """Bad settings or output folder, found before any model work; the message says the fix."""
 
 
 def version() -> str:
@@ -227,8 +223,7 @@ def load_for_task(
 ) -> tuple[Any, Any, str]:
     """``(bridge, tokenizer, source)`` for a zoo name, a local folder or a Hub name;
     ``dtype`` is a :data:`DTYPES` name, ``device_map`` Hugging Face's (see ``load_model``)."""
-    from circuits import zoo
-    from circuits.models import ModelLoadError, load_model
+    from circuits.models import ModelLoadError, load_model, zoo
 
     placement = {
         "device": device,

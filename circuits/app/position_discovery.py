@@ -56,7 +56,7 @@ def check_positions(settings: Any, method: Any) -> None:
     (tokenised with the model's tokenizer alone: prompts of one length for ``tokens``, a span
     schema that covers every prompt for ``schema``)."""
     from attribution.data import DataError
-    from circuits.app.discovery import RunError
+    from circuits.app.errors import RunError
     from circuits.app.prompts import load_tokenizer, prompt_pairs
 
     if settings.positions not in POSITION_MODES:

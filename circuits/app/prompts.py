@@ -42,8 +42,7 @@ def load_tokenizer(model: str) -> Any:
     """The tokenizer of a zoo name, a local model folder or a Hub name, without the model."""
     from transformers import AutoTokenizer
 
-    from circuits import zoo
-    from circuits.models import ModelLoadError
+    from circuits.models import ModelLoadError, zoo
 
     if model in zoo.available():
         return zoo.load_tokenizer(model)
@@ -61,7 +60,7 @@ def model_context(model: str) -> int | None:
     folder or a Hub name); None when the config cannot be read or names no limit."""
     from transformers import AutoConfig
 
-    from circuits import zoo
+    from circuits.models import zoo
 
     bundled = model in zoo.available()
     try:

@@ -27,8 +27,7 @@ import html
 import io
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -42,6 +41,27 @@ from circuits.app.curve_text import (
     recorded_areas,
     repeated_sizes,
     spread_decimals,
+)
+from circuits.app.report_doc import (
+    NA,
+    Block,
+    Code,
+    Contents,
+    Figure,
+    Heading,
+    Inline,
+    Link,
+    Paragraph,
+    Strong,
+    Table,
+    flatten,
+    fmt_num,
+    fmt_pct,
+    fmt_seconds,
+    fmt_target,
+    fmt_value,
+    is_number,
+    section_of,
 )
 from circuits.app.run import METRICS_FILE, RUN_FORMAT, RUN_SCHEMA_VERSION, RunFileError, RunRecord
 from graphs.atomic_files import atomic_write
@@ -66,7 +86,6 @@ EDGES_CSV = "circuit_edges.csv"
 # The figures every run folder should have, in report order.
 FIGURES = ("circuit", "faithfulness_curve", "score_histogram")
 
-NA = "—"  # how a null (not applicable) value is shown
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -147,191 +166,40 @@ def write_report(run_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
     return md_path, html_path
 
 
-# --------------------------------------------------------------------------------------------
-# Number formatting
-
-
-def _is_number(x: object) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def _num(x: object, *, signed: bool = False) -> str:
-    """4 significant digits; integers exactly, with thousands separators; null as a dash."""
-    if x is None:
-        return NA
-    if isinstance(x, bool):
-        return "yes" if x else "no"
-    if isinstance(x, int):
-        return f"{x:+,}" if signed else f"{x:,}"
-    if not isinstance(x, float):
-        return _value(x)  # a list or object where a number was expected
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return ("+∞" if signed else "∞") if x > 0 else "-∞"
-    if x == 0:
-        return "0"
-    sign = "+" if signed and x > 0 else ""
-    magnitude = math.floor(math.log10(abs(x)))
-    if 4 <= magnitude < 15:  # 12345.6 -> 12,350 rather than 1.235e+04
-        return f"{sign}{round(x, 3 - magnitude):,.0f}"
-    text = f"{x:.4g}".replace("e-0", "e-").replace("e+0", "e+")
-    return sign + text
-
-
-def _pct(x: object) -> str:
-    """A fraction as a percentage: 0.046 -> 4.6%."""
-    if not _is_number(x):
-        return _num(x)
-    if not math.isfinite(x):
-        return _num(x)
-    return f"{_num(float(x) * 100)}%"
-
-
-def _seconds(x: object) -> str:
-    return f"{_num(float(x))} s" if _is_number(x) else _num(x)
-
-
-def _value(x: object) -> str:
-    """Any JSON value as short text (lists inline, nested objects as key: value pairs)."""
-    if isinstance(x, str):
-        return x
-    if isinstance(x, Mapping):
-        return ", ".join(f"{k}: {_value(v)}" for k, v in x.items()) or "{}"
-    if isinstance(x, (list, tuple)):
-        return "[" + ", ".join(_value(v) for v in x) + "]"
-    return _num(x)
-
-
-def _target(target: object) -> str | None:
-    """The search target (lo, hi) as an inequality, e.g. "f ≥ 0.9" or "0.9 ≤ f ≤ 1.1"."""
-    if _is_number(target):
-        return f"f ≥ {_num(float(target))}"
-    if not isinstance(target, (list, tuple)) or len(target) != 2:
-        return None
-    lo, hi = target
-    lo = lo if _is_number(lo) and math.isfinite(lo) else None
-    hi = hi if _is_number(hi) and math.isfinite(hi) else None
-    if lo is not None and hi is not None:
-        return f"{_num(lo)} ≤ f ≤ {_num(hi)}"
-    if lo is not None:
-        return f"f ≥ {_num(lo)}"
-    if hi is not None:
-        return f"f ≤ {_num(hi)}"
-    return None
-
-
-def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, object]]:
-    """Nested objects become dotted keys, so every field gets a row of its own."""
-    rows: list[tuple[str, object]] = []
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            rows.extend(_flatten(value, f"{name}."))
-        else:
-            rows.append((name, value))
-    return rows
-
-
-def _section(metrics: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    value = metrics.get(key)
-    return value if isinstance(value, Mapping) else {}
-
-
-# --------------------------------------------------------------------------------------------
-# The document, independent of output format
-
-
-class Code(str):
-    """Inline text shown literally in a code span (identifiers, edge names, commands)."""
-
-
-class Strong(str):
-    """Inline text shown in bold."""
-
-
-class Link(str):
-    """Inline text linking to a file of the run folder, named by its relative path."""
-
-    def __new__(cls, text: str, href: str) -> Link:
-        link = super().__new__(cls, text)
-        link.href = href
-        return link
-
-
-Inline = str | Sequence[str]  # plain text, or a run of str / Code / Strong pieces
-
-
-@dataclass
-class Heading:
-    level: int
-    text: str
-    anchor: str | None = None
-
-
-@dataclass
-class Paragraph:
-    content: Inline
-    css: str | None = None  # HTML class; markdown renders "note" paragraphs in italics
-
-
-@dataclass
-class Table:
-    headers: Sequence[str]
-    rows: Sequence[Sequence[Inline]]
-    align: str  # one letter per column: "l" left, "r" right (numbers)
-
-
-@dataclass
-class Figure:
-    key: str
-    number: int
-    caption: Inline
-    expected: str  # the file name the figure should have, for the "not available" note
-
-
-@dataclass
-class Contents:
-    """A table of contents: ``(anchor, heading text)`` of every section."""
-
-    entries: Sequence[tuple[str, str]]
-
-
-Block = Heading | Paragraph | Table | Figure | Contents
-
-
 def _kv_table(rows: Iterable[tuple[str, object]], header: str = "Field") -> Table:
     body: list[list[Inline]] = []
     for key, value in rows:
-        text = _value(value)
+        text = fmt_value(value)
         if key.split(".")[-1] == "target" and isinstance(value, (list, tuple)):
-            bounds = _target(value)
+            bounds = fmt_target(value)
             text = f"{text} ({bounds})" if bounds else text
         body.append([Code(key), text])
     return Table([header, "Value"], body, "ll")
 
 
 def _summary(metrics: Mapping[str, Any]) -> list[str]:
-    circuit = _section(metrics, "circuit")
-    graph = _section(metrics, "graph")
-    task = _section(metrics, "task")
-    faith = _section(metrics, "faithfulness")
+    circuit = section_of(metrics, "circuit")
+    graph = section_of(metrics, "graph")
+    task = section_of(metrics, "task")
+    faith = section_of(metrics, "faithfulness")
     pieces: list[str] = []
 
     n_edges, total = circuit.get("n_edges"), graph.get("n_edges")
     fraction = circuit.get("edge_fraction")
-    if fraction is None and _is_number(n_edges) and _is_number(total) and total > 0:
+    if fraction is None and is_number(n_edges) and is_number(total) and total > 0:
         fraction = n_edges / total
     if n_edges is not None:
-        pieces += ["The circuit has ", Strong(f"{_num(n_edges)} edges")]
+        pieces += ["The circuit has ", Strong(f"{fmt_num(n_edges)} edges")]
         if fraction is not None or total is not None:
-            share = f"{_pct(fraction)} of " if fraction is not None else ""
-            of = f"the graph's {_num(total)} edges" if total is not None else "the graph"
+            share = f"{fmt_pct(fraction)} of " if fraction is not None else ""
+            of = f"the graph's {fmt_num(total)} edges" if total is not None else "the graph"
             pieces.append(f" ({share}{of})")
         n_nodes = circuit.get("n_nodes")
         if n_nodes is not None:
-            of_nodes = f" of {_num(graph['n_nodes'])}" if graph.get("n_nodes") is not None else ""
-            pieces.append(f" and {_num(n_nodes)}{of_nodes} nodes")
+            of_nodes = (
+                f" of {fmt_num(graph['n_nodes'])}" if graph.get("n_nodes") is not None else ""
+            )
+            pieces.append(f" and {fmt_num(n_nodes)}{of_nodes} nodes")
         pieces.append(". ")
 
     f = faith.get("f")
@@ -339,19 +207,19 @@ def _summary(metrics: Mapping[str, Any]) -> list[str]:
         split = task.get("evaluation_split")
         if split is not None:
             held_out = split != task.get("attribution_split")
-            where = ["On the ", "held-out " if held_out else "", Code(_value(split)), " split"]
+            where = ["On the ", "held-out " if held_out else "", Code(fmt_value(split)), " split"]
         else:
             where = ["On the evaluation examples"]
         n = faith.get("n_examples", task.get("n_evaluation"))
         pieces += where
         if n is not None:
-            pieces.append(f" ({_num(n)} examples)")
-        pieces += [" its faithfulness is ", Strong(f"f = {_num(f)}")]
+            pieces.append(f" ({fmt_num(n)} examples)")
+        pieces += [" its faithfulness is ", Strong(f"f = {fmt_num(f)}")]
         ci = faith.get("ci")
         if isinstance(ci, (list, tuple)) and len(ci) == 2:
             level = faith.get("ci_level")
-            label = f"{_pct(level)} CI" if level is not None else "CI"
-            pieces.append(f" ({label} [{_num(ci[0])}, {_num(ci[1])}])")
+            label = f"{fmt_pct(level)} CI" if level is not None else "CI"
+            pieces.append(f" ({label} [{fmt_num(ci[0])}, {fmt_num(ci[1])}])")
         pieces.append(". ")
         pieces += _random_text(faith)
 
@@ -372,23 +240,23 @@ def _random_text(faith: Mapping[str, Any]) -> list[str]:
     if random_f is None:
         return []
     draws, std = faith.get("random_draws"), faith.get("random_f_std")
-    if _is_number(draws) and draws > 1 and _is_number(std):
-        fs = [x for x in faith.get("random_fs") or [] if _is_number(x)]
+    if is_number(draws) and draws > 1 and is_number(std):
+        fs = [x for x in faith.get("random_fs") or [] if is_number(x)]
         d = spread_decimals(std)
         spread = f", range {fixed(min(fs), d)} to {fixed(max(fs), d)}" if fs else ""
         return [
             f"Random circuits of the same size reach f = {mean_pm(random_f, std)} "
-            f"(mean ± standard deviation over {_num(draws)} draws{spread}). "
+            f"(mean ± standard deviation over {fmt_num(draws)} draws{spread}). "
         ]
-    return [f"A random circuit of the same size reaches f = {_num(random_f)}. "]
+    return [f"A random circuit of the same size reaches f = {fmt_num(random_f)}. "]
 
 
 def _faithfulness_blocks(metrics: Mapping[str, Any]) -> list[Block]:
-    faith = _section(metrics, "faithfulness")
-    task = _section(metrics, "task")
-    settings = _section(metrics, "settings")
-    curve = _section(metrics, "curve")
-    attribution = _section(metrics, "attribution")
+    faith = section_of(metrics, "faithfulness")
+    task = section_of(metrics, "task")
+    settings = section_of(metrics, "settings")
+    curve = section_of(metrics, "curve")
+    attribution = section_of(metrics, "attribution")
     metric = task.get("metric")
     ablation = settings.get("ablation")
     n_boot = settings.get("bootstrap")
@@ -399,19 +267,19 @@ def _faithfulness_blocks(metrics: Mapping[str, Any]) -> list[Block]:
         ", where m is the task metric",
     ]
     if metric is not None:
-        explain += [" (", Code(_value(metric)), ")"]
+        explain += [" (", Code(fmt_value(metric)), ")"]
     explain += [
         " averaged over the evaluation examples, M is the full model, C is the model with every "
         "edge outside the circuit ablated at once",
     ]
     if ablation is not None:
-        explain += [" (ablation: ", Code(_value(ablation)), ")"]
+        explain += [" (ablation: ", Code(fmt_value(ablation)), ")"]
     explain.append(
         ", and ∅ is the model with every edge ablated. f = 1 means the circuit alone reproduces "
         "the full model's metric; f = 0 means it does no better than ablating everything. "
         "The confidence interval is a bootstrap over examples"
     )
-    explain.append(f" ({_num(n_boot)} resamples). " if n_boot is not None else ". ")
+    explain.append(f" ({fmt_num(n_boot)} resamples). " if n_boot is not None else ". ")
     explain.append(
         "CPR and CMD are MIB's: the areas under f and under |1 − f| over the fraction of edges "
         "kept, by the trapezoid rule on a linear axis (higher CPR and lower CMD are better). "
@@ -421,27 +289,27 @@ def _faithfulness_blocks(metrics: Mapping[str, Any]) -> list[Block]:
 
     ci = faith.get("ci")
     if isinstance(ci, (list, tuple)) and len(ci) == 2:
-        ci_text = f"[{_num(ci[0])}, {_num(ci[1])}]"
+        ci_text = f"[{fmt_num(ci[0])}, {fmt_num(ci[1])}]"
     else:
         ci_text = NA
     level = faith.get("ci_level")
-    ci_label = f"{_pct(level)} confidence interval of f" if level is not None else "CI of f"
+    ci_label = f"{fmt_pct(level)} confidence interval of f" if level is not None else "CI of f"
     std = faith.get("random_f_std")
     areas = recorded_areas(curve)
     rows: list[list[Inline]] = [
-        ["m(M), full model", _num(faith.get("m_full"))],
-        ["m(C), circuit", _num(faith.get("m_circuit"))],
-        ["m(∅), everything ablated", _num(faith.get("m_empty"))],
-        [[Strong("faithfulness f")], [Strong(_num(faith.get("f")))]],
+        ["m(M), full model", fmt_num(faith.get("m_full"))],
+        ["m(C), circuit", fmt_num(faith.get("m_circuit"))],
+        ["m(∅), everything ablated", fmt_num(faith.get("m_empty"))],
+        [[Strong("faithfulness f")], [Strong(fmt_num(faith.get("f")))]],
         [ci_label, ci_text],
         ["f of random circuits of the same size (mean)", _rounded(faith.get("random_f"), std)],
         ["  standard deviation over the draws", _rounded(std, std)],
-        *([AREA_LABELS[k], _num(v)] for k, v in areas.items()),
+        *([AREA_LABELS[k], fmt_num(v)] for k, v in areas.items()),
     ]
     ig_gap = attribution.get("ig_gap")
     if ig_gap is not None:
-        rows.append(["integrated-gradients convergence gap (relative)", _num(ig_gap)])
-    rows.append(["evaluation examples", _num(faith.get("n_examples"))])
+        rows.append(["integrated-gradients convergence gap (relative)", fmt_num(ig_gap)])
+    rows.append(["evaluation examples", fmt_num(faith.get("n_examples"))])
     blocks: list[Block] = [
         Heading(2, "Faithfulness", "faithfulness"),
         Paragraph(explain),
@@ -459,7 +327,7 @@ def _faithfulness_blocks(metrics: Mapping[str, Any]) -> list[Block]:
             "ig_gap_definition": "definition of the gap",
         }
         check_rows: list[list[Inline]] = [
-            [known.get(k, Code(k)), _value(v)] for k, v in _flatten(attribution)
+            [known.get(k, Code(k)), fmt_value(v)] for k, v in flatten(attribution)
         ]
         blocks += [
             Heading(3, "Attribution check"),
@@ -472,17 +340,17 @@ def _faithfulness_blocks(metrics: Mapping[str, Any]) -> list[Block]:
 def _rounded(x: object, std: object) -> str:
     """An f value of a random baseline at the precision its spread ``std`` supports (4
     significant digits when the spread is unknown)."""
-    if not _is_number(x) or not _is_number(std):
-        return _num(x)
+    if not is_number(x) or not is_number(std):
+        return fmt_num(x)
     return fixed(x, spread_decimals(std))
 
 
 def _f_text(x: object) -> str:
     """An f value: 4 significant digits, but 0.0000 rather than e.g. -3.01e-8 (f is a share
     of the model's behaviour; such digits are rounding noise)."""
-    if _is_number(x) and math.isfinite(x) and abs(x) < 5e-5:
+    if is_number(x) and math.isfinite(x) and abs(x) < 5e-5:
         return fixed(x, 4)
-    return _num(x)
+    return fmt_num(x)
 
 
 def _curve_table(curve: Mapping[str, Any]) -> list[Block]:
@@ -502,12 +370,12 @@ def _curve_table(curve: Mapping[str, Any]) -> list[Block]:
     for i, fraction in enumerate(fractions):
         same = repeats[i] if at("n_edges", i) is not None else None
         if same is not None:
-            note = f"same circuit as {_pct(fractions[same])}"
-            rows.append([_pct(fraction), _num(at("n_edges", i)), note, "", ""])
+            note = f"same circuit as {fmt_pct(fractions[same])}"
+            rows.append([fmt_pct(fraction), fmt_num(at("n_edges", i)), note, "", ""])
             continue
         std = at("random_f_std", i)
         rows.append([
-            _pct(fraction), _num(at("n_edges", i)), _f_text(at("f", i)),
+            fmt_pct(fraction), fmt_num(at("n_edges", i)), _f_text(at("f", i)),
             _rounded(at("random_f", i), std), _rounded(std, std),
         ])  # fmt: skip
     return [
@@ -539,7 +407,7 @@ def _gap_text(attribution: Mapping[str, Any]) -> str:
     )
     text += f" ({definition}). " if isinstance(definition, str) else ". "
     return text + (
-        f"Above {_num(IG_GAP_THRESHOLD)} the scores are not converged: use more steps or "
+        f"Above {fmt_num(IG_GAP_THRESHOLD)} the scores are not converged: use more steps or "
         "Gauss–Legendre quadrature."
     )
 
@@ -558,20 +426,20 @@ def _figure_blocks(
     metrics: Mapping[str, Any], keys: Iterable[str], first: int = 1, heading: bool = True
 ) -> list[Block]:
     names = _figure_names(metrics)
-    circuit = _section(metrics, "circuit")
-    curve = _section(metrics, "curve")
+    circuit = section_of(metrics, "circuit")
+    curve = section_of(metrics, "curve")
     blocks: list[Block] = [Heading(2, "Figures", "figures")] if heading else []
     for number, key in enumerate(keys, start=first):
         caption = _CAPTIONS.get(key, key.replace("_", " ").capitalize() + ".")
         if key == "circuit" and circuit.get("n_edges") is not None:
-            caption += (
-                f" {_num(circuit.get('n_edges'))} edges, {_num(circuit.get('n_nodes'))} nodes."
-            )
+            caption += f" {fmt_num(circuit.get('n_edges'))} edges, {fmt_num(circuit.get('n_nodes'))} nodes."
         areas = recorded_areas(curve) if key == "faithfulness_curve" else {}
         if any(v is not None for v in areas.values()):
             caption += (
                 " ("
-                + ", ".join(f"{AREA_SHORT[k]} {_num(v)}" for k, v in areas.items() if v is not None)
+                + ", ".join(
+                    f"{AREA_SHORT[k]} {fmt_num(v)}" for k, v in areas.items() if v is not None
+                )
                 + "; CPR and CMD are MIB's, over the edge fraction; the _log pair over log10 of it)"
             )
         expected = names.get(key) or f"{key}.png"
@@ -580,18 +448,18 @@ def _figure_blocks(
 
 
 def _search_blocks(metrics: Mapping[str, Any]) -> list[Block]:
-    search = _section(metrics, "search")
+    search = section_of(metrics, "search")
     evaluations = search.get("evaluations")
     if not search:
         return []
-    target = _target(search.get("target"))
+    target = fmt_target(search.get("target"))
     intro = [
         "The circuit is the smallest prefix of the edges ranked by score that meets the target",
         f" {target}" if target else "",
         ": sizes grow exponentially until one meets it, a binary search then finds the "
         "smallest passing size, and an optional refinement drops single edges while the target "
         "still holds. ",
-        f"{_num(search.get('n_evaluations'))} evaluations, in order:"
+        f"{fmt_num(search.get('n_evaluations'))} evaluations, in order:"
         if search.get("n_evaluations") is not None
         else "Evaluations, in order:",
     ]
@@ -607,7 +475,7 @@ def _search_blocks(metrics: Mapping[str, Any]) -> list[Block]:
     rows: list[list[Inline]] = []
     for i, row in enumerate(evaluations, start=1):
         row = row if isinstance(row, Mapping) else {}
-        rows.append([str(i)] + [_value(row.get(c)) for c in columns])
+        rows.append([str(i)] + [fmt_value(row.get(c)) for c in columns])
     align = "r" + "".join("l" if c in ("phase", "meets_target") else "r" for c in columns)
     return blocks + [Table(["#"] + [labels.get(c, c) for c in columns], rows, align)]
 
@@ -616,7 +484,7 @@ def _top_edge_blocks(metrics: Mapping[str, Any]) -> list[Block]:
     top = metrics.get("top_edges")
     if not isinstance(top, list):
         return []
-    settings = _section(metrics, "settings")
+    settings = section_of(metrics, "settings")
     ranked = "|score|" if settings.get("absolute", True) else "score"
     blocks: list[Block] = [
         Heading(2, "Top edges", "top-edges"),
@@ -639,16 +507,16 @@ def _top_edge_blocks(metrics: Mapping[str, Any]) -> list[Block]:
         rows.append(
             [
                 str(rank),
-                [Code(_value(edge))] if edge is not None else NA,
-                _num(item.get("score"), signed=True),
-                _num(item.get("in_circuit")),
+                [Code(fmt_value(edge))] if edge is not None else NA,
+                fmt_num(item.get("score"), signed=True),
+                fmt_num(item.get("in_circuit")),
             ]
         )
     return blocks + [Table(["Rank", "Edge", "Score", "In circuit"], rows, "rlrl")]
 
 
 def _timing_blocks(metrics: Mapping[str, Any]) -> list[Block]:
-    timings = _section(metrics, "timings")
+    timings = section_of(metrics, "timings")
     if not timings:
         return []
     total = timings.get("total_s")
@@ -657,11 +525,11 @@ def _timing_blocks(metrics: Mapping[str, Any]) -> list[Block]:
         label = key[:-2] if key.endswith("_s") else key
         label = label.replace("_", " ")
         share = (
-            _pct(value / total)
-            if key != "total_s" and _is_number(value) and _is_number(total) and total > 0
+            fmt_pct(value / total)
+            if key != "total_s" and is_number(value) and is_number(total) and total > 0
             else ""
         )
-        rows.append([label, _seconds(value), share])
+        rows.append([label, fmt_seconds(value), share])
     return [
         Heading(2, "Timings", "timings"),
         Table(["Stage", "Time", "Share of total"], rows, "lrr"),
@@ -696,20 +564,20 @@ _KNOWN = {
 
 
 def _title(metrics: Mapping[str, Any]) -> str:
-    task = _section(metrics, "task").get("name")
-    model = _section(metrics, "model").get("name")
+    task = section_of(metrics, "task").get("name")
+    model = section_of(metrics, "model").get("name")
     if task is not None and model is not None:
-        return f"Circuit report: {_value(task)} on {_value(model)}"
+        return f"Circuit report: {fmt_value(task)} on {fmt_value(model)}"
     if task is not None or model is not None:
-        return f"Circuit report: {_value(task if task is not None else model)}"
+        return f"Circuit report: {fmt_value(task if task is not None else model)}"
     return "Circuit report"
 
 
 def _document(metrics: Mapping[str, Any], figure_keys: Iterable[str]) -> list[Block]:
-    model = _section(metrics, "model")
-    task = _section(metrics, "task")
-    settings = _section(metrics, "settings")
-    graph = _section(metrics, "graph")
+    model = section_of(metrics, "model")
+    task = section_of(metrics, "task")
+    settings = section_of(metrics, "settings")
+    graph = section_of(metrics, "graph")
     keys = list(figure_keys)
     blocks: list[Block] = [Heading(2, "Circuit", "circuit")]
     blocks += _figure_blocks(metrics, [k for k in keys if k == "circuit"], heading=False)
@@ -721,28 +589,28 @@ def _document(metrics: Mapping[str, Any], figure_keys: Iterable[str]) -> list[Bl
         )
     )  # fmt: skip
     if model or graph:
-        rows = _flatten(model) + [(f"graph.{k}", v) for k, v in _flatten(graph)]
+        rows = flatten(model) + [(f"graph.{k}", v) for k, v in flatten(graph)]
         blocks += [Heading(2, "Model", "model"), _kv_table(rows)]
     if task:
         intro: list[str] = []
         if task.get("n_attribution") is not None or task.get("n_evaluation") is not None:
             intro = [
-                f"Edges are scored on {_num(task.get('n_attribution'))} examples of the ",
-                Code(_value(task.get("attribution_split"))),
-                f" split; circuits are evaluated on {_num(task.get('n_evaluation'))} examples "
+                f"Edges are scored on {fmt_num(task.get('n_attribution'))} examples of the ",
+                Code(fmt_value(task.get("attribution_split"))),
+                f" split; circuits are evaluated on {fmt_num(task.get('n_evaluation'))} examples "
                 "of the ",
-                Code(_value(task.get("evaluation_split"))),
+                Code(fmt_value(task.get("evaluation_split"))),
                 " split.",
             ]
         blocks.append(Heading(2, "Task and data", "task"))
         if intro:
             blocks.append(Paragraph(intro + _distinct_text(task)))
-        blocks.append(_kv_table(_flatten(task)))
+        blocks.append(_kv_table(flatten(task)))
         blocks += _example_blocks(metrics) + _behaviour_blocks(metrics)
     if settings:
         blocks += [
             Heading(2, "Settings", "settings"),
-            _kv_table(_flatten(settings), "Setting"),
+            _kv_table(flatten(settings), "Setting"),
         ]
     blocks += _faithfulness_blocks(metrics)
     from circuits.app.report_positions import POSITION_FIGURE, position_blocks
@@ -757,7 +625,7 @@ def _document(metrics: Mapping[str, Any], figure_keys: Iterable[str]) -> list[Bl
     blocks += _timing_blocks(metrics)
     extra = {k: v for k, v in metrics.items() if k not in _KNOWN}
     if extra:
-        blocks += [Heading(2, "Other fields", "other"), _kv_table(_flatten(extra))]
+        blocks += [Heading(2, "Other fields", "other"), _kv_table(flatten(extra))]
     contents = [(b.anchor, b.text) for b in blocks if isinstance(b, Heading) and b.anchor]
     head: list[Block] = [Heading(1, _title(metrics)), Paragraph(_summary(metrics), "summary")]
     head += _warning_blocks(metrics)
@@ -779,10 +647,10 @@ def _warning_blocks(metrics: Mapping[str, Any]) -> list[Block]:
         return []
     blocks: list[Block] = [Heading(2, "Warnings", "warnings")]
     for w in found:
-        message, fix = _value(w.get("message", "")), w.get("fix")
+        message, fix = fmt_value(w.get("message", "")), w.get("fix")
         text = [Strong("Warning: "), message + "."]
         if fix:
-            text += [" Fix: ", _value(fix) + "."]
+            text += [" Fix: ", fmt_value(fix) + "."]
         blocks.append(Paragraph(text, "warning"))
     return blocks
 
@@ -794,8 +662,8 @@ def _distinct_text(task: Mapping[str, Any]) -> list[str]:
         corrupted = task.get(f"n_{role}_distinct_corrupted")
         if clean is not None:
             pieces.append(
-                f" The {_value(task.get(split))} examples hold {_num(clean)} distinct clean and "
-                f"{_num(corrupted)} distinct corrupted prompts."
+                f" The {fmt_value(task.get(split))} examples hold {fmt_num(clean)} distinct clean and "
+                f"{fmt_num(corrupted)} distinct corrupted prompts."
             )
     return pieces + _held_out_text(task) if pieces else pieces
 
@@ -807,7 +675,7 @@ def _held_out_text(task: Mapping[str, Any]) -> list[str]:
     dropped = task.get("n_duplicate_rows_dropped")
     if dropped:
         pieces.append(
-            f" {_num(dropped)} duplicate rows of the prompt file (the same prompts, answers, "
+            f" {fmt_num(dropped)} duplicate rows of the prompt file (the same prompts, answers, "
             "distractors and spans as an earlier row) were dropped before the split."
         )
     shared = task.get("n_prompts_in_both_splits")
@@ -815,7 +683,7 @@ def _held_out_text(task: Mapping[str, Any]) -> list[str]:
         pieces.append(" No prompt, clean or corrupted, of one split occurs in the other.")
     elif shared is not None:
         pieces.append(
-            f" {_num(shared)} distinct prompts (clean or corrupted) of the evaluation split also "
+            f" {fmt_num(shared)} distinct prompts (clean or corrupted) of the evaluation split also "
             "occur in the attribution split, so the held-out numbers are not fully held out."
         )
     if task.get("data_file") is None and shared is not None:  # the bundled tasks' sampler
@@ -833,7 +701,10 @@ def _example_blocks(metrics: Mapping[str, Any]) -> list[Block]:
     for e in examples:
         e = e if isinstance(e, Mapping) else {}
         rows.append(
-            [[Code(_value(e.get(k, NA)))] for k in ("clean", "corrupted", "answer", "distractor")]
+            [
+                [Code(fmt_value(e.get(k, NA)))]
+                for k in ("clean", "corrupted", "answer", "distractor")
+            ]
         )
     return [
         Heading(3, "Example prompt pairs"),
@@ -843,7 +714,7 @@ def _example_blocks(metrics: Mapping[str, Any]) -> list[Block]:
 
 
 def _behaviour_blocks(metrics: Mapping[str, Any]) -> list[Block]:
-    b = _section(metrics, "behaviour")
+    b = section_of(metrics, "behaviour")
     if not b:
         return []
     blocks: list[Block] = [
@@ -852,7 +723,7 @@ def _behaviour_blocks(metrics: Mapping[str, Any]) -> list[Block]:
             [
                 "Accuracy is the share of held-out prompts whose arg-max next token is a correct "
                 "(clean) answer; the metric is ",
-                Code(_value(_section(metrics, "task").get("metric"))),
+                Code(fmt_value(section_of(metrics, "task").get("metric"))),
                 " against the clean run. A model that does the task is accurate on clean "
                 "prompts and scores a much lower metric on corrupted ones.",
             ]
@@ -860,8 +731,12 @@ def _behaviour_blocks(metrics: Mapping[str, Any]) -> list[Block]:
         Table(
             ["Prompts", "Accuracy", "Mean metric"],
             [
-                ["clean", _pct(b.get("accuracy_clean")), _num(b.get("metric_clean"))],
-                ["corrupted", _pct(b.get("accuracy_corrupted")), _num(b.get("metric_corrupted"))],
+                ["clean", fmt_pct(b.get("accuracy_clean")), fmt_num(b.get("metric_clean"))],
+                [
+                    "corrupted",
+                    fmt_pct(b.get("accuracy_corrupted")),
+                    fmt_num(b.get("metric_corrupted")),
+                ],
             ],
             "lrr",
         ),
@@ -875,7 +750,7 @@ def _behaviour_blocks(metrics: Mapping[str, Any]) -> list[Block]:
             values = b.get(key) if isinstance(b.get(key), list) else []
             rows.append(
                 [label]
-                + [_num(values[i] if i < len(values) else None) for i in range(len(quantiles))]
+                + [fmt_num(values[i] if i < len(values) else None) for i in range(len(quantiles))]
             )
         blocks += [
             Heading(3, "Per-example metric"),
@@ -884,7 +759,9 @@ def _behaviour_blocks(metrics: Mapping[str, Any]) -> list[Block]:
                 "circuit and the fully ablated model: how evenly the circuit keeps the behaviour."
             ),
             Table(
-                ["Run"] + [f"q{_num(q * 100)}" for q in quantiles], rows, "l" + "r" * len(quantiles)
+                ["Run"] + [f"q{fmt_num(q * 100)}" for q in quantiles],
+                rows,
+                "l" + "r" * len(quantiles),
             ),
         ]
     return blocks
@@ -898,7 +775,7 @@ def _circuit_edge_blocks(metrics: Mapping[str, Any]) -> list[Block]:
         Heading(2, "Circuit edges", "circuit-edges"),
         Paragraph(
             [
-                f"All {_num(len(edges))} edges of the circuit, by |score| (also in ",
+                f"All {fmt_num(len(edges))} edges of the circuit, by |score| (also in ",
                 Code(EDGES_CSV),
                 ").",
             ]
@@ -910,7 +787,11 @@ def _circuit_edge_blocks(metrics: Mapping[str, Any]) -> list[Block]:
     for rank, item in enumerate(edges, start=1):
         item = item if isinstance(item, Mapping) else {}
         rows.append(
-            [str(rank), [Code(_value(item.get("edge", NA)))], _num(item.get("score"), signed=True)]
+            [
+                str(rank),
+                [Code(fmt_value(item.get("edge", NA)))],
+                fmt_num(item.get("score"), signed=True),
+            ]
         )
     return blocks + [Table(["Rank", "Edge", "Score"], rows, "rlr")]
 
@@ -927,7 +808,7 @@ def edges_csv(metrics: Mapping[str, Any]) -> str:
         upstream, _, port = name.partition("->")
         score = item.get("score")
         writer.writerow(
-            [rank, name, upstream, port, repr(float(score)) if _is_number(score) else ""]
+            [rank, name, upstream, port, repr(float(score)) if is_number(score) else ""]
         )
     return out.getvalue()
 
@@ -935,13 +816,13 @@ def edges_csv(metrics: Mapping[str, Any]) -> str:
 def _footer(metrics: Mapping[str, Any]) -> list[str]:
     pieces: list[str] = ["Generated by circuit-discovery"]
     version = metrics.get("package_version")
-    pieces.append(f" {_value(version)}" if version is not None else "")
+    pieces.append(f" {fmt_value(version)}" if version is not None else "")
     created = metrics.get("created")
     if created is not None:
-        pieces.append(f"; run created {_value(created)}")
+        pieces.append(f"; run created {fmt_value(created)}")
     command = metrics.get("command")
     if command is not None:
-        pieces += ["; command: ", Code(_value(command))]
+        pieces += ["; command: ", Code(fmt_value(command))]
     pieces += [". Rebuild this report with ", Code("circuits report DIR"), "."]
     return pieces
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from circuits.app.curve_text import areas_text, recorded_areas
-from circuits.app.report import (
+from circuits.app.report_doc import (
     NA,
     Block,
     Code,
@@ -18,11 +18,11 @@ from circuits.app.report import (
     Inline,
     Paragraph,
     Table,
-    _num,
-    _pct,
-    _section,
-    _target,
-    _value,
+    fmt_num,
+    fmt_pct,
+    fmt_target,
+    fmt_value,
+    section_of,
 )
 
 __all__ = ["POSITION_FIGURE", "position_blocks"]
@@ -34,41 +34,41 @@ POSITION_FIGURE = "position_circuit"
 def _ci(faith: Mapping[str, Any]) -> str:
     ci = faith.get("ci")
     if isinstance(ci, list) and len(ci) == 2:
-        return f"[{_num(ci[0])}, {_num(ci[1])}]"
+        return f"[{fmt_num(ci[0])}, {fmt_num(ci[1])}]"
     return NA
 
 
 def _comparison_table(positions: Mapping[str, Any], metrics: Mapping[str, Any]) -> Table:
-    comp = _section(positions, "comparison")
-    faith = _section(metrics, "faithfulness")
-    pfaith = _section(positions, "faithfulness")
-    circuit = _section(metrics, "circuit")
-    pcircuit = _section(positions, "circuit")
+    comp = section_of(positions, "comparison")
+    faith = section_of(metrics, "faithfulness")
+    pfaith = section_of(positions, "faithfulness")
+    circuit = section_of(metrics, "circuit")
+    pcircuit = section_of(positions, "circuit")
     n_spans = positions.get("n_spans")
     rows: list[list[Inline]] = [
         [
             "position-agnostic",
-            _num(comp.get("agnostic_n_edges")),
-            _num(comp.get("agnostic_n_position_edges")),
-            _num(circuit.get("n_nodes")),
-            _num(comp.get("agnostic_f_search")),
-            _num(comp.get("agnostic_f")),
+            fmt_num(comp.get("agnostic_n_edges")),
+            fmt_num(comp.get("agnostic_n_position_edges")),
+            fmt_num(circuit.get("n_nodes")),
+            fmt_num(comp.get("agnostic_f_search")),
+            fmt_num(comp.get("agnostic_f")),
             _ci(faith),
         ],
         [
             "position-aware",
-            _num(comp.get("aware_n_edges_projected")),
-            _num(comp.get("aware_n_edges")),
-            _num(pcircuit.get("n_nodes")),
-            _num(pcircuit.get("f_search")),
-            _num(comp.get("aware_f")),
+            fmt_num(comp.get("aware_n_edges_projected")),
+            fmt_num(comp.get("aware_n_edges")),
+            fmt_num(pcircuit.get("n_nodes")),
+            fmt_num(pcircuit.get("f_search")),
+            fmt_num(comp.get("aware_f")),
             _ci(pfaith),
         ],
     ]
     headers = [
         "Circuit",
         "Edges (distinct)",
-        f"Edges × positions ({_num(n_spans)} spans)" if n_spans else "Edges × positions",
+        f"Edges × positions ({fmt_num(n_spans)} spans)" if n_spans else "Edges × positions",
         "Nodes",
         "f (search, train)",
         "f (test)",
@@ -82,7 +82,7 @@ ALL_SPANS_UP_TO = 12
 
 
 def _span_blocks(positions: Mapping[str, Any]) -> list[Block]:
-    per_span = _section(positions, "circuit").get("edges_per_span")
+    per_span = section_of(positions, "circuit").get("edges_per_span")
     if not isinstance(per_span, Mapping) or not per_span:
         return []
     shown = {
@@ -90,7 +90,7 @@ def _span_blocks(positions: Mapping[str, Any]) -> list[Block]:
         for name, n in per_span.items()
         if len(per_span) <= ALL_SPANS_UP_TO or not (_is_zero(n))
     }
-    rows: list[list[Inline]] = [[Code(str(name)), _num(n)] for name, n in shown.items()]
+    rows: list[list[Inline]] = [[Code(str(name)), fmt_num(n)] for name, n in shown.items()]
     blocks: list[Block] = [
         Heading(3, "Circuit edges per span", "position-spans"),
         Table(["Span", "Circuit edges"], rows, "lr"),
@@ -116,10 +116,10 @@ def _top_table(positions: Mapping[str, Any]) -> Table | None:
         rows.append(
             [
                 str(rank),
-                Code(_value(item.get("span"))),
-                [Code(_value(item.get("edge")))] if item.get("edge") is not None else NA,
-                _num(item.get("score"), signed=True),
-                _num(item.get("in_circuit")),
+                Code(fmt_value(item.get("span"))),
+                [Code(fmt_value(item.get("edge")))] if item.get("edge") is not None else NA,
+                fmt_num(item.get("score"), signed=True),
+                fmt_num(item.get("in_circuit")),
             ]
         )
     return Table(["Rank", "Span", "Edge", "Score", "In circuit"], rows, "rllrl")
@@ -128,14 +128,14 @@ def _top_table(positions: Mapping[str, Any]) -> Table | None:
 def position_blocks(metrics: Mapping[str, Any], figure_number: int) -> list[Block]:
     """The section's blocks (none for a run without ``--positions``); its figure is numbered
     ``figure_number``."""
-    positions = _section(metrics, "positions")
+    positions = section_of(metrics, "positions")
     if not positions:
         return []
-    comp = _section(positions, "comparison")
-    curve = _section(positions, "curve")
+    comp = section_of(positions, "comparison")
+    curve = section_of(positions, "curve")
     spans = positions.get("spans")
     mode = positions.get("mode")
-    target = _target(comp.get("target"))
+    target = fmt_target(comp.get("target"))
     axis = (
         "token positions"
         if mode == "tokens"
@@ -160,17 +160,17 @@ def position_blocks(metrics: Mapping[str, Any], figure_number: int) -> list[Bloc
         Paragraph(intro),
         _comparison_table(positions, metrics),
     ]
-    top = _section(comp, "top_overlap")
+    top = section_of(comp, "top_overlap")
     overlap: list[Inline] = [
-        f"The position-aware circuit uses {_num(comp.get('aware_n_edges_projected'))} distinct "
-        f"edges at some span; {_num(comp.get('shared_edges'))} of them are in the "
-        f"position-agnostic circuit (Jaccard index {_num(comp.get('jaccard'))}). "
+        f"The position-aware circuit uses {fmt_num(comp.get('aware_n_edges_projected'))} distinct "
+        f"edges at some span; {fmt_num(comp.get('shared_edges'))} of them are in the "
+        f"position-agnostic circuit (Jaccard index {fmt_num(comp.get('jaccard'))}). "
     ]
     if top:
         overlap.append(
-            f"Of the top {_pct(top.get('fraction'))} of edges without positions "
-            f"({_num(top.get('k'))}), {_pct(top.get('shared'))} are also among the first "
-            f"{_num(top.get('k'))} distinct edges of the position-aware ranking. "
+            f"Of the top {fmt_pct(top.get('fraction'))} of edges without positions "
+            f"({fmt_num(top.get('k'))}), {fmt_pct(top.get('shared'))} are also among the first "
+            f"{fmt_num(top.get('k'))} distinct edges of the position-aware ranking. "
         )
     areas = recorded_areas(curve)
     if any(v is not None for v in areas.values()):
@@ -196,7 +196,7 @@ def position_blocks(metrics: Mapping[str, Any], figure_number: int) -> list[Bloc
                     "Ranked by ",
                     Code(
                         "|score|"
-                        if _section(metrics, "settings").get("absolute", True)
+                        if section_of(metrics, "settings").get("absolute", True)
                         else "score"
                     ),
                     "; the score has the sign convention of the position-agnostic scores.",

@@ -26,7 +26,7 @@ from circuits.groundtruth.task import GroundTruth
 from circuits.search.faithfulness import CircuitEvaluator, faithfulness_curve
 from circuits.search.minimal import minimal_circuit
 from graphs import Graph
-from graphs.atomic import atomic_write
+from graphs.atomic_files import atomic_write
 
 __all__ = ["COLUMNS", "check_methods", "run_benchmark", "markdown_table"]
 

@@ -1,7 +1,7 @@
 """Names of the compiled ground-truth models, and how to build and load them.
 
 ``build(name)`` compiles a model with its task and circuit (:class:`.task.GroundTruth`);
-``load(name)`` returns ``(bridge, tokenizer)`` like :func:`circuits.zoo.load`, which falls
+``load(name)`` returns ``(bridge, tokenizer)`` like :func:`circuits.models.zoo.load`, which falls
 back to this registry for the names listed here. ``register(name, builder)`` adds your own
 (e.g. ``lambda **_: custom.from_folder(folder, "edges.json")``), so ``zoo.load``, ``--model``
 and the benchmark see it in this process.
@@ -16,6 +16,7 @@ import torch
 
 from circuits.groundtruth import gqa, induction, ioi_like, mlp_lookup, prev_token, trap
 from circuits.groundtruth.task import GroundTruth
+from circuits.models.zoo.shipped import shipped_names
 
 __all__ = ["BUILDERS", "build", "load", "names", "register"]
 
@@ -29,9 +30,7 @@ def register(name: str, builder: Callable[..., GroundTruth], *, replace: bool = 
     """Add ground truth ``name``: ``builder(seed=, noise=, n_prompts=)`` returns its
     :class:`GroundTruth` (it may ignore them). ValueError if ``name`` is taken, unless
     ``replace``."""
-    from circuits.models.zoo import available
-
-    if not replace and (name in BUILDERS or name in available(compiled=False)):
+    if not replace and (name in BUILDERS or name in shipped_names()):
         raise ValueError(f"ground-truth name {name!r} is taken; pass replace=True or another name")
     BUILDERS[name] = builder
 

@@ -29,14 +29,13 @@ from circuits.patchscopes.evaluate import (
     next_token_scores,
     task_prompts,
 )
+from circuits.patchscopes.fitting import fit_affine, paired_states
 from circuits.patchscopes.mappings import (
     Affine,
     FunctionMapping,
     Identity,
     Mapping,
     as_mapping,
-    fit_affine,
-    paired_states,
 )
 from circuits.patchscopes.prompts import (
     TargetPrompt,

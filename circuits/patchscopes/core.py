@@ -35,7 +35,8 @@ from typing import Any
 import torch
 
 from circuits.hook_names import residual_hook, writer_node
-from graphs.errors import CircuitDiscoveryError
+from circuits.patchscopes.errors import PatchscopeError
+from circuits.patchscopes.mappings import as_mapping
 
 __all__ = [
     "PatchscopeError",
@@ -50,11 +51,6 @@ __all__ = [
     "residual_stream",
     "run_patched",
 ]
-
-
-class PatchscopeError(CircuitDiscoveryError, ValueError):
-    """Bad Patchscope input (layer or position out of range, hidden sizes that do not match,
-    an unknown node); raised before any forward pass, the message names what is valid."""
 
 
 Prompt = str | Sequence[int] | torch.Tensor
@@ -439,8 +435,6 @@ def patchscope_batch(
             hidden sizes that do not match without a mapping, or a mapping whose declared
             sizes do not fit the models.
     """
-    from circuits.patchscopes.mappings import as_mapping
-
     target_model = model if target_model is None else target_model
     if target_model is not model and target_tokenizer is None:
         target_tokenizer = getattr(target_model, "tokenizer", None)

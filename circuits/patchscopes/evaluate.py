@@ -72,7 +72,7 @@ def task_prompts(
 ) -> list[str]:
     """Prompts of the bundled tasks' ``split`` (``n_per_task`` each, drawn with ``seed``),
     each followed by its first answer when ``with_answers``: fitting and evaluation data
-    for :func:`~circuits.patchscopes.mappings.fit_affine` and :func:`next_token_scores`."""
+    for :func:`~circuits.patchscopes.fitting.fit_affine` and :func:`next_token_scores`."""
     from circuits.tasks.registry import TASK_NAMES, get_task
 
     out = []

@@ -21,7 +21,7 @@ from typing import Any
 
 from circuits.patchscopes.core import PatchscopeError
 from circuits.patchscopes.evaluate import Heatmap, identity_heatmap, next_token_scores, task_prompts
-from circuits.patchscopes.mappings import fit_affine
+from circuits.patchscopes.fitting import fit_affine
 from circuits.patchscopes.prompts import identity_prompt
 
 __all__ = [
@@ -113,7 +113,7 @@ def identity_heatmaps(
 
 
 def main(argv: list[str] | None = None) -> None:
-    from circuits import zoo
+    from circuits.models import zoo
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(

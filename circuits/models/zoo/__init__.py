@@ -3,8 +3,8 @@
 ``circuits.models.zoo.load("toy-gpt2")`` returns a ``TransformerBridge`` (edge-level hooks on, as
 :func:`circuits.load_model` builds it) and its word-level tokenizer, with no network access.
 Each model folder holds ``config.json``, ``model.safetensors``, the tokenizer files,
-``training.json`` and a model card ``README.md``. ``python -m circuits.models.zoo.train`` rebuilds
-them (see :mod:`circuits.models.zoo.train`).
+``training.json`` and a model card ``README.md``. ``python -m circuits.app.train_model`` rebuilds
+them (see :mod:`circuits.app.train_model`).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from circuits.models.zoo.shipped import MODELS_DIR, shipped_names
 from graphs.errors import CircuitDiscoveryError
 
 __all__ = [
@@ -25,9 +26,6 @@ __all__ = [
     "load_tokenizer",
     "model_dir",
 ]
-
-#: Where the shipped model folders live.
-MODELS_DIR: Path = Path(__file__).resolve().parent / "models"
 
 #: The model ``circuits discover`` uses when none is named.
 DEFAULT_MODEL = "toy-gpt2"
@@ -42,8 +40,7 @@ def available(*, compiled: bool = True) -> list[str]:
     ground-truth models built by code (:mod:`circuits.groundtruth.registry`)."""
     from circuits.groundtruth import registry
 
-    shipped = sorted(p.name for p in MODELS_DIR.glob("*") if (p / "config.json").is_file())
-    return shipped + (registry.names() if compiled else [])
+    return shipped_names() + (registry.names() if compiled else [])
 
 
 def model_dir(name: str) -> Path:
@@ -66,7 +63,7 @@ def model_dir(name: str) -> Path:
     if missing:
         raise ZooError(
             f"bundled model {name!r} is incomplete ({', '.join(missing)} missing in {folder}); "
-            f"reinstall the package or rebuild it with `python -m circuits.models.zoo.train --recipe {name} --overwrite`"
+            f"reinstall the package or rebuild it with `python -m circuits.app.train_model --recipe {name} --overwrite`"
         )
     return folder
 

@@ -1,36 +1,31 @@
-"""Train a bundled model: ``python -m circuits.models.zoo.train --recipe toy-gpt2``.
+"""Train a bundled model (the command that trains one and writes its folder and model card is
+``python -m circuits.app.train_model --recipe toy-gpt2``, in the app: the card runs the
+discovery job).
 
 The model learns a mixture of the tasks' *training* splits plus filler text (see
 :mod:`circuits.models.zoo.recipes`); held-out accuracy is measured on the test splits, which no
 training line comes from. Training is deterministic for a recipe and seed: the weights are
 initialised from ``torch.manual_seed(seed)``, the data stream from a seeded ``random.Random``,
 and torch runs on one thread so that reductions always happen in the same order.
-
-The output folder (``config.json``, ``model.safetensors``, tokenizer files, ``training.json``
-and a model card ``README.md``) is written to a temporary folder next to the destination and
-renamed into place at the end, so an interrupted run leaves no half-written model behind.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import random
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from circuits.models.zoo.recipes import RECIPES, Recipe, get_recipe
+from circuits.models.zoo.recipes import Recipe
 from circuits.models.zoo.tokenizer import build_tokenizer
 from circuits.tasks import TASK_NAMES, get_task, task_accuracy, token_ids
 from circuits.tasks.encode import pad_id, pad_rows
 from circuits.tasks.filler import filler_sentence
 
-__all__ = ["build_model", "main", "train", "training_lines"]
+__all__ = ["build_model", "train", "training_lines"]
 
 
 def build_model(recipe: Recipe, tokenizer: Any) -> torch.nn.Module:
@@ -183,63 +178,3 @@ def train(
         return model, tokenizer, log
     finally:
         torch.set_num_threads(threads)
-
-
-def save(
-    model: torch.nn.Module,
-    tokenizer: Any,
-    recipe: Recipe,
-    log: dict[str, Any],
-    out: Path,
-    overwrite: bool,
-) -> None:
-    """Write the model folder atomically: a temporary sibling folder renamed into place."""
-    from circuits.models.zoo.card import write_card
-    from graphs.atomic_files import atomic_directory
-
-    with atomic_directory(out, overwrite=overwrite) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        (tmp / "training.json").write_text(
-            json.dumps({"recipe": recipe.to_dict(), **log}, indent=1) + "\n"
-        )
-        write_card(tmp, recipe, log)
-
-
-def main(argv: list[str] | None = None) -> int:
-    from dataclasses import replace
-
-    from circuits.models.zoo import MODELS_DIR
-
-    parser = argparse.ArgumentParser(
-        prog="python -m circuits.models.zoo.train", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument(
-        "--recipe", default="toy-gpt2", choices=sorted(RECIPES), help="model to train"
-    )
-    parser.add_argument("--steps", type=int, help="override the recipe's number of steps")
-    parser.add_argument("--seed", type=int, help="override the recipe's seed")
-    parser.add_argument("--out", type=Path, help=f"output folder (default: {MODELS_DIR}/<recipe>)")
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace an existing output folder"
-    )
-    parser.add_argument(
-        "--eval-every", type=int, default=500, help="steps between held-out evaluations (0: never)"
-    )
-    args = parser.parse_args(argv)
-    recipe = get_recipe(args.recipe)
-    if args.steps is not None:
-        recipe = replace(recipe, steps=args.steps)
-    if args.seed is not None:
-        recipe = replace(recipe, seed=args.seed)
-    out = args.out or MODELS_DIR / recipe.name
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
-        parser.error(f"{out} exists and is not empty; pass --overwrite to replace it")
-    model, tokenizer, log = train(recipe, eval_every=args.eval_every)
-    save(model, tokenizer, recipe, log, out, overwrite=True)
-    print(f"wrote {out}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

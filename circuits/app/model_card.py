@@ -1,6 +1,8 @@
 """The model card (``README.md``) of a bundled model: data, recipe, seed, accuracy, IOI circuit.
 
-``python -m circuits.models.zoo.card toy-gpt2`` re-measures a shipped model and rewrites its card.
+``python -m circuits.app.model_card toy-gpt2`` re-measures a shipped model and rewrites its card.
+It is app code, not part of :mod:`circuits.models.zoo`, because the card's IOI circuit is found by
+the discovery job (:func:`circuits.app.discovery.find_circuit`).
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def write_card(
 
 {recipe.description}. Trained from scratch by this repository, with no external data:
 
-    python -m circuits.models.zoo.train --recipe {recipe.name} --seed {recipe.seed} --steps {recipe.steps}
+    python -m circuits.app.train_model --recipe {recipe.name} --seed {recipe.seed} --steps {recipe.steps}
 
 ## Training
 - Architecture: `{recipe.architecture}` {json.dumps(recipe.config)}, {n_params:,} parameters,
@@ -109,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     from graphs.atomic_files import atomic_directory
 
     parser = argparse.ArgumentParser(
-        prog="python -m circuits.models.zoo.card",
+        prog="python -m circuits.app.model_card",
         description="Re-measure a bundled model and rewrite its model card.",
     )
     parser.add_argument("name", help="bundled model name")

@@ -1,0 +1,13 @@
+"""Errors that several app modules raise, kept below all of them so that none imports another
+module only for its exception (``position_discovery`` raised ``discovery``'s ``RunError``
+through an import back into ``discovery``)."""
+
+from __future__ import annotations
+
+from graphs.errors import CircuitDiscoveryError
+
+__all__ = ["RunError"]
+
+
+class RunError(CircuitDiscoveryError, ValueError):
+    """Bad settings or output folder, found before any model work; the message says the fix."""
