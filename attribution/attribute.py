@@ -39,7 +39,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from attribution.ablation import ABLATIONS, Ablation, NoCounterfactualsError
+from attribution.ablations import Ablation, NoCounterfactualsError
 from attribution.data import PromptPairs
 from attribution.distributed import all_reduce_sum, is_main_process, shard_range, world_size
 from attribution.memory import attribution_peak_bytes, node_chunk_within, rows_within
@@ -130,9 +130,11 @@ def attribute(
         steps: integration steps for the IG methods (used when ``method`` is a name).
         quadrature_rule: ``riemann_left`` (the reference's k/m, k=0..m-1), ``riemann_right``,
             ``riemann_middle``, ``riemann_trapezoid`` or ``gausslegendre``.
-        ablation: what replaces a clean write: ``patching`` (the corrupted prompt's), ``mean``
-            (mean write over ``mean_data``'s real tokens) or ``zero``, or an ablation object
-            (``Patching()``, ``MeanAblation(data)``, ``ZeroAblation()``).
+        ablation: what replaces a clean write: a registered name
+            (:func:`attribution.ablations.names`: ``patching``, the corrupted prompt's;
+            ``mean``, the mean write over ``mean_data``'s real tokens; ``zero``; ``optimal``, a
+            constant fit on ``mean_data``), or an ablation object (``Patching()``,
+            ``MeanAblation(data)``, ``ZeroAblation()``).
         batch_size: examples per batch; memory does not grow with ``len(data)``.
         max_rows: at most this many rows (examples × steps, or examples × edges for ``exact``)
             per forward pass; default ``batch_size * steps`` on GPUs, ``batch_size`` on CPUs
@@ -346,4 +348,4 @@ def _ensemble(
     return AttributionResult(scores, ensemble.name, settings, timings, diagnostics)
 
 
-__all__ = ["ABLATIONS", "METHODS", "AttributionResult", "attribute"]
+__all__ = ["METHODS", "AttributionResult", "attribute"]

@@ -6,15 +6,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from attribution.ablation import Ablation, Patching, as_ablation, check_inputs
-from attribution.data import PromptPairs
+from attribution.ablations import Ablation, NoCounterfactualsError, Patching, as_ablation
+from attribution.data import DataError, PromptPairs
 from attribution.metrics import Metric, get_metric
+from graphs import Graph
 
 
 @dataclass(frozen=True)
 class RunSetup:
     """``metric`` (a name or a callable, see :mod:`attribution.metrics`), ``ablation`` (an
-    :class:`~attribution.ablation.Ablation`), ``batch_size`` (examples per pass) and
+    :class:`~attribution.ablations.Ablation`), ``batch_size`` (examples per pass) and
     ``quiet`` (no progress bars)."""
 
     metric: str | Metric = "logit_diff"
@@ -71,3 +72,28 @@ class RunSetup:
                 f"pass either setup= or {', '.join(clashes)}, not both (setup already holds them)"
             )
         return setup
+
+
+def check_inputs(
+    model,
+    graph: Graph,
+    data: PromptPairs,
+    ablation: Ablation,
+    *,
+    reads_corrupted: bool | None = None,
+) -> None:
+    """Raise a clear error, before any model work, for a graph of another model, empty data,
+    bad prompts (the ablation's reference prompts included), or data without corrupted
+    prompts where they would be read (``reads_corrupted``; default: when the ablation reads
+    them)."""
+    if reads_corrupted is None:
+        reads_corrupted = ablation.reads_corrupted
+    if reads_corrupted and not data.has_corrupted:
+        raise NoCounterfactualsError(f"ablation={ablation.name!r}")
+    graph.check_compatible(model)
+    if len(data) == 0:
+        raise DataError("no examples: data is empty")
+    vocab = int(model.cfg.d_vocab)
+    data.validate(vocab)
+    if ablation.reference_data is not None:
+        ablation.reference_data.validate(vocab)

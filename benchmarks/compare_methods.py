@@ -40,7 +40,7 @@ DEFAULT_METHODS = (
 def compare(model_name: str, task: str, methods: list[str], n: int) -> tuple[list[dict], list[str]]:
     """One row per method for ``model_name`` on ``task``, and notes on what was skipped."""
     from attribution import RunSetup, attribute, get_method
-    from attribution.ablation import as_ablation
+    from attribution.ablations import as_ablation
     from circuits.app.discovery import DiscoverySettings, load_for_task
     from circuits.app.prompts import prompt_pairs
     from circuits.search.faithfulness import faithfulness_curve

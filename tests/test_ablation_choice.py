@@ -7,22 +7,24 @@ from __future__ import annotations
 import pytest
 from conftest import random_pairs
 
-from attribution.ablation import (
-    ABLATIONS,
+from attribution.ablations import (
     AblationError,
     MeanAblation,
+    OptimalAblation,
     Patching,
     ZeroAblation,
-    ablation_class,
     as_ablation,
     build_ablation,
+    get,
+    names,
+    restore_ablation,
 )
-from attribution.optimal_ablation import OptimalAblation
 from graphs.errors import CircuitDiscoveryError
 
 
 def test_every_listed_name_has_its_class():
-    assert tuple(ablation_class(name).name for name in ABLATIONS) == ABLATIONS
+    assert names() == ("patching", "mean", "zero", "optimal")
+    assert tuple(get(name).name for name in names()) == names()
 
 
 def test_reference_prompts_are_loaded_only_for_the_ablations_that_take_them():
@@ -62,3 +64,27 @@ def test_what_an_ablation_reads_is_asked_of_it():
     assert Patching.reads_corrupted and not ZeroAblation.reads_corrupted
     assert MeanAblation.needs_reference and OptimalAblation.needs_reference
     assert not Patching.needs_reference and not ZeroAblation.needs_reference
+    assert OptimalAblation.fits and not MeanAblation.fits and not Patching.fits
+    assert Patching.corrupted_run and not MeanAblation.corrupted_run
+
+
+def test_a_run_saves_what_restores_its_ablation():
+    """saved() records the name and, for an ablation with reference prompts, how many;
+    restore_ablation loads that many (and only for such an ablation)."""
+    data = random_pairs(3, 4, seed=0)
+    assert Patching().saved() == {"ablation": "patching"}
+    assert MeanAblation(data).saved() == {"ablation": "mean", "n_reference": 3}
+    asked = []
+
+    def load(n):
+        asked.append(n)
+        return random_pairs(n, 4, seed=1)
+
+    mean = restore_ablation(MeanAblation(data).saved(), load)
+    assert isinstance(mean, MeanAblation) and len(mean.reference) == 3 and asked == [3]
+    assert isinstance(restore_ablation({"ablation": "zero", "n_reference": 5}, load), ZeroAblation)
+    assert asked == [3]
+    optimal = restore_ablation({"ablation": "optimal", "n_reference": 2}, load, seed=4)
+    assert (len(optimal.reference), optimal.seed) == (2, 4)
+    with pytest.raises(AblationError, match="ablation='mean' needs mean_data"):
+        restore_ablation({"ablation": "mean"}, lambda n: None)

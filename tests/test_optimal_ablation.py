@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from attribution import OptimalAblation, attribute
-from attribution.ablation import as_ablation, mean_writes
+from attribution.ablations import as_ablation
+from attribution.ablations.mean import mean_writes
+from attribution.ablations.optimal import fit_constants
 from attribution.metrics import get_metric
-from attribution.optimal_ablation import fit_constants
 from circuits import load_model
 from circuits.groundtruth import registry
 from circuits.search.faithfulness import CircuitEvaluator

@@ -397,7 +397,7 @@ def test_a_busy_port_is_refused_before_the_model_loads(small_run_dir, monkeypatc
 def test_a_run_with_the_optimal_ablation_is_served_with_evaluates_f(tmp_path, monkeypatch, capsys):
     """serve rebuilds the run's optimal ablation (fit on the run's attribution prompts with its
     metric and seed) as `circuits evaluate` and discovery do, so all three give one f."""
-    import attribution.optimal_ablation as optimal
+    import attribution.ablations.optimal as optimal
     from circuits.app.cli import main
     from circuits.app.discovery import DiscoverySettings, discover
 

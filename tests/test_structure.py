@@ -105,11 +105,11 @@ def test_ablation_objects_equal_their_strings(case, name):
 
 def test_ablation_mistakes_are_named():
     with pytest.raises(ValueError, match="needs mean_data"):
-        attribution.ablation.as_ablation("mean")
+        attribution.ablations.as_ablation("mean")
     with pytest.raises(ValueError, match="unknown ablation 'half'"):
-        attribution.ablation.as_ablation("half")
+        attribution.ablations.as_ablation("half")
     with pytest.raises(ValueError, match="MeanAblation"):
-        attribution.ablation.as_ablation(ZeroAblation(), random_pairs(2, 3, seed=0))
+        attribution.ablations.as_ablation(ZeroAblation(), random_pairs(2, 3, seed=0))
 
 
 def test_setup_object_replaces_the_repeated_arguments(case):

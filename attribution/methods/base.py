@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from attribution.ablation import ABLATIONS, Ablation
+from attribution.ablations import Ablation
 from attribution.data import PromptPairs
 from attribution.metrics import Metric
 from attribution.passes import check_finite, collect_writes, unembed_at
@@ -126,11 +126,12 @@ class AttributionMethod:
             error defined by ``gap_definition``.
         node_chunking: its activation differences can be built a chunk of upstream nodes at
             a time (``attribute(node_chunk=...)``), without changing the scores.
-        ablations: the ablations it supports.
+        ablations: the names of the ablations it supports (None: every registered one).
         needs_corrupted: True when it always reads corrupted prompts, False when it never
-            does (whatever the ablation), None when it does exactly when the ablation is
-            ``patching``. Data without counterfactuals (``PromptPairs(corrupted=None)``) is
-            refused before any work where they would be read.
+            does (whatever the ablation), None when it does exactly when the ablation reads
+            them (``Ablation.reads_corrupted``: patching). Data without counterfactuals
+            (``PromptPairs(corrupted=None)``) is refused before any work where they would be
+            read.
         supported_architectures: the HF architectures it runs on (None: every one).
         position_aware: it can keep each span's terms apart when the data has a position axis
             (``attribution.positions.with_positions``); other methods refuse such data before
@@ -151,7 +152,7 @@ class AttributionMethod:
         "|m(ablated) − m(clean)|"
     )
     node_chunking: ClassVar[bool] = False
-    ablations: ClassVar[tuple[str, ...]] = ABLATIONS
+    ablations: ClassVar[tuple[str, ...] | None] = None
     needs_corrupted: ClassVar[bool | None] = None
     supported_architectures: ClassVar[tuple[str, ...] | None] = None
     batch_invariant: ClassVar[bool] = True
@@ -186,7 +187,7 @@ class AttributionMethod:
                 f"method {self.name!r} supports {', '.join(supported)} only, not "
                 f"{graph.spec.architecture}; pick another method (e.g. 'eap')"
             )
-        if ablation.name not in self.ablations:
+        if self.ablations is not None and ablation.name not in self.ablations:
             raise ValueError(
                 f"{self.name} supports ablation={' or '.join(repr(a) for a in self.ablations)} "
                 f"only, got {ablation.name!r}"

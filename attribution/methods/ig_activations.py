@@ -42,7 +42,7 @@ class EAPIGActivations(AttributionMethod):
 
     def check(self, graph, ablation) -> None:
         super().check(graph, ablation)
-        if ablation.name != "patching" and graph.spec.architecture == "Gemma2ForCausalLM":
+        if not ablation.corrupted_run and graph.spec.architecture == "Gemma2ForCausalLM":
             raise ValueError(
                 "eap-ig-activations on Gemma-2 supports ablation='patching' only "
                 "(it interpolates the raw head results)"

@@ -72,7 +72,7 @@ def _version() -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from attribution import ABLATIONS, METRICS, RULES
+    from attribution import METRICS, RULES, ablations
     from attribution.methods import method_names
     from circuits.app.data_cli import add_data_options, data_parser
     from circuits.app.discovery import DTYPES
@@ -112,8 +112,11 @@ def _parser() -> argparse.ArgumentParser:
             "--metric", choices=sorted(METRICS), help=f"metric (default: {run}the task's own)"
         )
         p.add_argument(
-            "--ablation", default=default("patching"), choices=ABLATIONS,
-            help=f"how edges outside the circuit are removed (default: {run}patching with the corrupted prompt)",
+            # read now: ablations registered after import count too
+            "--ablation", default=default("patching"), choices=ablations.names(),
+            help="how edges outside the circuit are removed: "
+            + "; ".join(f"{name}: {ablations.get(name).description}" for name in ablations.names())
+            + f" (default: {run}patching with the corrupted prompt)",
         )  # fmt: skip
         p.add_argument(
             "--seed", type=int, default=default(0),
@@ -429,7 +432,7 @@ def _random_text(faith: Faithfulness) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from attribution.ablation import build_ablation
+    from attribution.ablations import restore_ablation
     from circuits.app.discovery import DiscoverySettings, load_for_task
     from circuits.app.integrity import load_checked_graph
     from circuits.app.prompts import split_pairs
@@ -477,11 +480,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     for line in warnings:
         print(f"warning: {line}", file=sys.stderr)
     data, task = split_pairs(settings, tokenizer, args.split, args.n_examples)
-    # built once (an optimal ablation's fit is the slow part) for f and the curve alike, from
-    # as many train prompts as the run took its means from or fit on
-    n_reference = graph.metadata.get("n_reference") or args.n_examples
-    ablation = build_ablation(
-        args.ablation, lambda: split_pairs(settings, tokenizer, "train", n_reference)[0],
+    # built once (a fitting ablation's fit is the slow part) for f and the curve alike, from
+    # as many train prompts as the run saved that it took its means from or fit on
+    ablation = restore_ablation(
+        {**graph.metadata, "ablation": args.ablation},
+        lambda n: split_pairs(settings, tokenizer, "train", n or args.n_examples)[0],
         metric=settings.task_metric, seed=args.seed, quiet=args.quiet,
     )  # fmt: skip
     faith = evaluate(

@@ -32,8 +32,8 @@ from typing import Any
 
 import torch
 
-from attribution import ABLATIONS, METRICS, RULES, RunSetup, attribute, get_method
-from attribution.ablation import ablation_class, build_ablation
+from attribution import METRICS, RULES, RunSetup, ablations, attribute, get_method
+from attribution.ablations import Ablation, AblationError, build_ablation
 from attribution.data import PromptPairs
 from attribution.distributed import is_main_process
 from circuits.app.checks import run_warnings, target_warnings, verdict
@@ -150,10 +150,10 @@ class DiscoverySettings:
             raise RunError(str(err)) from None
         if self.positions is not None:
             check_positions(self, method)
-        if self.ablation not in ABLATIONS:
-            raise RunError(
-                f"unknown ablation {self.ablation!r}; choose one of {', '.join(ABLATIONS)}"
-            )
+        try:  # the registry as it is now: ablations registered after import count too
+            ablations.get(self.ablation)
+        except AblationError as err:
+            raise RunError(str(err)) from None
         metric = self.task_metric
         if metric not in METRICS:
             raise RunError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
@@ -322,6 +322,8 @@ class Discovery:
     record: RunRecord
     #: with ``settings.positions``: the position-aware circuit and its comparison
     positions: PositionRun | None = None
+    #: the ablation the run was made with (its graph files save how to rebuild it)
+    ablation: Ablation | None = None
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -526,7 +528,7 @@ def find_circuit(
         record.positions["files"] = [POSITION_GRAPHML, POSITION_JSON]
     record.verdict = verdict(record.to_dict())
     record.warnings = run_warnings(strict_json(record.to_dict()))
-    return Discovery(graph, minimal, curve, record, position_run)
+    return Discovery(graph, minimal, curve, record, position_run, ablation)
 
 
 def discover(
@@ -584,8 +586,8 @@ def _discover_and_write(
     )  # fmt: skip
     if settings.positions is not None:  # `circuits evaluate` rebuilds the same spans
         graph.metadata["positions"] = settings.positions
-    if ablation_class(settings.ablation).needs_reference:  # evaluate refits on as many prompts
-        graph.metadata["n_reference"] = record.task["n_attribution"]
+    # what rebuilds the ablation (evaluate and serve refit on as many reference prompts)
+    graph.metadata.update(run.ablation.saved())
     if settings.data is not None:  # the prompts came from a file: evaluate finds it again,
         # from any folder, and knows whether it changed since
         path, digest = prompt_file_identity(settings.data)

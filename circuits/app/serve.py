@@ -5,7 +5,7 @@ ablation switched on; ``POST /faithfulness`` with ``{"edges": ["input->a0.h1<q>"
 the header ``X-Circuits-Token: TOKEN`` answers the faithfulness of that edge set on the run's
 held-out prompts, evaluated by :func:`circuits.search.faithfulness.evaluate` (``circuit=``) on
 the run's model, task, metric and ablation, reloaded from the run record as ``circuits
-evaluate`` does (the ablation rebuilt by :func:`attribution.ablation.build_ablation`)::
+evaluate`` does (the ablation restored by :func:`attribution.ablations.restore_ablation`)::
 
     {"f": ..., "ci": [lo, hi], "ci_level": 0.95, "m_full": ..., "m_circuit": ...,
      "m_empty": ..., "n_edges": ..., "n_examples": ..., "warnings": [...]}
@@ -102,7 +102,7 @@ class LiveEvaluator:
         data: str | os.PathLike[str] | None = None,
         allow_changed_data: bool = False,
     ):
-        from attribution.ablation import build_ablation
+        from attribution.ablations import restore_ablation
         from circuits.app.discovery import DiscoverySettings, load_for_task
         from circuits.app.integrity import check_prompt_file
         from circuits.app.prompts import split_pairs
@@ -135,12 +135,12 @@ class LiveEvaluator:
         )
         self.data, _ = split_pairs(self.settings, tokenizer, "test", self.settings.n_eval)
         self.metric = self.settings.task_metric
-        n_train = int(task.get("n_attribution") or self.settings.n_eval)
         # the run's ablation as discovery built it: its reference prompts are the run's
         # attribution prompts, loaded only if it takes any
-        self.ablation = build_ablation(
-            self.settings.ablation,
-            lambda: split_pairs(self.settings, tokenizer, "train", n_train)[0],
+        saved = {"ablation": self.settings.ablation, "n_reference": task.get("n_attribution")}
+        self.ablation = restore_ablation(
+            saved,
+            lambda n: split_pairs(self.settings, tokenizer, "train", int(n or self.settings.n_eval))[0],
             metric=self.metric, seed=self.settings.seed, quiet=quiet,
         )  # fmt: skip
         self.evaluator = CircuitEvaluator(

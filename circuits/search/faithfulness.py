@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from attribution.ablation import Ablation
+from attribution.ablations import Ablation
 from attribution.data import DataError, PromptPairs
 from attribution.distributed import all_gather_rows, is_main_process, shard_range
 from attribution.edge_ablation import ablation_hooks

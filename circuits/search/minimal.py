@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from attribution.ablation import Ablation
+from attribution.ablations import Ablation
 from attribution.data import PromptPairs
 from attribution.metrics import Metric
 from attribution.run_setup import RunSetup

@@ -24,7 +24,8 @@ from typing import ClassVar
 import torch
 from tqdm.auto import tqdm
 
-from attribution.ablation import Ablation, mean_writes
+from attribution.ablations.base import Ablation
+from attribution.ablations.mean import mean_writes
 from attribution.data import PromptPairs
 from attribution.edge_ablation import soft_ablation_hooks
 from attribution.metrics import Metric, get_metric
@@ -46,7 +47,11 @@ class OptimalAblation(Ablation):
     seed: int = 0
     quiet: bool = True
     name: ClassVar[str] = "optimal"
+    description: ClassVar[str] = (
+        "a per-node constant fit on the train prompts to change the metric least"
+    )
     needs_reference: ClassVar[bool] = True
+    fits: ClassVar[bool] = True
     _cache: dict = field(default_factory=dict, init=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
