@@ -48,6 +48,7 @@ from attribution.methods import (
     AttributionMethod,
     Ensemble,
     Job,
+    MethodError,
     get_method,
     method_names,
 )
@@ -176,7 +177,7 @@ def attribute(
             memory_budget_gb=memory_budget_gb, node_chunk=node_chunk,
         )  # fmt: skip
     if isinstance(method.steps, bool) or not isinstance(method.steps, int) or method.steps < 1:
-        raise ValueError(f"steps must be >= 1, got {method.steps}")
+        raise MethodError(f"steps must be >= 1, got {method.steps}")
     quadrature(method.quadrature_rule, method.steps)  # validates the rule early
     method.check(graph, setup.ablation)
     if not data.has_corrupted and method.reads_corrupted(setup.ablation):
@@ -184,7 +185,7 @@ def attribute(
             f"method {method.name!r} with ablation={setup.ablation.name!r}"
         )
     if not method.batch_invariant and world_size() > 1:
-        raise ValueError(
+        raise MethodError(
             f"{method.name} trains on all the data at once and cannot be split over ranks; "
             "run it without torchrun"
         )
@@ -207,7 +208,7 @@ def attribute(
     if node_chunk is None and method.node_chunking:
         node_chunk = node_chunk_within(model, graph, budget, **sizes)
     if node_chunk is not None and node_chunk < 1:
-        raise ValueError(f"node_chunk must be >= 1, got {node_chunk}")
+        raise MethodError(f"node_chunk must be >= 1, got {node_chunk}")
     peak = attribution_peak_bytes(model, graph, node_chunk=node_chunk, **sizes)
     if not quiet and is_main_process():
         tqdm.write(

@@ -26,8 +26,14 @@ from graphs import Graph
 from graphs.errors import CircuitDiscoveryError
 
 
-class UnsupportedArchitectureError(CircuitDiscoveryError, ValueError):
-    """A method asked to run on an architecture it does not declare support for."""
+class MethodError(CircuitDiscoveryError, ValueError):
+    """A method that cannot run as asked: a bad option (``steps``, ``node_chunk``, ...), an
+    ablation it does not support, or a name already registered."""
+
+
+class MethodArchitectureError(MethodError):
+    """A method asked to run on an architecture it does not support (not to be confused with
+    :class:`circuits.models.UnsupportedArchitectureError`, a model that cannot be loaded)."""
 
 
 @dataclass(frozen=True)
@@ -178,15 +184,16 @@ class AttributionMethod:
         return self.needs_corrupted
 
     def check(self, graph: Graph, ablation: Ablation) -> None:
-        """Raise ValueError, before any model work, when this method cannot run as asked."""
+        """Raise :class:`MethodError` (a ValueError), before any model work, when this method
+        cannot run as asked."""
         supported = self.supported_architectures
         if supported is not None and graph.spec.architecture not in supported:
-            raise UnsupportedArchitectureError(
+            raise MethodArchitectureError(
                 f"method {self.name!r} supports {', '.join(supported)} only, not "
                 f"{graph.spec.architecture}; pick another method (e.g. 'eap')"
             )
         if ablation.name not in self.ablations:
-            raise ValueError(
+            raise MethodError(
                 f"{self.name} supports ablation={' or '.join(repr(a) for a in self.ablations)} "
                 f"only, got {ablation.name!r}"
             )

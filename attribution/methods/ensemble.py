@@ -18,13 +18,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from attribution.methods.base import AttributionMethod
-from graphs.errors import CircuitDiscoveryError
+from attribution.methods.base import AttributionMethod, MethodError
 
 PREFIXES = {"ensemble": "rank", "ensemble-z": "zscore"}
 
 
-class UnknownMethodError(CircuitDiscoveryError, ValueError):
+class UnknownMethodError(MethodError):
     """A method or ensemble member name that is not registered."""
 
 
@@ -42,9 +41,9 @@ class Ensemble(AttributionMethod):
     ):
         super().__init__(steps=steps, quadrature_rule=quadrature_rule)
         if combine not in ("rank", "zscore"):
-            raise ValueError(f"combine must be 'rank' or 'zscore', got {combine!r}")
+            raise MethodError(f"combine must be 'rank' or 'zscore', got {combine!r}")
         if len(members) < 2:
-            raise ValueError("an ensemble needs at least two member methods")
+            raise MethodError("an ensemble needs at least two member methods")
         self.members = members
         self.combine = combine
         prefix = "ensemble" if combine == "rank" else "ensemble-z"

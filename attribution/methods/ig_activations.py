@@ -20,7 +20,7 @@ import torch
 from attribution.contraction import contract
 from attribution.data import PromptPairs
 from attribution.distributed import all_reduce_sum
-from attribution.methods.base import AttributionMethod, Job, batch_runs
+from attribution.methods.base import AttributionMethod, Job, MethodError, batch_runs
 from attribution.methods.gradient import ig_rows_per_pass, integrate
 from attribution.passes import unembed_at
 from attribution.sites import writer_sites
@@ -43,7 +43,7 @@ class EAPIGActivations(AttributionMethod):
     def check(self, graph, ablation) -> None:
         super().check(graph, ablation)
         if ablation.name != "patching" and graph.spec.architecture == "Gemma2ForCausalLM":
-            raise ValueError(
+            raise MethodError(
                 "eap-ig-activations on Gemma-2 supports ablation='patching' only "
                 "(it interpolates the raw head results)"
             )

@@ -19,7 +19,7 @@ import torch
 
 from attribution import METHODS, attribute
 from circuits.groundtruth import registry
-from circuits.groundtruth.custom import check_edges
+from circuits.groundtruth.custom import GroundTruthError, check_edges
 from circuits.groundtruth.roc_figure import draw_roc_curves
 from circuits.groundtruth.scoring import auroc, precision_recall, roc_points
 from circuits.groundtruth.task import GroundTruth
@@ -55,7 +55,7 @@ def _check_names(given: list[str] | None, known: list[str], what: str) -> list[s
     names = list(known) if given is None else list(given)
     unknown = [n for n in names if n not in known]
     if unknown or not names:
-        raise ValueError(f"unknown {what} {unknown or names}; choose from {', '.join(known)}")
+        raise GroundTruthError(f"unknown {what} {unknown or names}; choose from {', '.join(known)}")
     return names
 
 
