@@ -15,7 +15,10 @@ from attribution.methods.base import (
     Job,
     MethodArchitectureError,
     MethodError,
+    Option,
     batch_runs,
+    build_method,
+    takes_steps,
 )
 from attribution.methods.clean_corrupted import CleanCorrupted
 from attribution.methods.eap import EAP
@@ -74,7 +77,7 @@ def get_method(
             "'ensemble:NAME,NAME,...'"
         )
     try:
-        return cls(steps=steps, quadrature_rule=quadrature_rule, **(options or {}))
+        return build_method(cls, steps, quadrature_rule, options)
     except TypeError as err:
         raise MethodError(f"bad options for method {method!r}: {err}") from None
 
@@ -85,6 +88,8 @@ __all__ = [
     "Ensemble",
     "MethodArchitectureError",
     "MethodError",
+    "Option",
+    "takes_steps",
     "UnknownMethodError",
     "RelP",
     "AttributionMethod",

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from attribution.methods.base import AttributionMethod, MethodError
+from attribution.methods.base import AttributionMethod, MethodError, build_method
 
 PREFIXES = {"ensemble": "rank", "ensemble-z": "zscore"}
 
@@ -32,14 +32,8 @@ class Ensemble(AttributionMethod):
 
     description = "mean normalised rank of |score| over member methods"
 
-    def __init__(
-        self,
-        members: list[AttributionMethod],
-        combine: str = "rank",
-        steps: int = 5,
-        quadrature_rule: str = "riemann_left",
-    ):
-        super().__init__(steps=steps, quadrature_rule=quadrature_rule)
+    def __init__(self, members: list[AttributionMethod], combine: str = "rank"):
+        super().__init__()
         if combine not in ("rank", "zscore"):
             raise MethodError(f"combine must be 'rank' or 'zscore', got {combine!r}")
         if len(members) < 2:
@@ -101,5 +95,5 @@ def parse_ensemble(spec, registry: dict, steps: int, quadrature_rule: str) -> En
             f"{', '.join(repr(n) for n in unknown)}; members are registered methods: "
             f"{', '.join(registry)}"
         )
-    members = [registry[n](steps=steps, quadrature_rule=quadrature_rule) for n in names]
-    return Ensemble(members, combine, steps=steps, quadrature_rule=quadrature_rule)
+    members = [build_method(registry[n], steps, quadrature_rule) for n in names]
+    return Ensemble(members, combine)

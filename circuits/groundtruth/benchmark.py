@@ -17,7 +17,8 @@ from typing import Any
 
 import torch
 
-from attribution import METHODS, attribute
+from attribution import attribute
+from attribution.methods import method_names
 from circuits.groundtruth import registry
 from circuits.groundtruth.custom import GroundTruthError, check_edges
 from circuits.groundtruth.roc_figure import draw_roc_curves
@@ -48,7 +49,7 @@ COLUMNS = (
 
 def check_methods(methods: list[str] | None) -> list[str]:
     """``methods`` (default: every registered one); ValueError naming an unknown one."""
-    return _check_names(methods, list(METHODS), "methods")
+    return _check_names(methods, list(method_names()), "methods")
 
 
 def _check_names(given: list[str] | None, known: list[str], what: str) -> list[str]:
