@@ -11,9 +11,15 @@ from attribution.ablations import (
     Patching,
     ZeroAblation,
 )
-from attribution.attribute import METHODS, AttributionResult, attribute
+from attribution.attribute import AttributionResult, attribute
 from attribution.data import DataError, PromptPairs
-from attribution.methods import AttributionMethod, GradientMethod, get_method, register
+from attribution.methods import (
+    AttributionMethod,
+    GradientMethod,
+    get_method,
+    method_names,
+    register,
+)
 from attribution.metrics import METRICS, get_metric, kl, log_prob, logit_diff, prob_diff
 from attribution.quadrature import RULES, quadrature
 from attribution.run_setup import RunSetup
@@ -45,3 +51,10 @@ __all__ = [
     "quadrature",
     "register",
 ]
+
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    """``METHODS``, read from the method registry at each use (not fixed at import)."""
+    if name == "METHODS":
+        return method_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

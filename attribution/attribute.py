@@ -48,8 +48,10 @@ from attribution.methods import (
     AttributionMethod,
     Ensemble,
     Job,
+    MethodError,
     get_method,
     method_names,
+    takes_steps,
 )
 from attribution.metrics import Metric
 from attribution.passes import NonFiniteMetricError, frozen_parameters
@@ -58,8 +60,13 @@ from attribution.run_setup import RunSetup
 from graphs import Graph
 from graphs.positions import PositionError
 
-#: Names of the registered methods (see :mod:`attribution.methods`).
-METHODS = method_names()
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    """``METHODS``: the names of the registered methods, read from the registry at each use,
+    so that a method registered after import counts (see :mod:`attribution.methods`)."""
+    if name == "METHODS":
+        return method_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -177,16 +184,18 @@ def attribute(
             method, model, graph, data, setup, max_rows=max_rows,
             memory_budget_gb=memory_budget_gb, node_chunk=node_chunk,
         )  # fmt: skip
-    if isinstance(method.steps, bool) or not isinstance(method.steps, int) or method.steps < 1:
-        raise ValueError(f"steps must be >= 1, got {method.steps}")
-    quadrature(method.quadrature_rule, method.steps)  # validates the rule early
+    if takes_steps(method):
+        n_steps = method.steps
+        if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
+            raise MethodError(f"steps must be >= 1, got {n_steps}")
+        quadrature(method.quadrature_rule, n_steps)  # validates the rule early
     method.check(graph, setup.ablation)
     if not data.has_corrupted and method.reads_corrupted(setup.ablation):
         raise NoCounterfactualsError(
             f"method {method.name!r} with ablation={setup.ablation.name!r}"
         )
     if not method.batch_invariant and world_size() > 1:
-        raise ValueError(
+        raise MethodError(
             f"{method.name} trains on all the data at once and cannot be split over ranks; "
             "run it without torchrun"
         )
@@ -209,7 +218,7 @@ def attribute(
     if node_chunk is None and method.node_chunking:
         node_chunk = node_chunk_within(model, graph, budget, **sizes)
     if node_chunk is not None and node_chunk < 1:
-        raise ValueError(f"node_chunk must be >= 1, got {node_chunk}")
+        raise MethodError(f"node_chunk must be >= 1, got {node_chunk}")
     peak = attribution_peak_bytes(model, graph, node_chunk=node_chunk, **sizes)
     if not quiet and is_main_process():
         tqdm.write(
@@ -226,8 +235,8 @@ def attribute(
         )
     settings = dict(
         method=method.name,
-        steps=method.steps,
-        quadrature_rule=method.quadrature_rule,
+        steps=getattr(method, "steps", None),  # only methods that integrate take them
+        quadrature_rule=getattr(method, "quadrature_rule", None),
         ablation=ablation.name,
         batch_size=batch_size,
         max_rows=max_rows,
@@ -348,4 +357,4 @@ def _ensemble(
     return AttributionResult(scores, ensemble.name, settings, timings, diagnostics)
 
 
-__all__ = ["METHODS", "AttributionResult", "attribute"]
+__all__ = ["AttributionResult", "attribute"]  # and METHODS, see __getattr__

@@ -149,7 +149,7 @@ class PromptPairs:
     def batches(self, batch_size: int) -> Iterator[tuple[int, PromptPairs]]:
         """Consecutive slices ``(start, batch)`` of at most ``batch_size`` examples."""
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise DataError(f"batch_size must be >= 1, got {batch_size}")
         for start in range(0, len(self), batch_size):
             yield start, self.select(slice(start, start + batch_size))
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+from attribution.data import DataError
 from attribution.sites import reader_sites, writer_hooks
 from graphs import Graph
 
@@ -95,7 +96,7 @@ def _position_hooks(model, graph, ablated_writes, ablate, spans) -> list:
     """:func:`ablation_hooks` with a span axis: each token's ablated-edge columns are those of
     its span, so the correction is a per-token matmul ``W[b,p] @ diff[b,p, :U]``."""
     if spans is None or spans.shape != ablated_writes.shape[:2]:
-        raise ValueError(
+        raise DataError(
             "a position-aware ablation mask [n_spans, F, K] needs the batch's spans [batch, pos]"
         )
     device = ablated_writes.device

@@ -19,8 +19,13 @@ from collections.abc import Callable
 import torch
 
 from attribution.data import PromptPairs
+from graphs.errors import CircuitDiscoveryError
 
 Metric = Callable[[torch.Tensor, torch.Tensor, PromptPairs], torch.Tensor]
+
+
+class MetricError(CircuitDiscoveryError, ValueError):
+    """An unknown metric name, or a metric callable that returns the wrong shape."""
 
 
 def _gather_mean(values: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
@@ -76,6 +81,6 @@ def get_metric(metric: str | Metric) -> Metric:
     try:
         return METRICS[metric.replace("-", "_")]
     except KeyError:
-        raise ValueError(
+        raise MetricError(
             f"unknown metric {metric!r}; choose one of {sorted(METRICS)} or pass a callable"
         ) from None

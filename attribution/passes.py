@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import torch
 
 from attribution.data import PromptPairs
-from attribution.metrics import Metric
+from attribution.metrics import Metric, MetricError
 from attribution.sites import INPUT_HOOK, reader_sites, writer_hooks
 from graphs import Graph
 from graphs.errors import CircuitDiscoveryError
@@ -174,7 +174,7 @@ def metric_backward(
         logits = model(tokens, attention_mask=rows.attention_mask.to(tokens.device))
         values = metric(logits[:, 0], clean_logits[example], rows)
         if values.shape != (len(example),):
-            raise ValueError(
+            raise MetricError(
                 f"metric returned shape {tuple(values.shape)}; it must return one value per example ([{len(example)}])"
             )
         check_finite(values, example)

@@ -12,7 +12,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from graphs.errors import CircuitDiscoveryError
+
 RULES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
+
+
+class QuadratureError(CircuitDiscoveryError, ValueError):
+    """An unknown integration rule, or a number of steps the rule cannot take."""
 
 
 def quadrature(
@@ -25,11 +31,11 @@ def quadrature(
     float64)."""
     rule = rule.replace("-", "_")
     if rule not in RULES:
-        raise ValueError(f"unknown quadrature rule {rule!r}; choose one of {', '.join(RULES)}")
+        raise QuadratureError(f"unknown quadrature rule {rule!r}; choose one of {', '.join(RULES)}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"{rule} needs a whole number of steps >= 1, got {steps!r}")
+        raise QuadratureError(f"{rule} needs a whole number of steps >= 1, got {steps!r}")
     if rule == "riemann_trapezoid" and steps < 2:
-        raise ValueError(f"riemann_trapezoid needs at least 2 steps, got {steps}")
+        raise QuadratureError(f"riemann_trapezoid needs at least 2 steps, got {steps}")
     if rule == "gausslegendre":
         nodes, weights = np.polynomial.legendre.leggauss(steps)
         return (0.5 * weights).tolist(), (0.5 * (1 + nodes)).tolist()

@@ -10,6 +10,7 @@ from attribution.ablations import Ablation, NoCounterfactualsError, Patching, as
 from attribution.data import DataError, PromptPairs
 from attribution.metrics import Metric, get_metric
 from graphs import Graph
+from graphs.errors import ArgumentTypeError
 
 
 @dataclass(frozen=True)
@@ -26,11 +27,11 @@ class RunSetup:
     def __post_init__(self) -> None:
         get_metric(self.metric)  # an unknown name fails here, before any model work
         if not isinstance(self.ablation, Ablation):
-            raise TypeError(f"ablation must be an Ablation object, got {self.ablation!r}")
+            raise ArgumentTypeError(f"ablation must be an Ablation object, got {self.ablation!r}")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int):
-            raise TypeError(f"batch_size must be a whole number, got {self.batch_size!r}")
+            raise ArgumentTypeError(f"batch_size must be a whole number, got {self.batch_size!r}")
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+            raise DataError(f"batch_size must be >= 1, got {self.batch_size}")
 
     @property
     def metric_fn(self) -> Metric:
@@ -65,10 +66,10 @@ class RunSetup:
             )  # fmt: skip
             return cls(**given)
         if not isinstance(setup, RunSetup):
-            raise TypeError(f"setup must be a RunSetup, got {type(setup).__name__}")
+            raise ArgumentTypeError(f"setup must be a RunSetup, got {type(setup).__name__}")
         clashes = [k for k, v in given.items() if v is not defaults.get(k) and v != defaults.get(k)]
         if clashes:
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"pass either setup= or {', '.join(clashes)}, not both (setup already holds them)"
             )
         return setup

@@ -57,4 +57,6 @@ def writer_hook(node: Any) -> tuple[str, int | None]:
         return f"blocks.{node.layer}.attn.hook_result", node.head
     if node.kind == "mlp":
         return f"blocks.{node.layer}.hook_mlp_out", None
+    # callers pass what writer_node accepted (it refuses logits with their own error class),
+    # so this is a bug, not bad input: it stays a built-in (tests/test_errors.py)
     raise ValueError(f"node {node.name!r} ({node.kind}) writes nothing to the residual stream")

@@ -23,9 +23,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from graphs.atomic_files import atomic_write
+from graphs.errors import CircuitDiscoveryError
 
 __all__ = [
     "DPI",
+    "FigureError",
     "draw_heatmap",
     "new_figure",
     "output_paths",
@@ -36,6 +38,11 @@ __all__ = [
 ]
 
 DPI = 150
+
+
+class FigureError(CircuitDiscoveryError, ValueError):
+    """A figure that cannot be drawn as asked (a bad ``max_edges``, ``bins`` or file suffix)."""
+
 
 # Local rc settings that make SVG output byte-for-byte reproducible and font-independent.
 _RC = {

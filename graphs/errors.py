@@ -12,8 +12,28 @@ class CircuitDiscoveryError(Exception):
     cannot use, a file it cannot read): ``except CircuitDiscoveryError`` catches them all."""
 
 
+class ArgumentTypeError(CircuitDiscoveryError, TypeError):
+    """An argument of the wrong type (a graph, a model or a setup expected, something else
+    given); shared by all three packages because the mistake is the same everywhere."""
+
+
 class GraphError(CircuitDiscoveryError):
     """Base class for graph errors."""
+
+
+class GraphArgumentError(GraphError, ValueError):
+    """A value a graph method cannot take (a negative count, ...)."""
+
+
+class ModelSpecError(GraphError, ValueError):
+    """A model description (:class:`graphs.spec.ModelSpec`) with impossible sizes."""
+
+
+class MissingSpecFieldError(GraphError, KeyError):
+    """Model metadata without a field a :class:`graphs.spec.ModelSpec` cannot do without."""
+
+    def __str__(self) -> str:  # KeyError would otherwise print the message with quotes
+        return str(self.args[0]) if self.args else ""
 
 
 class GraphFormatError(GraphError, ValueError):

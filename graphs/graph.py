@@ -19,7 +19,12 @@ from typing import Any
 import torch
 
 from graphs.circuit import Circuit
-from graphs.errors import GraphMismatchError, InconsistentGraphError
+from graphs.errors import (
+    GraphArgumentError,
+    GraphMismatchError,
+    InconsistentGraphError,
+    UnknownEdgeError,
+)
 from graphs.layout import Layout, Node, Port
 from graphs.spec import PYTHON_FIX, ModelSpec
 
@@ -90,7 +95,7 @@ class EdgeView(Mapping[str, Edge]):
     def __getitem__(self, name: str) -> Edge:
         up, port = self._graph.layout.edge_index(name)
         if not bool(self._mask[up, port]):
-            raise KeyError(name)
+            raise UnknownEdgeError(name)
         return self._graph._edge(up, port)
 
     def __iter__(self) -> Iterator[str]:
@@ -226,7 +231,7 @@ class Graph:
         """The ``k`` highest-scoring edges (by ``|score|`` unless ``absolute=False``), best first.
         Ties are broken by index order, so the result is deterministic."""
         if k < 0:
-            raise ValueError(f"k must be >= 0, got {k}")
+            raise GraphArgumentError(f"k must be >= 0, got {k}")
         order = self.ranked_edge_indices(absolute=absolute)[:k]
         return [self._edge(int(i) // self.n_backward, int(i) % self.n_backward) for i in order]
 

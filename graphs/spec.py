@@ -9,7 +9,12 @@ from typing import Any
 
 import torch
 
-from graphs.errors import GraphMismatchError
+from graphs.errors import (
+    ArgumentTypeError,
+    GraphMismatchError,
+    MissingSpecFieldError,
+    ModelSpecError,
+)
 
 # Fields that decide the graph's shape; a graph may only be used with a model that agrees on all.
 STRUCTURAL_FIELDS = ("n_layers", "n_heads", "n_kv_heads", "parallel_attn_mlp")
@@ -46,9 +51,9 @@ class ModelSpec:
         for name in ("n_layers", "n_heads", "n_kv_heads"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"ModelSpec.{name} must be a positive integer, got {value!r}")
+                raise ModelSpecError(f"ModelSpec.{name} must be a positive integer, got {value!r}")
         if self.n_heads % self.n_kv_heads:
-            raise ValueError(
+            raise ModelSpecError(
                 f"n_heads ({self.n_heads}) must be a multiple of n_kv_heads ({self.n_kv_heads}): "
                 "each key/value head serves an equal group of query heads"
             )
@@ -66,7 +71,7 @@ class ModelSpec:
         known = {f.name for f in dataclasses.fields(cls)}
         missing = [name for name in ("n_layers", "n_heads") if name not in data]
         if missing:
-            raise KeyError(f"model metadata lacks {', '.join(missing)}")
+            raise MissingSpecFieldError(f"model metadata lacks {', '.join(missing)}")
         return cls(**{k: v for k, v in data.items() if k in known})
 
     @classmethod
@@ -74,7 +79,7 @@ class ModelSpec:
         """Read the spec off a TransformerBridge (or anything with a TransformerLens ``cfg``)."""
         cfg = getattr(model, "cfg", None)
         if cfg is None:
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"expected a TransformerBridge with a .cfg, got {type(model).__name__}; "
                 "load models with circuits.load_model(...)"
             )

@@ -31,9 +31,6 @@ LAYERS = ("graphs", "attribution", "circuits library", "circuits.app")
 #: Cycles that another change removes, each with that change; the test fails once one is gone,
 #: so the list cannot go stale.
 ALLOWED_CYCLES: dict[frozenset[str], str] = {
-    # Copying gathers its words from every registered task through the registry, which builds
-    # Copying; copying's own fixed word list (issue 27, "Also") drops that import.
-    frozenset({"circuits.tasks.copying", "circuits.tasks.registry"}): "copying's word list",
     # Graph.save / load / to_networkx / from_networkx import the format modules, which import
     # Graph: graph I/O as free functions over one format registry, graphs.io (issue 27, "Also"),
     # takes those methods' imports out of graphs.graph.

@@ -297,7 +297,7 @@ def test_faithfulness_with_patching_refuses_data_without_counterfactuals():
 
 def test_a_method_declaring_other_architectures_is_refused_before_work():
     from attribution.methods import EAP
-    from attribution.methods.base import UnsupportedArchitectureError
+    from attribution.methods.base import MethodArchitectureError
 
     class LlamaOnly(EAP):
         name = "llama-only-test"
@@ -306,6 +306,6 @@ def test_a_method_declaring_other_architectures_is_refused_before_work():
     model, graph = _case()
     calls = []
     with model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", lambda t, hook: calls.append(1))]):
-        with pytest.raises(UnsupportedArchitectureError, match="LlamaForCausalLM only, not GPT2"):
+        with pytest.raises(MethodArchitectureError, match="LlamaForCausalLM only, not GPT2"):
             attribute(model, graph, _data(), method=LlamaOnly(), quiet=True)
     assert not calls

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 import re
 
@@ -15,6 +17,7 @@ from circuits.tasks import (
     TASK_NAMES,
     WORLD,
     Example,
+    Task,
     TaskError,
     all_words,
     encode_examples,
@@ -172,6 +175,61 @@ def test_copying_answer_is_the_queried_word():
         assert e.clean.endswith(e.answers[0].strip() + " ->")
         assert e.corrupted.endswith(e.distractors[0].strip() + " ->")
         assert e.clean.rsplit(";", 1)[0] == e.corrupted.rsplit(";", 1)[0]
+
+
+def _copying_prompts_hash() -> str:
+    rows = [
+        [e.clean, e.corrupted, e.answers, e.distractors]
+        for seed in (0, 1, 7)
+        for split in ("train", "test")
+        for e in get_task("copying").examples(40, seed=seed, split=split)
+    ]
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+
+
+#: Recorded when copying's words were frozen (they were gathered from the other tasks before):
+#: a change here changes every copying prompt and every zoo model's tokenizer.
+COPYING_PROMPTS_SHA256 = "255ec9d001057b08e6945a00efd58b426f20a940cfce57a4a5880d1209d8be9b"
+BUNDLED_VOCAB_SHA256 = "90f1e5551b347c782e2b43aa22e57b54e0a14b12cb3fd714af51266055590857"
+
+
+def test_copying_prompts_and_the_bundled_vocabulary_are_frozen():
+    assert _copying_prompts_hash() == COPYING_PROMPTS_SHA256
+    vocab = build_tokenizer(all_words()).get_vocab()
+    assert len(vocab) == 410
+    assert hashlib.sha256(json.dumps(sorted(vocab.items())).encode()).hexdigest() == (
+        BUNDLED_VOCAB_SHA256
+    )
+
+
+def test_registering_a_task_does_not_change_copying(monkeypatch):
+    from circuits.tasks import registry
+
+    class Extra(Task):
+        name = "extra"
+
+        def sample(self, rng):
+            return Example("Zorblax went", "Quuxly went", (" home",))
+
+        def vocabulary(self):
+            return {"Zorblax", "Quuxly", "went", "home"}
+
+    real_get_task = registry.get_task
+    monkeypatch.setattr(registry, "TASK_NAMES", (*registry.TASK_NAMES, "extra"))
+    monkeypatch.setattr(
+        registry, "get_task", lambda name: Extra() if name == "extra" else real_get_task(name)
+    )
+    clear_caches = [f.cache_clear for f in vars(registry).values() if hasattr(f, "cache_clear")]
+    for clear in clear_caches:  # whatever the registry derives from its tasks is recomputed
+        clear()
+    try:
+        assert "Zorblax" in registry.all_words()  # the registration took effect
+        assert "Zorblax" not in get_task("copying").words
+        assert _copying_prompts_hash() == COPYING_PROMPTS_SHA256
+    finally:
+        monkeypatch.undo()
+        for clear in clear_caches:
+            clear()
 
 
 def test_encode_rejects_length_mismatch_and_multi_token_answers(tokenizer):

@@ -24,7 +24,7 @@ from typing import ClassVar
 import torch
 from tqdm.auto import tqdm
 
-from attribution.ablations.base import Ablation
+from attribution.ablations.base import Ablation, AblationError
 from attribution.ablations.mean import mean_writes
 from attribution.data import PromptPairs
 from attribution.edge_ablation import soft_ablation_hooks
@@ -57,11 +57,11 @@ class OptimalAblation(Ablation):
     def __post_init__(self) -> None:
         get_metric(self.metric)
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 0:
-            raise ValueError(
+            raise AblationError(
                 f"optimal ablation steps must be a whole number >= 0, got {self.steps}"
             )
         if not self.lr > 0:
-            raise ValueError(f"optimal ablation lr must be > 0, got {self.lr}")
+            raise AblationError(f"optimal ablation lr must be > 0, got {self.lr}")
 
     @classmethod
     def build(cls, reference, *, metric="logit_diff", seed=0, quiet=True):

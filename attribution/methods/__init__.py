@@ -9,7 +9,17 @@ and ``circuits discover --method`` then know it (see docs/architecture.md).
 
 from __future__ import annotations
 
-from attribution.methods.base import AttributionMethod, BatchRuns, Job, batch_runs
+from attribution.methods.base import (
+    AttributionMethod,
+    BatchRuns,
+    Job,
+    MethodArchitectureError,
+    MethodError,
+    Option,
+    batch_runs,
+    build_method,
+    takes_steps,
+)
 from attribution.methods.clean_corrupted import CleanCorrupted
 from attribution.methods.eap import EAP
 from attribution.methods.ensemble import Ensemble, UnknownMethodError, parse_ensemble
@@ -27,7 +37,7 @@ REGISTRY: dict[str, type[AttributionMethod]] = {}
 def register(cls: type[AttributionMethod]) -> type[AttributionMethod]:
     """Make ``cls`` available as ``method=cls.name``; usable as a class decorator."""
     if not cls.name or cls.name in REGISTRY:
-        raise ValueError(f"method name {cls.name!r} is empty or already registered")
+        raise MethodError(f"method name {cls.name!r} is empty or already registered")
     REGISTRY[cls.name] = cls
     return cls
 
@@ -55,7 +65,7 @@ def get_method(
     choices."""
     if isinstance(method, AttributionMethod):
         if options:
-            raise ValueError("method options go with a method name; set them on the object")
+            raise MethodError("method options go with a method name; set them on the object")
         return method
     ensemble = parse_ensemble(method, REGISTRY, steps, quadrature_rule)
     if ensemble is not None:
@@ -67,15 +77,19 @@ def get_method(
             "'ensemble:NAME,NAME,...'"
         )
     try:
-        return cls(steps=steps, quadrature_rule=quadrature_rule, **(options or {}))
+        return build_method(cls, steps, quadrature_rule, options)
     except TypeError as err:
-        raise ValueError(f"bad options for method {method!r}: {err}") from None
+        raise MethodError(f"bad options for method {method!r}: {err}") from None
 
 
 __all__ = [
     "EAP",
     "REGISTRY",
     "Ensemble",
+    "MethodArchitectureError",
+    "MethodError",
+    "Option",
+    "takes_steps",
     "UnknownMethodError",
     "RelP",
     "AttributionMethod",

@@ -23,11 +23,17 @@ from attribution.metrics import Metric
 from attribution.passes import check_finite, collect_writes, unembed_at
 from attribution.sites import INPUT_HOOK
 from graphs import Graph
-from graphs.errors import CircuitDiscoveryError
+from graphs.errors import ArgumentTypeError, CircuitDiscoveryError
 
 
-class UnsupportedArchitectureError(CircuitDiscoveryError, ValueError):
-    """A method asked to run on an architecture it does not declare support for."""
+class MethodError(CircuitDiscoveryError, ValueError):
+    """A method that cannot run as asked: a bad option (``steps``, ``node_chunk``, ...), an
+    ablation it does not support, or a name already registered."""
+
+
+class MethodArchitectureError(MethodError):
+    """A method asked to run on an architecture it does not support (not to be confused with
+    :class:`circuits.models.UnsupportedArchitectureError`, a model that cannot be loaded)."""
 
 
 @dataclass(frozen=True)
@@ -115,13 +121,57 @@ def _input_ablated_logits(model, batch: PromptPairs, input_write: torch.Tensor) 
     return logits[:, 0]
 
 
+@dataclass(frozen=True)
+class Option:
+    """One keyword setting of a method, declared on its class (``options``): the constructor
+    takes it, ``attribute(..., method_options={name: value})`` passes it, and
+    ``circuits discover`` offers it as ``--{method}-{flag}`` when ``flag`` is set.
+
+    ``default_text`` is how ``--help`` words the default when ``str(default)`` would not say
+    it; ``metavar`` and ``choices`` go to the flag as in :mod:`argparse`. An option named
+    ``seed`` takes the command line's ``--seed``."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    flag: str | None = None
+    metavar: str | None = None
+    choices: tuple[str, ...] | None = None
+    default_text: str | None = None
+
+
+#: What a method that integrates takes (the command line's ``--steps`` and ``--quadrature``).
+INTEGRATION_OPTIONS: tuple[Option, ...] = (
+    Option("steps", int, 5, "integration steps"),
+    Option("quadrature_rule", str, "riemann_left", "integration rule (attribution.RULES)"),
+)
+
+
+def takes_steps(method: type[AttributionMethod] | AttributionMethod) -> bool:
+    """Whether a method (class or object) takes ``steps`` and ``quadrature_rule``: the ones
+    that integrate, and those that run one that does (a learned mask's warm start)."""
+    return any(option.name == "steps" for option in method.options)
+
+
+def build_method(
+    cls: type[AttributionMethod], steps: int, quadrature_rule: str, options: dict | None = None
+) -> AttributionMethod:
+    """``cls`` with its ``options``, and ``steps`` and ``quadrature_rule`` where it takes them."""
+    integration = {"steps": steps, "quadrature_rule": quadrature_rule} if takes_steps(cls) else {}
+    return cls(**integration, **(options or {}))
+
+
 class AttributionMethod:
     """One edge-scoring method. Subclasses set the class attributes and :meth:`score_batch`.
 
     Attributes (declared per class):
         name: the name users pass as ``method=``.
+        options: the method's own keyword settings (:class:`Option`), as its constructor
+            takes them; ``circuits discover`` builds its ``--{name}-*`` flags from them.
         needs_gradients: runs backward passes (all but ``exact``).
-        integrates: takes ``steps`` and ``quadrature_rule`` (integrated gradients).
+        integrates: integrated gradients; such a method declares
+            :data:`INTEGRATION_OPTIONS` (``steps``, ``quadrature_rule``) among its options.
         reports_gap: reports the IG completeness gap (``diagnostics["ig_gap"]``), a relative
             error defined by ``gap_definition``.
         node_chunking: its activation differences can be built a chunk of upstream nodes at
@@ -144,6 +194,7 @@ class AttributionMethod:
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    options: ClassVar[tuple[Option, ...]] = ()
     needs_gradients: ClassVar[bool] = True
     integrates: ClassVar[bool] = False
     reports_gap: ClassVar[bool] = False
@@ -158,9 +209,13 @@ class AttributionMethod:
     batch_invariant: ClassVar[bool] = True
     position_aware: ClassVar[bool] = False
 
-    def __init__(self, steps: int = 5, quadrature_rule: str = "riemann_left"):
-        self.steps = steps
-        self.quadrature_rule = quadrature_rule
+    def __init__(self, **options: Any) -> None:
+        """Takes exactly the declared :attr:`options` (each defaulting to its ``default``)."""
+        unknown = sorted(set(options) - {option.name for option in self.options})
+        if unknown:
+            raise ArgumentTypeError(f"{type(self).__name__} takes no option {', '.join(unknown)}")
+        for option in self.options:
+            setattr(self, option.name, options.get(option.name, option.default))
 
     def __repr__(self) -> str:
         return (
@@ -168,10 +223,8 @@ class AttributionMethod:
         )
 
     def settings(self) -> dict[str, Any]:
-        """The method's own settings, as recorded in results (steps only where they apply)."""
-        if not self.integrates:
-            return {}
-        return {"steps": self.steps, "quadrature_rule": self.quadrature_rule}
+        """The method's own settings (its options), as recorded in results."""
+        return {option.name: getattr(self, option.name) for option in self.options}
 
     def reads_corrupted(self, ablation: Ablation) -> bool:
         """Whether a run with ``ablation`` reads the corrupted prompts."""
@@ -180,15 +233,16 @@ class AttributionMethod:
         return self.needs_corrupted
 
     def check(self, graph: Graph, ablation: Ablation) -> None:
-        """Raise ValueError, before any model work, when this method cannot run as asked."""
+        """Raise :class:`MethodError` (a ValueError), before any model work, when this method
+        cannot run as asked."""
         supported = self.supported_architectures
         if supported is not None and graph.spec.architecture not in supported:
-            raise UnsupportedArchitectureError(
+            raise MethodArchitectureError(
                 f"method {self.name!r} supports {', '.join(supported)} only, not "
                 f"{graph.spec.architecture}; pick another method (e.g. 'eap')"
             )
         if self.ablations is not None and ablation.name not in self.ablations:
-            raise ValueError(
+            raise MethodError(
                 f"{self.name} supports ablation={' or '.join(repr(a) for a in self.ablations)} "
                 f"only, got {ablation.name!r}"
             )

@@ -18,13 +18,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from attribution.methods.base import AttributionMethod
-from graphs.errors import CircuitDiscoveryError
+from attribution.methods.base import AttributionMethod, MethodError, build_method
 
 PREFIXES = {"ensemble": "rank", "ensemble-z": "zscore"}
 
 
-class UnknownMethodError(CircuitDiscoveryError, ValueError):
+class UnknownMethodError(MethodError):
     """A method or ensemble member name that is not registered."""
 
 
@@ -33,18 +32,12 @@ class Ensemble(AttributionMethod):
 
     description = "mean normalised rank of |score| over member methods"
 
-    def __init__(
-        self,
-        members: list[AttributionMethod],
-        combine: str = "rank",
-        steps: int = 5,
-        quadrature_rule: str = "riemann_left",
-    ):
-        super().__init__(steps=steps, quadrature_rule=quadrature_rule)
+    def __init__(self, members: list[AttributionMethod], combine: str = "rank"):
+        super().__init__()
         if combine not in ("rank", "zscore"):
-            raise ValueError(f"combine must be 'rank' or 'zscore', got {combine!r}")
+            raise MethodError(f"combine must be 'rank' or 'zscore', got {combine!r}")
         if len(members) < 2:
-            raise ValueError("an ensemble needs at least two member methods")
+            raise MethodError("an ensemble needs at least two member methods")
         self.members = members
         self.combine = combine
         prefix = "ensemble" if combine == "rank" else "ensemble-z"
@@ -102,5 +95,5 @@ def parse_ensemble(spec, registry: dict, steps: int, quadrature_rule: str) -> En
             f"{', '.join(repr(n) for n in unknown)}; members are registered methods: "
             f"{', '.join(registry)}"
         )
-    members = [registry[n](steps=steps, quadrature_rule=quadrature_rule) for n in names]
-    return Ensemble(members, combine, steps=steps, quadrature_rule=quadrature_rule)
+    members = [build_method(registry[n], steps, quadrature_rule) for n in names]
+    return Ensemble(members, combine)

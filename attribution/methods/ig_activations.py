@@ -20,7 +20,13 @@ import torch
 from attribution.contraction import contract
 from attribution.data import PromptPairs
 from attribution.distributed import all_reduce_sum
-from attribution.methods.base import AttributionMethod, Job, batch_runs
+from attribution.methods.base import (
+    INTEGRATION_OPTIONS,
+    AttributionMethod,
+    Job,
+    MethodError,
+    batch_runs,
+)
 from attribution.methods.gradient import ig_rows_per_pass, integrate
 from attribution.passes import unembed_at
 from attribution.sites import writer_sites
@@ -34,6 +40,7 @@ class EAPIGActivations(AttributionMethod):
     name = "eap-ig-activations"
     description = "Δ·gradient integrated along each writer site's interpolation"
     integrates = True
+    options = INTEGRATION_OPTIONS
     reports_gap = True
     gap_definition = (
         "relative, per writer site s: Σ_s |Σ scores of edges leaving s − (m(s alone ablated) − "
@@ -43,7 +50,7 @@ class EAPIGActivations(AttributionMethod):
     def check(self, graph, ablation) -> None:
         super().check(graph, ablation)
         if not ablation.corrupted_run and graph.spec.architecture == "Gemma2ForCausalLM":
-            raise ValueError(
+            raise MethodError(
                 "eap-ig-activations on Gemma-2 supports ablation='patching' only "
                 "(it interpolates the raw head results)"
             )

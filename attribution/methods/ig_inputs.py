@@ -5,7 +5,7 @@ everything downstream recomputed (Hanna et al. 2024)."""
 from __future__ import annotations
 
 from attribution.data import PromptPairs
-from attribution.methods.base import BatchRuns, Job
+from attribution.methods.base import INTEGRATION_OPTIONS, BatchRuns, Job
 from attribution.methods.gradient import GradientMethod, ig_rows_per_pass, integrate
 from attribution.sites import INPUT_HOOK
 
@@ -18,6 +18,7 @@ class EAPIGInputs(GradientMethod):
     name = "eap-ig-inputs"
     description = "Δ·gradient integrated along the input interpolation"
     integrates = True
+    options = INTEGRATION_OPTIONS
     reports_gap = True
 
     def rows_per_pass(self, batch_size, device) -> int:

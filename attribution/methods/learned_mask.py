@@ -23,7 +23,7 @@ from attribution.mask_training import (
     keep_probability,
     train_mask,
 )
-from attribution.methods.base import AttributionMethod, Job, batch_runs
+from attribution.methods.base import INTEGRATION_OPTIONS, AttributionMethod, Job, Option, batch_runs
 from attribution.passes import NonFiniteMetricError
 from graphs import Graph
 
@@ -52,6 +52,24 @@ class LearnedMask(AttributionMethod):
     name = "mask"
     description = "learned hard-concrete edge mask (Edge Pruning)"
     batch_invariant = False
+    # in the order of the command line's flags and of the recorded method_options
+    options = (
+        Option("train_steps", int, 200, "training steps, one batch each", "steps", "N"),
+        Option(
+            "target_edges", int, None, "edge count the sparsity ramp aims at", "target-edges",
+            "K", default_text="none, a plain L0 penalty",
+        ),
+        Option("lr", float, 0.1, "Adam learning rate", "lr", "LR"),
+        Option(
+            "warm_start", str, None, "start the gates from EAP-IG's edge ranking", "warm-start",
+            choices=("eap-ig-inputs",), default_text="random start, seeded by --seed",
+        ),
+        Option("penalty", float, 1.0, "weight λ of the sparsity term"),
+        Option("ramp", float, 0.5, "fraction of the steps the edge count falls over"),
+        Option("seed", int, 0, "seeds the initial log α noise and the gates' samples"),
+        Option("init", float, 2.0, "mean initial log α (2: gates almost open)"),
+        *INTEGRATION_OPTIONS,  # for the eap-ig-inputs warm start
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -67,7 +85,7 @@ class LearnedMask(AttributionMethod):
         warm_start: str | None = None,
         init: float = 2.0,
     ):
-        super().__init__(steps, quadrature_rule)
+        self.steps, self.quadrature_rule = steps, quadrature_rule  # the warm start's
         self.train_steps, self.lr, self.target_edges = train_steps, lr, target_edges
         self.penalty, self.ramp, self.seed = penalty, ramp, seed
         self.warm_start, self.init = warm_start, init

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from attribution.data import PromptPairs
-from attribution.methods.base import BatchRuns, Job
+from attribution.methods.base import BatchRuns, Job, MethodArchitectureError
 from attribution.methods.gradient import GradientMethod
 from attribution.passes import metric_backward
 
@@ -104,7 +104,9 @@ def relevance_hooks(model) -> list:
         hooks.append((f"{prefix}.hook_pre", lambda t, hook, keep=keep: keep(t, hook, "pre")))
         if f"{prefix}.hook_pre_linear" in model.hook_dict:
             if act is None:
-                raise ValueError(f"relp: no identity rule for activation {model.cfg.act_fn!r}")
+                raise MethodArchitectureError(
+                    f"relp: no identity rule for activation {model.cfg.act_fn!r}"
+                )
             hooks.append(
                 (f"{prefix}.hook_pre_linear", lambda t, hook, keep=keep: keep(t, hook, "lin"))
             )

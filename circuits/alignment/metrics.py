@@ -16,6 +16,8 @@ from collections.abc import Sequence
 
 import torch
 
+from circuits.alignment.sites import AlignmentError
+
 __all__ = [
     "chance_level",
     "disentangle",
@@ -29,7 +31,9 @@ def iia(predictions: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | No
     """Share of ``predictions == labels`` (over ``mask`` rows when given); NaN for no rows."""
     predictions, labels = torch.as_tensor(predictions), torch.as_tensor(labels)
     if predictions.shape != labels.shape:
-        raise ValueError(f"{list(predictions.shape)} predictions for {list(labels.shape)} labels")
+        raise AlignmentError(
+            f"{list(predictions.shape)} predictions for {list(labels.shape)} labels"
+        )
     right = predictions.cpu() == labels.cpu()
     if mask is not None:
         right = right[torch.as_tensor(mask).cpu().bool()]
@@ -51,7 +55,7 @@ def normalized_iia(value: float, chance: float, upper: float) -> float:
     Not clipped: below 0 means worse than a constant answer, above 1 better than the model's
     own accuracy (possible on few pairs)."""
     if upper <= chance:
-        raise ValueError(
+        raise AlignmentError(
             f"task accuracy {upper:.3f} is not above chance {chance:.3f}: the model does not do "
             "the task, so IIA cannot be normalised"
         )
@@ -70,7 +74,7 @@ def ravel_scores(
     cause_mask = torch.tensor([k == "cause" for k in kinds])
     iso_mask = torch.tensor([k == "isolate" for k in kinds])
     if not cause_mask.any() or not iso_mask.any():
-        raise ValueError("RAVEL scores need both 'cause' and 'isolate' pairs")
+        raise AlignmentError("RAVEL scores need both 'cause' and 'isolate' pairs")
     cause = iia(predictions, labels, cause_mask)
     iso = iia(predictions, labels, iso_mask)
     return {"cause": cause, "iso": iso, "disentangle": disentangle(cause, iso)}

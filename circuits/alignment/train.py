@@ -380,7 +380,7 @@ def train_intervention(
                     break
         bar.close()
         leaked = [n for n, p in model.named_parameters() if p.grad is not None]
-        if leaked:
+        if leaked:  # a bug here, not bad input: stays a built-in (tests/test_errors.py)
             raise RuntimeError(f"model parameters received gradients: {leaked[:3]}")
     result.steps = step
     intervention.load_state_dict(best_state)

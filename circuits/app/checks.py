@@ -239,7 +239,7 @@ def _narrower_ci_fix(task: Mapping[str, Any], n: object, width: float, distance:
 def t_upper_tail(t: float, df: int) -> float:
     """P(T ≥ t) for Student's t with ``df`` degrees of freedom, by the finite series for
     integer ``df`` (Abramowitz & Stegun 26.7.3–4)."""
-    if df < 1:
+    if df < 1:  # its caller passes n - 1 with n >= 2: a bug, not bad input (test_errors.py)
         raise ValueError(f"df must be at least 1, got {df}")
     theta = math.atan(abs(t) / math.sqrt(df))
     c2, term, total = math.cos(theta) ** 2, 1.0, 1.0

@@ -65,6 +65,49 @@ def _method_name(text: str) -> str:
     return text
 
 
+def _option_dest(method: str, option: str) -> str:
+    return f"method_option:{method}:{option}"
+
+
+def _method_option_flags(parser: argparse.ArgumentParser) -> None:
+    """``--{method}-{flag}`` for each option a registered method declares with a flag (the
+    registry is read now, so methods registered after import get theirs too)."""
+    from attribution.methods import REGISTRY
+
+    for cls in REGISTRY.values():
+        for option in cls.options:
+            if option.flag is None:
+                continue
+            default = option.default_text or str(option.default)
+            parser.add_argument(
+                f"--{cls.name}-{option.flag}", dest=_option_dest(cls.name, option.name),
+                type=option.type, choices=option.choices, metavar=option.metavar,
+                help=f"--method {cls.name}: {option.help} (default: {default})",
+            )  # fmt: skip
+
+
+def _method_options(args: argparse.Namespace) -> dict:
+    """The chosen method's options from its ``--{method}-*`` flags (only those given) and
+    ``--seed`` when it has a seed; UsageError for another method's flags."""
+    from attribution.methods import REGISTRY
+
+    chosen: dict = {}
+    for cls in REGISTRY.values():
+        names = [option.name for option in cls.options]
+        given = {
+            name: value for name in names
+            if (value := getattr(args, _option_dest(cls.name, name), None)) is not None
+        }  # fmt: skip
+        if cls.name != args.method:
+            if given:
+                raise UsageError(f"--{cls.name}-* options go with --method {cls.name}")
+            continue
+        chosen = given
+        if "seed" in names:  # a method's own randomness follows the run's --seed
+            chosen["seed"] = args.seed
+    return chosen
+
+
 def _version() -> str:
     from circuits import __version__
 
@@ -164,24 +207,7 @@ def _parser() -> argparse.ArgumentParser:
         choices=RULES,
         help="integrated-gradients rule (default: riemann_left)",
     )
-    d.add_argument(
-        "--mask-steps", type=int, metavar="N",
-        help="--method mask: training steps, one batch each (default: 200)",
-    )  # fmt: skip
-    d.add_argument(
-        "--mask-target-edges", type=int, metavar="K",
-        help="--method mask: edge count the sparsity ramp aims at (default: none, a plain L0 penalty)",
-    )  # fmt: skip
-    d.add_argument(
-        "--mask-lr",
-        type=float,
-        metavar="LR",
-        help="--method mask: Adam learning rate (default: 0.1)",
-    )
-    d.add_argument(
-        "--mask-warm-start", choices=["eap-ig-inputs"],
-        help="--method mask: start the gates from EAP-IG's edge ranking (default: random start, seeded by --seed)",
-    )  # fmt: skip
+    _method_option_flags(d)
     d.add_argument(
         "--positions", choices=["tokens", "schema"],
         help="also find a position-aware circuit, edges per token position ('tokens': prompts of one "
@@ -384,17 +410,8 @@ def _discover(args: argparse.Namespace, argv: list[str]) -> int:
     if args.task is None:
         args.task = "ioi"
 
-    mask_flags = {
-        "train_steps": args.mask_steps, "target_edges": args.mask_target_edges,
-        "lr": args.mask_lr, "warm_start": args.mask_warm_start,
-    }  # fmt: skip
-    method_options = {k: v for k, v in mask_flags.items() if v is not None}
-    if method_options and args.method != "mask":
-        raise UsageError("--mask-* options go with --method mask")
-    if args.method == "mask":
-        method_options["seed"] = args.seed
     settings = DiscoverySettings(
-        method_options=method_options,
+        method_options=_method_options(args),
         model=args.model, task=args.task, method=args.method, steps=args.steps, quadrature_rule=args.quadrature,
         metric=args.metric, ablation=args.ablation, target=args.target, n_examples=args.n_examples,
         n_eval=args.n_eval, seed=args.seed, batch_size=args.batch_size, device=args.device,

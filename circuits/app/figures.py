@@ -37,7 +37,14 @@ from matplotlib.patches import FancyBboxPatch, PathPatch
 from matplotlib.path import Path as MplPath
 
 from circuits.app.edge_routes import control_point, route_offsets
-from circuits.plotting import DPI, figure_style, new_figure, save_and_close, save_figure
+from circuits.plotting import (
+    DPI,
+    FigureError,
+    figure_style,
+    new_figure,
+    save_and_close,
+    save_figure,
+)
 from graphs.graph import Graph
 from graphs.layout import INPUT, LOGITS
 
@@ -302,7 +309,7 @@ def circuit_drawing(
     nodes' places (see :mod:`circuits.app.explorer.supernodes`).
     """
     if max_edges is not None and max_edges < 0:
-        raise ValueError(f"max_edges must be >= 0, got {max_edges}")
+        raise FigureError(f"max_edges must be >= 0, got {max_edges}")
     layout = graph.layout
     L, H = graph.spec.n_layers, graph.spec.n_heads
     mask = graph.in_graph & graph.real_edges
@@ -833,7 +840,7 @@ class ScoreHistogram:
 def score_histogram_data(graph: Graph, *, bins: int = 60) -> ScoreHistogram:
     """Bin the scores of all real edges and, over the same bins, of the in-circuit edges."""
     if bins < 1:
-        raise ValueError(f"bins must be >= 1, got {bins}")
+        raise FigureError(f"bins must be >= 1, got {bins}")
     scores = graph.scores[graph.real_edges].to(torch.float64).numpy()
     in_circuit = graph.in_graph[graph.real_edges].numpy()
     finite = np.isfinite(scores)

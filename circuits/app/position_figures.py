@@ -45,8 +45,8 @@ from circuits.app.figures import (
     model_label,
     svg_id,
 )
-from circuits.plotting import figure_style, new_figure, write_figure
-from graphs import Circuit, CircuitDiscoveryError, Graph, GraphMismatchError
+from circuits.plotting import FigureError, figure_style, new_figure, write_figure
+from graphs import Circuit, Graph, GraphMismatchError
 from graphs.positions import PositionError
 
 __all__ = [
@@ -131,10 +131,6 @@ class PositionCircuitDrawing:
     truncated: bool
     max_abs_score: float
     note: str | None = None
-
-
-class FigureError(CircuitDiscoveryError, ValueError):
-    """A figure that cannot be drawn as asked (a bad ``max_edges`` or file suffix)."""
 
 
 def _per_span_circuit(graph: Graph, circuit: Circuit | None) -> torch.Tensor:

@@ -17,9 +17,10 @@ from typing import Any
 
 import torch
 
-from attribution import METHODS, attribute
+from attribution import attribute
+from attribution.methods import method_names
 from circuits.groundtruth import registry
-from circuits.groundtruth.custom import check_edges
+from circuits.groundtruth.custom import GroundTruthError, check_edges
 from circuits.groundtruth.roc_figure import draw_roc_curves
 from circuits.groundtruth.scoring import auroc, precision_recall, roc_points
 from circuits.groundtruth.task import GroundTruth
@@ -48,14 +49,14 @@ COLUMNS = (
 
 def check_methods(methods: list[str] | None) -> list[str]:
     """``methods`` (default: every registered one); ValueError naming an unknown one."""
-    return _check_names(methods, list(METHODS), "methods")
+    return _check_names(methods, list(method_names()), "methods")
 
 
 def _check_names(given: list[str] | None, known: list[str], what: str) -> list[str]:
     names = list(known) if given is None else list(given)
     unknown = [n for n in names if n not in known]
     if unknown or not names:
-        raise ValueError(f"unknown {what} {unknown or names}; choose from {', '.join(known)}")
+        raise GroundTruthError(f"unknown {what} {unknown or names}; choose from {', '.join(known)}")
     return names
 
 

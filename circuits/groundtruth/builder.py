@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from circuits.groundtruth.custom import GroundTruthError
+
 __all__ = [
     "ANCHOR",
     "MARGIN",
@@ -58,9 +60,9 @@ class Layout:
         self._next = RESERVED
 
     def add(self, name: str, size: int) -> range:
-        """Reserve ``size`` dims for block ``name``; ValueError when d_model is exceeded."""
+        """Reserve ``size`` dims for block ``name``; GroundTruthError when d_model is exceeded."""
         if self._next + size > self.d_model:
-            raise ValueError(
+            raise GroundTruthError(
                 f"block {name!r} of {size} dims does not fit in d_model={self.d_model}"
             )
         self.blocks[name] = range(self._next, self._next + size)
@@ -169,7 +171,7 @@ def to_gpt2(w: Weights, *, dtype: torch.dtype = torch.float32):
     import transformers
 
     if w.n_kv_heads != w.n_heads or w.d_model != w.n_heads * w.d_head:
-        raise ValueError("GPT-2 needs n_kv_heads == n_heads and d_model == n_heads * d_head")
+        raise GroundTruthError("GPT-2 needs n_kv_heads == n_heads and d_model == n_heads * d_head")
     config = transformers.GPT2Config(
         vocab_size=w.vocab_size,
         n_positions=w.n_positions,
@@ -226,7 +228,9 @@ def to_llama(w: Weights, *, rope_theta: float = 1e10, dtype: torch.dtype = torch
     import transformers
 
     if w.mlp_out.abs().sum() or w.pos.abs().sum():
-        raise ValueError("to_llama supports attention-only weights without position embeddings")
+        raise GroundTruthError(
+            "to_llama supports attention-only weights without position embeddings"
+        )
     config = transformers.LlamaConfig(
         vocab_size=w.vocab_size,
         hidden_size=w.d_model,

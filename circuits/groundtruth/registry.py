@@ -15,10 +15,12 @@ from typing import Any
 import torch
 
 from circuits.groundtruth import gqa, induction, ioi_like, mlp_lookup, prev_token, trap
+from circuits.groundtruth.custom import GroundTruthError
 from circuits.groundtruth.task import GroundTruth
 from circuits.models.zoo.shipped import shipped_names
+from graphs.errors import CircuitDiscoveryError
 
-__all__ = ["BUILDERS", "build", "load", "names", "register"]
+__all__ = ["BUILDERS", "UnknownGroundTruthError", "build", "load", "names", "register"]
 
 #: Registry name -> builder, in order of growing difficulty.
 BUILDERS: dict[str, Callable[..., GroundTruth]] = {
@@ -26,12 +28,18 @@ BUILDERS: dict[str, Callable[..., GroundTruth]] = {
 }
 
 
+class UnknownGroundTruthError(CircuitDiscoveryError, LookupError):
+    """A compiled ground-truth model name that is not registered; the message lists them."""
+
+
 def register(name: str, builder: Callable[..., GroundTruth], *, replace: bool = False) -> None:
     """Add ground truth ``name``: ``builder(seed=, noise=, n_prompts=)`` returns its
-    :class:`GroundTruth` (it may ignore them). ValueError if ``name`` is taken, unless
+    :class:`GroundTruth` (it may ignore them). :class:`GroundTruthError` if ``name`` is taken, unless
     ``replace``."""
     if not replace and (name in BUILDERS or name in shipped_names()):
-        raise ValueError(f"ground-truth name {name!r} is taken; pass replace=True or another name")
+        raise GroundTruthError(
+            f"ground-truth name {name!r} is taken; pass replace=True or another name"
+        )
     BUILDERS[name] = builder
 
 
@@ -41,9 +49,9 @@ def names() -> list[str]:
 
 
 def build(name: str, *, seed: int = 0, noise: float = 1e-2, n_prompts: int = 16) -> GroundTruth:
-    """Compile model ``name`` (deterministic for a given ``seed``); LookupError if unknown."""
+    """Compile model ``name`` (deterministic for a given ``seed``); :class:`UnknownGroundTruthError` (a LookupError) if unknown."""
     if name not in BUILDERS:
-        raise LookupError(
+        raise UnknownGroundTruthError(
             f"no compiled ground-truth model {name!r}; available: {', '.join(BUILDERS)}"
         )
     return BUILDERS[name](seed=seed, noise=noise, n_prompts=n_prompts)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from circuits.groundtruth.custom import GroundTruthError
+
 __all__ = ["auroc", "precision_recall", "roc_points"]
 
 
@@ -28,11 +30,11 @@ def _average_ranks(values: torch.Tensor) -> torch.Tensor:
 def auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
     """Area under the ROC curve of ``scores`` (higher = more likely positive) for bool
     ``labels``: the probability that a random positive outscores a random negative, ties
-    counting one half (Mann-Whitney U over average ranks). ValueError without both classes."""
+    counting one half (Mann-Whitney U over average ranks). GroundTruthError without both classes."""
     labels = labels.bool().flatten()
     n_pos, n_neg = int(labels.sum()), int((~labels).sum())
     if n_pos == 0 or n_neg == 0:
-        raise ValueError(f"AUROC needs positives and negatives, got {n_pos} and {n_neg}")
+        raise GroundTruthError(f"AUROC needs positives and negatives, got {n_pos} and {n_neg}")
     ranks = _average_ranks(scores.flatten())
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from graphs.errors import CircuitDiscoveryError
+from graphs.errors import ArgumentTypeError, CircuitDiscoveryError
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -155,7 +155,7 @@ def load_model(
             model, found_tokenizer = _load_hub(str(source), tokenizer is None, dtype, device_map)
         tokenizer = tokenizer if tokenizer is not None else found_tokenizer
     else:
-        raise TypeError(
+        raise ArgumentTypeError(
             "load_model expects a transformers.PreTrainedModel, a local directory or a "
             f"Hugging Face Hub name, got {type(source).__name__}"
         )

@@ -11,8 +11,14 @@ import torch
 import transformers
 
 from circuits.models.loading import SUPPORTED_ARCHITECTURES
+from graphs.errors import CircuitDiscoveryError
 
-__all__ = ["SUPPORTED_ARCHITECTURES", "random_hf_model"]
+__all__ = ["SUPPORTED_ARCHITECTURES", "RandomModelError", "random_hf_model"]
+
+
+class RandomModelError(CircuitDiscoveryError, ValueError):
+    """A random model asked for with an unknown architecture or inconsistent sizes."""
+
 
 # Architectures whose attention has one key/value head per query head.
 _NO_GQA = ("GPT2LMHeadModel", "GPTNeoXForCausalLM")
@@ -117,22 +123,22 @@ def random_hf_model(
             seed gives identical weights and the global RNG state is left untouched.
 
     Raises:
-        ValueError: for an unknown architecture or inconsistent sizes.
+        RandomModelError: (a ValueError) for an unknown architecture or inconsistent sizes.
     """
     if architecture not in SUPPORTED_ARCHITECTURES:
-        raise ValueError(
+        raise RandomModelError(
             f"unknown architecture {architecture!r}; supported: {', '.join(SUPPORTED_ARCHITECTURES)}"
         )
     if d_model % n_heads:
-        raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
+        raise RandomModelError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
     if n_kv_heads is None:
         n_kv_heads = n_heads if architecture in _NO_GQA else max(1, n_heads // 2)
     if architecture in _NO_GQA and n_kv_heads != n_heads:
-        raise ValueError(
+        raise RandomModelError(
             f"{architecture} has no grouped-query attention: n_kv_heads must be n_heads"
         )
     if n_heads % n_kv_heads:
-        raise ValueError(f"n_heads={n_heads} is not divisible by n_kv_heads={n_kv_heads}")
+        raise RandomModelError(f"n_heads={n_heads} is not divisible by n_kv_heads={n_kv_heads}")
 
     config = _build_config(
         architecture,

@@ -36,10 +36,10 @@ __all__ = [
 def held_out_words(tokenizer: Any) -> list[str]:
     """The copying words of the test split that are tokens of ``tokenizer``, sorted."""
     from circuits.tasks.base import split_of
-    from circuits.tasks.registry import copy_words
+    from circuits.tasks.copying import WORDS
 
     vocab = tokenizer.get_vocab()
-    return sorted(w for w in copy_words() if split_of(w) == "test" and w in vocab)
+    return sorted(w for w in WORDS if split_of(w) == "test" and w in vocab)
 
 
 def word_in_context(tokenizer: Any, word: str, position: int, seed: int = 0) -> str:

@@ -34,7 +34,7 @@ from attribution.passes import collect_writes, unembed_at
 from attribution.run_setup import RunSetup
 from circuits.search.areas import AREA_NAMES, curve_areas
 from graphs import Graph
-from graphs.errors import CircuitDiscoveryError
+from graphs.errors import ArgumentTypeError, CircuitDiscoveryError
 from graphs.positions import PositionError
 
 DEFAULT_FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
@@ -58,11 +58,11 @@ def evaluator_for(model, graph, data, evaluator, setup, **given) -> CircuitEvalu
     if evaluator is None:
         return CircuitEvaluator(model, graph, data, setup=setup, **given)
     if evaluator.model is not model or evaluator.data is not data:
-        raise ValueError("evaluator was built for another model or other data")
+        raise FaithfulnessError("evaluator was built for another model or other data")
     evaluator.graph.check_compatible(graph.spec)
     RunSetup.resolve(evaluator.setup, _DEFAULTS, **given)  # raises if a setting is passed too
     if setup is not None and setup != evaluator.setup:
-        raise TypeError("pass either setup= or evaluator=, not both")
+        raise ArgumentTypeError("pass either setup= or evaluator=, not both")
     return evaluator
 
 
@@ -319,7 +319,7 @@ def evaluate(
             stacklevel=2,
         )
     if random_baseline and random_draws < 1:
-        raise ValueError(f"random_draws must be at least 1, got {random_draws}")
+        raise FaithfulnessError(f"random_draws must be at least 1, got {random_draws}")
     circuits = [keep]
     if random_baseline:
         circuits += [
@@ -465,9 +465,9 @@ def curve_settings(
         or any(not 0 < x <= 1 for x in fractions)
         or list(fractions) != sorted(fractions)
     ):
-        raise ValueError(f"fractions must be increasing values in (0, 1], got {fractions}")
+        raise FaithfulnessError(f"fractions must be increasing values in (0, 1], got {fractions}")
     if random_baseline and random_draws < 1:
-        raise ValueError(f"random_draws must be at least 1, got {random_draws}")
+        raise FaithfulnessError(f"random_draws must be at least 1, got {random_draws}")
     return fractions, random_draws if random_baseline else 0
 
 

@@ -24,12 +24,13 @@ from attribution.metrics import Metric
 from attribution.run_setup import RunSetup
 from circuits.search.faithfulness import (
     CircuitEvaluator,
+    FaithfulnessError,
     edge_mask,
     evaluator_for,
     faithfulness_from_metrics,
     warn_if_unattributed,
 )
-from circuits.search.select import ranked_prefix
+from circuits.search.select import SelectionError, ranked_prefix
 from graphs import Graph
 
 
@@ -63,18 +64,19 @@ class MinimalCircuit:
 
 
 def parse_target(target: float | tuple[float, float]) -> tuple[float, float]:
-    """A target f >= t becomes (t, inf); a band (lo, hi) stays; bad values raise ValueError."""
+    """A target f >= t becomes (t, inf); a band (lo, hi) stays; bad values raise
+    :class:`FaithfulnessError` (a ValueError)."""
     if isinstance(target, numbers.Real):  # also numpy scalars (np.float32 is no float)
         lo, hi = float(target), float("inf")
     else:
         try:
             lo, hi = (float(x) for x in target)
         except (TypeError, ValueError):
-            raise ValueError(
+            raise FaithfulnessError(
                 f"target must be a number or a (low, high) pair, got {target!r}"
             ) from None
     if not (lo > 0 and lo < float("inf")) or not hi > lo:
-        raise ValueError(
+        raise FaithfulnessError(
             f"target must lie in (0, ∞) with low < high, got {target!r}; e.g. 0.9 or (0.9, 1.1)"
         )
     return lo, hi
@@ -108,7 +110,7 @@ def minimal_circuit(
     pruning, so every evaluated size is exactly the number of edges kept."""
     lo, hi = parse_target(target)
     if not torch.isfinite(graph.scores[graph.real_edges]).all():
-        raise ValueError("graph scores contain NaN or infinity; re-run attribution")
+        raise SelectionError("graph scores contain NaN or infinity; re-run attribution")
     warn_if_unattributed(graph, "minimal_circuit")
     evaluator = evaluator_for(
         model, graph, data, evaluator, setup, metric=metric, ablation=ablation,

@@ -25,6 +25,7 @@ from circuits.search.faithfulness import (
     random_masks,
 )
 from circuits.search.minimal import Evaluation, MinimalCircuit, parse_target
+from circuits.search.select import SelectionError
 from graphs import Circuit, Graph
 from graphs.positions import PositionError
 
@@ -64,7 +65,7 @@ def _mask(graph: Graph, flat: torch.Tensor) -> torch.Tensor:
 def top_n_positions(graph: Graph, n: int, *, absolute: bool = True) -> Circuit:
     """The ``n`` best position-aware edges (by ``|score|`` unless ``absolute=False``)."""
     if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+        raise SelectionError(f"n must be >= 0, got {n}")
     return position_circuit(
         graph, _mask(graph, ranked_position_edges(graph, absolute=absolute)[:n])
     )

@@ -53,12 +53,14 @@ import numpy as np
 import torch
 
 from graphs.circuit import Circuit
+from graphs.errors import ArgumentTypeError, CircuitDiscoveryError
 from graphs.graph import Graph
 from graphs.layout import Layout
 from graphs.spec import ModelSpec
 
 __all__ = [
     "Circuit",
+    "SelectionError",
     "circuit_size",
     "greedy",
     "node_scores",
@@ -127,9 +129,14 @@ def _structure(spec: ModelSpec) -> _Structure:
 
 
 # ------------------------------------------------------------------------------------- validation
+class SelectionError(CircuitDiscoveryError, ValueError):
+    """A selection that cannot be made as asked: a bad count, fraction, level or threshold,
+    or scores that cannot be ranked (NaN)."""
+
+
 def _check_graph(graph: object) -> Graph:
     if not isinstance(graph, Graph):
-        raise TypeError(f"expected a graphs.Graph, got {type(graph).__name__}")
+        raise ArgumentTypeError(f"expected a graphs.Graph, got {type(graph).__name__}")
     return graph
 
 
@@ -137,7 +144,7 @@ def _check_scores(graph: Graph) -> None:
     real_scores = graph.scores[graph.real_edges]
     n_nan = int(torch.isnan(real_scores).sum())
     if n_nan:
-        raise ValueError(
+        raise SelectionError(
             f"graph.scores has {n_nan} NaN score(s) among its {graph.n_edges} edges; "
             "edges cannot be ranked. Check the attribution run (or replace them, e.g. "
             "graph.set_scores(torch.nan_to_num(graph.scores)))"
@@ -146,21 +153,21 @@ def _check_scores(graph: Graph) -> None:
 
 def _check_level(level: object) -> str:
     if level not in _LEVELS:
-        raise ValueError(f"level must be 'edge' or 'node', got {level!r}")
+        raise SelectionError(f"level must be 'edge' or 'node', got {level!r}")
     return level  # type: ignore[return-value]
 
 
 def _check_count(n: object, total: int, what: str) -> int:
     if isinstance(n, bool) or not isinstance(n, numbers.Integral):
-        raise TypeError(
+        raise ArgumentTypeError(
             f"n must be an int (a number of {what}), got {type(n).__name__} {n!r}; "
             "use top_fraction for a fraction"
         )
     n = operator.index(n)
     if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+        raise SelectionError(f"n must be >= 0, got {n}")
     if n > total:
-        raise ValueError(f"n = {n} exceeds the {total} {what} of this graph")
+        raise SelectionError(f"n = {n} exceeds the {total} {what} of this graph")
     return n
 
 
@@ -269,10 +276,12 @@ def top_fraction(
     _check_graph(graph)
     level = _check_level(level)
     if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real):
-        raise TypeError(f"fraction must be a number in (0, 1], got {type(fraction).__name__}")
+        raise ArgumentTypeError(
+            f"fraction must be a number in (0, 1], got {type(fraction).__name__}"
+        )
     fraction = float(fraction)
     if not (0.0 < fraction <= 1.0):  # also rejects NaN
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+        raise SelectionError(f"fraction must be in (0, 1], got {fraction}")
     total = graph.n_edges if level == "edge" else _n_rankable(graph)
     n = min(total, max(1, math.floor(fraction * total + 0.5)))
     return top_n(graph, n, absolute=absolute, level=level, prune_dead=prune_dead)
@@ -286,9 +295,9 @@ def threshold(
     ``prune_dead=False``."""
     _check_graph(graph)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"value must be a number, got {type(value).__name__} {value!r}")
+        raise ArgumentTypeError(f"value must be a number, got {type(value).__name__} {value!r}")
     if math.isnan(float(value)):
-        raise ValueError("value must be a number, got NaN")
+        raise SelectionError("value must be a number, got NaN")
     _check_scores(graph)
     edges = graph.real_edges & (_keys(graph, absolute) >= float(value))
     return _apply(graph, edges, None, prune_dead)

@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from circuits.tasks.base import TaskError
+
 __all__ = ["CausalModel"]
 
 
@@ -35,7 +37,7 @@ class CausalModel:
 
     def __post_init__(self) -> None:
         if self.output not in self.mechanisms:
-            raise ValueError(
+            raise TaskError(
                 f"output {self.output!r} is not one of the mechanisms {list(self.mechanisms)}"
             )
         if self.parents is None:
@@ -43,10 +45,10 @@ class CausalModel:
         known = list(self.inputs)
         for name in self.mechanisms:
             if name not in self.parents:
-                raise ValueError(f"mechanism {name!r} has no entry in parents")
+                raise TaskError(f"mechanism {name!r} has no entry in parents")
             late = [p for p in self.parents[name] if p not in known]
             if late:
-                raise ValueError(
+                raise TaskError(
                     f"parents of {name!r} must be inputs or earlier mechanisms; {late} are not"
                 )
             known.append(name)
@@ -62,11 +64,11 @@ class CausalModel:
         """Every variable's value; an intervened variable takes the given value instead."""
         missing = [name for name in self.inputs if name not in inputs]
         if missing:
-            raise ValueError(f"causal model inputs missing: {', '.join(missing)}")
+            raise TaskError(f"causal model inputs missing: {', '.join(missing)}")
         interventions = dict(interventions or {})
         unknown = [name for name in interventions if name not in self.mechanisms]
         if unknown:
-            raise ValueError(
+            raise TaskError(
                 f"cannot intervene on {', '.join(unknown)}; variables are "
                 f"{', '.join(self.mechanisms)}"
             )
@@ -79,7 +81,7 @@ class CausalModel:
             try:
                 values[name] = mechanism(seen)
             except KeyError as err:
-                raise ValueError(
+                raise TaskError(
                     f"mechanism {name!r} read {err.args[0]!r}, which is not one of its parents "
                     f"{list(seen)}"
                 ) from None

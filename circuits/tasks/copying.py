@@ -11,9 +11,37 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable
 
-from circuits.tasks.base import Example, Task
+from circuits.tasks.base import Example, Task, TaskError
 
-__all__ = ["Copying"]
+__all__ = ["WORDS", "Copying"]
+
+#: The words copying may query, fixed here rather than gathered from the other tasks, so that
+#: registering a task does not change copying's prompts. They are the alphabetic words the four
+#: other built-in tasks and the filler text produced when the list was frozen; tests/test_tasks.py
+#: pins copying's prompts and the bundled tokenizer's vocabulary.
+WORDS: tuple[str, ...] = tuple(
+    """
+    A Adam Africa After Afterwards Aldic Alice America Amy Anna Asia Bob Borean Bove Busu
+    Canada Chile Chris Clara Cyran Dan David Deno Denu Dita Dolmic Duso Egypt Emma Eric Eskan
+    Europe Every Fela Femu Fenu Fesu Feti France Frank Friends Fura Furo Galic George Ghana
+    Grace Helen Henry Hovan In India Ivric Jack James Jane Japan John Julia Kama Kate Kenya
+    Kete Lata Laura Lenu Lisa Live Lomo Lona Lucy Mark Mary Mave Mene Metu Mike Mite Mivi Muta
+    Nate Neme Nepal Nevu Nina Niti No Norway Numo Oscar Pale Paul Pene People Peru Peter Pilu
+    Please Pola Rata Ravi Rone Rose Ruth Sam Sarah Saso Seli Sena Sero Some Sophie Spain Steve
+    Taru That The Then This Tile Tito Titu To Tom Veno Victor Vole When While Yes a again and
+    are arrived at bag ball be beach behind belongs beside between big bird boat book bottle
+    bright brought can car card carries cat child citizens city cold continent costs country
+    crisis day decided dispute doctor dog dollars drink drought ended every expedition falls
+    famine farmer finds flower follows forest found from garden gave gift give got green had
+    handed happy hears helps horse hospital house if in is it key kiss lamp language lasted
+    laughs letter library lies likes live located long main market most mountain moves near
+    never no of office often old on only otherwise over paints park people project quickly
+    quiet quietly red reign restaurant ring river road runs say school sees shines siege sings
+    sleeps slowly small some song speak spoken started station store strike table teacher that
+    the this tired to today travel tree trial under visit visits voyage waits war warm was
+    watches went were when who window working year yes you young
+    """.split()
+)
 
 
 class Copying(Task):
@@ -26,13 +54,9 @@ class Copying(Task):
     def __init__(
         self, words: Iterable[str] | None = None, n_demos: tuple[int, int] = (2, 3)
     ) -> None:
-        if words is None:
-            from circuits.tasks.registry import copy_words
-
-            words = copy_words()
-        self.words = tuple(sorted(set(words)))
+        self.words = tuple(sorted(set(WORDS if words is None else words)))
         if len(self.words) < 2:
-            raise ValueError("the copying task needs at least two words")
+            raise TaskError("the copying task needs at least two words")
         self.n_demos = n_demos
 
     def _item(self, rng: random.Random) -> str:

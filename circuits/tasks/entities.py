@@ -17,7 +17,7 @@ import random
 from dataclasses import dataclass
 from functools import cached_property
 
-from circuits.tasks.base import Example, Task, split_of, words_of
+from circuits.tasks.base import Example, Task, TaskError, split_of, words_of
 from circuits.tasks.ioi import NAMES
 
 __all__ = ["WORLD", "WORLD_SEED", "EntityAttributes", "World"]
@@ -121,7 +121,7 @@ class EntityAttributes(Task):
         self.attributes = attributes or world.attributes
         unknown = [a for a in self.attributes if a not in TEMPLATES]
         if unknown:
-            raise ValueError(f"unknown attributes {unknown}; choose from {list(TEMPLATES)}")
+            raise TaskError(f"unknown attributes {unknown}; choose from {list(TEMPLATES)}")
 
     @cached_property
     def _by_value(self) -> dict[tuple[str, str], list[str]]:

@@ -36,7 +36,8 @@ SPAN_FORMAT = (
 
 
 class DuplicateKey(ValueError):
-    """A JSON object naming one key twice (a second span of one name would be lost)."""
+    """A JSON object naming one key twice (a second span of one name would be lost); a signal
+    caught in this module and turned into a problem report, never seen by a user."""
 
 
 def strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

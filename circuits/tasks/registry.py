@@ -7,7 +7,7 @@ from functools import cache
 from circuits.tasks.base import Task, TaskError
 from circuits.tasks.filler import FILLER_WORDS
 
-__all__ = ["TASK_NAMES", "all_words", "copy_words", "get_task"]
+__all__ = ["TASK_NAMES", "all_words", "get_task"]
 
 #: Registered task names, in the order reports list them.
 TASK_NAMES: tuple[str, ...] = (
@@ -44,16 +44,6 @@ def get_task(name: str | Task) -> Task:
     if key not in factories:
         raise TaskError(f"unknown task {name!r}; available tasks: {', '.join(TASK_NAMES)}")
     return factories[key]()
-
-
-@cache
-def copy_words() -> frozenset[str]:
-    """Alphabetic words of every other task and the filler text: what copying may query."""
-    words = set(FILLER_WORDS)
-    for name in TASK_NAMES:
-        if name != "copying":
-            words |= get_task(name).vocabulary()
-    return frozenset(w for w in words if w.isalpha())
 
 
 @cache

@@ -49,7 +49,7 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float | None:
     their mean-tie ranks; None when either is constant or n < 2."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if len(a) != len(b):
-        raise ValueError(f"spearman: lengths differ ({len(a)} and {len(b)})")
+        raise CompareError(f"spearman: lengths differ ({len(a)} and {len(b)})")
     if len(a) < 2:
         return None
     ra, rb = _ranks(a) - (len(a) + 1) / 2, _ranks(b) - (len(b) + 1) / 2

@@ -43,7 +43,7 @@ def static_text(name: str) -> str:
     text = files("circuits.app.explorer").joinpath("static", name).read_text(encoding="utf-8")
     if name == "cytoscape.min.js":
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-        if digest != CYTOSCAPE_SHA256:
+        if digest != CYTOSCAPE_SHA256:  # a damaged installation, not bad input (test_errors.py)
             raise RuntimeError(
                 f"the vendored cytoscape.min.js has sha256 {digest}, not {CYTOSCAPE_SHA256}: "
                 "the package is damaged; reinstall circuit-discovery"

@@ -9,7 +9,23 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["RECIPES", "Recipe", "get_recipe"]
+from circuits.models.zoo import ZooError
+from graphs.errors import CircuitDiscoveryError
+
+__all__ = ["RECIPES", "Recipe", "RecipeError", "UnknownRecipeError", "get_recipe"]
+
+
+class RecipeError(CircuitDiscoveryError, ValueError):
+    """A training recipe the trainer cannot follow (an unsupported architecture, a training
+    line longer than its ``max_positions``)."""
+
+
+class UnknownRecipeError(ZooError, KeyError):
+    """A recipe name that :data:`RECIPES` does not have; the message lists them."""
+
+    def __str__(self) -> str:  # KeyError would otherwise print the message with quotes
+        return str(self.args[0]) if self.args else ""
+
 
 #: Share of training lines from each task ("filler" is the grammar text).
 DEFAULT_MIXTURE: dict[str, float] = {
@@ -70,5 +86,5 @@ RECIPES: dict[str, Recipe] = {
 
 def get_recipe(name: str) -> Recipe:
     if name not in RECIPES:
-        raise KeyError(f"unknown recipe {name!r}; available: {', '.join(RECIPES)}")
+        raise UnknownRecipeError(f"unknown recipe {name!r}; available: {', '.join(RECIPES)}")
     return RECIPES[name]

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from circuits.models.zoo.recipes import Recipe
+from circuits.models.zoo.recipes import Recipe, RecipeError
 from circuits.models.zoo.tokenizer import build_tokenizer
 from circuits.tasks import TASK_NAMES, get_task, task_accuracy, token_ids
 from circuits.tasks.encode import pad_id, pad_rows
@@ -55,7 +55,7 @@ def build_model(recipe: Recipe, tokenizer: Any) -> torch.nn.Module:
             **recipe.config,
         )
     else:
-        raise ValueError(f"recipe {recipe.name!r}: unsupported architecture {recipe.architecture}")
+        raise RecipeError(f"recipe {recipe.name!r}: unsupported architecture {recipe.architecture}")
     config.architectures = [recipe.architecture]
     return getattr(transformers, recipe.architecture)(config)
 
@@ -83,7 +83,7 @@ def _batch(tokenizer: Any, lines: list[tuple[str, bool]], recipe: Recipe):
     ids = token_ids(tokenizer, [text for text, _ in lines])
     width = max(len(r) for r in ids)
     if width > recipe.max_positions:
-        raise ValueError(
+        raise RecipeError(
             f"a training line has {width} tokens, more than max_positions={recipe.max_positions}"
         )
     tokens, mask = pad_rows(ids, pad_id(tokenizer))
