@@ -33,8 +33,11 @@ class Counting:
         self.inner, self.texts = inner, 0
         self.truncation, self.padding = inner.truncation, inner.padding
 
-    def to_str(self) -> str:
-        return self.inner.to_str()
+    def __getattr__(self, name):  # the pipeline's parts, read by pieces.whitespace_first
+        parts = ("normalizer", "pre_tokenizer", "post_processor", "get_added_tokens_decoder")
+        if name not in parts:
+            raise AttributeError(name)  # e.g. encode_batch_fast: every encoding is counted
+        return getattr(self.inner, name)
 
     def encode(self, text, add_special_tokens=True):
         return self.inner.encode(text, add_special_tokens=add_special_tokens)

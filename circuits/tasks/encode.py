@@ -33,6 +33,18 @@ __all__ = [
 ]
 
 
+def _backend(tokenizer: Any) -> Any:
+    """The ``tokenizers`` backend to encode with: a raw ``tokenizers.Tokenizer`` itself, or a
+    fast ``transformers`` tokenizer's backend unless it truncates or pads (then None: the
+    tokenizer's own call, so a long prompt is never cut short)."""
+    if hasattr(tokenizer, "encode_batch"):
+        return tokenizer
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or backend.truncation is not None or backend.padding is not None:
+        return None
+    return backend
+
+
 def token_ids(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
     """Token ids of each text with the tokenizer's special tokens (e.g. a leading BOS).
 
@@ -44,13 +56,8 @@ def token_ids(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
     on whitespace first (every bundled one) tokenises each distinct piece of the texts once
     (:mod:`circuits.tasks.pieces`).
     """
-    backend = (
-        tokenizer
-        if hasattr(tokenizer, "encode_batch")
-        else getattr(tokenizer, "backend_tokenizer", None)
-    )
-    cuts = backend is not None and (backend.truncation is not None or backend.padding is not None)
-    if backend is None or (cuts and backend is not tokenizer):
+    backend = _backend(tokenizer)
+    if backend is None:
         return list(tokenizer(list(texts), add_special_tokens=True)["input_ids"])
     fast = piecewise_ids(backend, texts)  # a piece at a time where that is exact
     if fast is not None:
@@ -72,10 +79,8 @@ def extended_ids(
     """Token ids of ``prompts[i] + c`` for each ``(i, c)`` of ``pairs`` (an answer or
     distractor after its prompt), with the special tokens; ``prompt_ids[i]`` are the ids of
     ``prompts[i]``, reused where that is exact (:func:`circuits.tasks.pieces.joined_ids`)."""
-    backend = tokenizer if hasattr(tokenizer, "encode_batch") else None
-    backend = backend or getattr(tokenizer, "backend_tokenizer", None)
-    cuts = backend is not None and (backend.truncation is not None or backend.padding is not None)
-    joined = None if backend is None or cuts else joined_ids(backend, prompts, prompt_ids, pairs)
+    backend = _backend(tokenizer)
+    joined = None if backend is None else joined_ids(backend, prompts, prompt_ids, pairs)
     if joined is not None:
         return joined
     return token_ids(tokenizer, [prompts[i] + c for i, c in pairs]) if pairs else []

@@ -41,21 +41,29 @@ def _leading_specials(post: dict | None) -> bool:
     return "Sequence" in kinds and kinds.index("Sequence") == len(kinds) - 1
 
 
+def _component(part: Any) -> dict | None:
+    """A pipeline component's own description (not the whole tokenizer's, which holds the
+    vocabulary: serialising that on every call would cost more than the shortcut saves)."""
+    return None if part is None else json.loads(part.__getstate__())
+
+
 def whitespace_first(backend: Any) -> bool:
     """Whether the ``tokenizers.Tokenizer`` ``backend`` tokenises each whitespace-separated
     piece on its own (see the module docstring)."""
     try:
-        spec = json.loads(backend.to_str())
+        if backend.normalizer is not None:
+            return False
+        pre = _component(backend.pre_tokenizer) or {}
+        post = _component(backend.post_processor)
+        added = [t.content for t in backend.get_added_tokens_decoder().values()]
     except (AttributeError, ValueError, TypeError):
         return False
-    pre = spec.get("pre_tokenizer") or {}
     first = (pre.get("pretokenizers") or [{}])[0] if pre.get("type") == "Sequence" else pre
-    if spec.get("normalizer") is not None or first.get("type") not in _WHITESPACE_FIRST:
+    if first.get("type") not in _WHITESPACE_FIRST:
         return False
-    added = spec.get("added_tokens") or []
-    if any(any(ch.isspace() for ch in t.get("content", "")) for t in added):
+    if any(any(ch.isspace() for ch in content) for content in added):
         return False
-    return _leading_specials(spec.get("post_processor"))
+    return _leading_specials(post)
 
 
 def _plain(text: str) -> bool:
