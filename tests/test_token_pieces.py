@@ -96,12 +96,20 @@ def test_a_piece_at_a_time_only_where_the_pipeline_allows_it(post, first, read):
         assert counting.texts == distinct
 
 
+def test_at_most_a_sample_of_texts_is_tokenised_whole_once():
+    # the sample would be every text: the pieces would only be extra work
+    tok = Counting(_word_level(BOS))
+    assert pieces.piecewise_ids(tok, TEXTS * 8) is None  # 64 texts
+    token_ids(tok, TEXTS * 8)
+    assert tok.texts == len(set(TEXTS))
+
+
 def test_a_wrong_reading_falls_back_to_whole_texts(monkeypatch):
     # were the pipeline read wrongly (here: a tokenizer adding a special token after the text
     # taken for one that adds none), the confirming sample catches it
     tok = _word_level(EOS)
     monkeypatch.setattr(pieces, "whitespace_first", lambda _: True)
-    assert pieces.piecewise_ids(tok, TEXTS) is None
+    assert pieces.piecewise_ids(tok, TEXTS * 30) is None  # more texts than the sample
     assert token_ids(tok, TEXTS * 30) == _whole(tok, TEXTS * 30)
 
 
@@ -115,10 +123,9 @@ def test_continuations_join_their_prompts_ids_exactly_where_a_space_separates_th
     assert pieces.joined_ids(backend, prompts, prompt_ids, pairs) == whole
     # no space between prompt and continuation, or a prompt ending in one: not joined
     assert pieces.joined_ids(backend, prompts, prompt_ids, [*pairs, (0, "Mary")]) is None
-    assert (
-        pieces.joined_ids(backend, [TEXTS[3]], token_ids(tokenizer, [TEXTS[3]]), [(0, " Mary")])
-        is None
-    )
+    spaced = [TEXTS[3]] * 70  # more pairs than the sample, so only the space decides
+    spaced_pairs = [(i, " Mary") for i in range(len(spaced))]
+    assert pieces.joined_ids(backend, spaced, token_ids(tokenizer, spaced), spaced_pairs) is None
     # and extended_ids then tokenises those texts whole, with the same ids
     from circuits.tasks.encode import extended_ids
 
@@ -132,6 +139,11 @@ def test_joined_ids_whose_sample_disagrees_are_not_used():
     # wrong prompt ids (as a misread pipeline would give) are caught by the sample
     tokenizer = zoo.load_tokenizer("toy-gpt2")
     backend = tokenizer.backend_tokenizer
-    prompts = [TEXTS[0]] * 3
+    prompts = [TEXTS[0]] * 70  # more pairs than the sample
     wrong = [ids[1:] for ids in token_ids(tokenizer, prompts)]
-    assert pieces.joined_ids(backend, prompts, wrong, [(0, " Mary"), (1, " John")]) is None
+    pairs = [(i, " Mary") for i in range(len(prompts))]
+    assert pieces.joined_ids(backend, prompts, wrong, pairs) is None
+    right = token_ids(tokenizer, prompts)  # the same pairs with the right ids are joined
+    assert pieces.joined_ids(backend, prompts, right, pairs) == _whole(
+        backend, [prompts[i] + c for i, c in pairs]
+    )

@@ -72,8 +72,10 @@ def _plain(text: str) -> bool:
 
 def piecewise_ids(backend: Any, texts: Sequence[str]) -> list[list[int]] | None:
     """Token ids of each text with the special tokens, a piece at a time; None when the
-    tokenizer is not of the kind this module reads, or the sample disagrees."""
-    if not texts or not whitespace_first(backend):
+    tokenizer is not of the kind this module reads, or the sample disagrees, and for at
+    most :data:`_SAMPLE` texts (the sample would be every text: the pieces would only add
+    work, e.g. on every training batch)."""
+    if len(texts) <= _SAMPLE or not whitespace_first(backend):
         return None
     encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
     lead = backend.encode("", add_special_tokens=True).ids
@@ -103,8 +105,8 @@ def joined_ids(
     followed by the ids of ``c``'s pieces, which is exact when the tokenizer splits on
     whitespace first, the prompt ends in a non-space and ``c`` starts with a space (the
     space separates their pieces). None unless every pair is such a pair (and the sample
-    agrees); the caller then tokenises the texts whole."""
-    if not pairs or not whitespace_first(backend):
+    agrees) or for at most :data:`_SAMPLE` pairs; the caller then tokenises the texts whole."""
+    if len(pairs) <= _SAMPLE or not whitespace_first(backend):
         return None
     joins = all(
         c[:1] == " " and prompts[i][-1:].strip() and _plain(prompts[i]) and _plain(c)
@@ -112,14 +114,13 @@ def joined_ids(
     )
     if not joins:
         return None
-    conts = list({c for _, c in pairs})
-    lead = len(backend.encode("", add_special_tokens=True).ids)
-    ids = piecewise_ids(backend, conts)
-    if ids is None:
-        return None
-    tails = {c: row[lead:] for c, row in zip(conts, ids, strict=True)}
-    out = [[*prompt_ids[i], *tails[c]] for i, c in pairs]
     encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
+    conts = list({c for _, c in pairs})  # a few distinct answers: each tokenised whole once
+    lead = len(backend.encode("", add_special_tokens=True).ids)
+    tails = {
+        c: e.ids[lead:] for c, e in zip(conts, encode(conts, add_special_tokens=True), strict=True)
+    }
+    out = [[*prompt_ids[i], *tails[c]] for i, c in pairs]
     sample = range(min(_SAMPLE, len(pairs)))
     whole = encode([prompts[pairs[k][0]] + pairs[k][1] for k in sample], add_special_tokens=True)
     if any(out[k] != e.ids for k, e in zip(sample, whole, strict=True)):
