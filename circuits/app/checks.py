@@ -11,7 +11,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from circuits.app.curve_text import areas_text, recorded_areas
+from circuits.app.curve_text import areas_text, finite, recorded_areas
+from circuits.app.report_doc import section_of
 
 __all__ = [
     "IG_GAP_THRESHOLD",
@@ -40,23 +41,14 @@ LOWER_IS_CLEAN = ("kl",)
 PREFERENCE_METRICS = ("logit_diff", "prob_diff")
 
 
-def _section(metrics: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    value = metrics.get(key)
-    return value if isinstance(value, Mapping) else {}
-
-
-def _number(x: object) -> float | None:
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return None
-    return float(x) if math.isfinite(x) else None
-
-
 def _target(metrics: Mapping[str, Any]) -> tuple[float, float] | None:
-    target = _section(metrics, "search").get("target", _section(metrics, "settings").get("target"))
+    target = section_of(metrics, "search").get(
+        "target", section_of(metrics, "settings").get("target")
+    )
     if not isinstance(target, (list, tuple)) or len(target) != 2:
         return None
-    lo = _number(target[0])
-    hi = _number(target[1]) if target[1] is not None else math.inf
+    lo = finite(target[0])
+    hi = finite(target[1]) if target[1] is not None else math.inf
     return (lo, math.inf if hi is None else hi) if lo is not None else None
 
 
@@ -75,16 +67,16 @@ def held_out_meets_target(f: float | None, target: tuple[float, float] | None) -
 def verdict(metrics: Mapping[str, Any]) -> dict[str, Any]:
     """Both results on the target, labelled by split: the search's (train) and the held-out
     faithfulness (test)."""
-    task = _section(metrics, "task")
-    circuit = _section(metrics, "circuit")
-    faith = _section(metrics, "faithfulness")
+    task = section_of(metrics, "task")
+    circuit = section_of(metrics, "circuit")
+    faith = section_of(metrics, "faithfulness")
     target = _target(metrics)
-    held_out_f = _number(faith.get("f"))
+    held_out_f = finite(faith.get("f"))
     return {
         "target": list(target) if target else None,
         "search_split": task.get("attribution_split", "train"),
         "search_reached": circuit.get("reached_target"),
-        "search_f": _number(circuit.get("f_search")),
+        "search_f": finite(circuit.get("f_search")),
         "held_out_split": task.get("evaluation_split", "test"),
         "held_out_f": held_out_f,
         "held_out_ci": faith.get("ci"),
@@ -107,7 +99,7 @@ def verdict_text(metrics: Mapping[str, Any]) -> str:
         return f"target {target} — {search}"
     held = f"held-out ({v['held_out_split']}): f = {v['held_out_f']:.4g}"
     ci = v["held_out_ci"]
-    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(_number(c) is not None for c in ci):
+    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(finite(c) is not None for c in ci):
         held += f" [{ci[0]:.3g}, {ci[1]:.3g}]"
     meets = v["held_out_meets_target"]
     if meets is not None:
@@ -140,9 +132,9 @@ def target_warnings(target: tuple[float, float]) -> list[dict[str, str]]:
 def run_warnings(metrics: Mapping[str, Any]) -> list[dict[str, str]]:
     """Every warning the run's numbers call for, each ``{"code", "message", "fix"}``."""
     out: list[dict[str, str]] = []
-    faith = _section(metrics, "faithfulness")
-    attribution = _section(metrics, "attribution")
-    task = _section(metrics, "task")
+    faith = section_of(metrics, "faithfulness")
+    attribution = section_of(metrics, "attribution")
+    task = section_of(metrics, "task")
     target = _target(metrics)
     v = verdict(metrics)
     if target is not None:
@@ -168,7 +160,7 @@ def run_warnings(metrics: Mapping[str, Any]) -> list[dict[str, str]]:
             )
         )
 
-    gap = _number(attribution.get("ig_gap"))
+    gap = finite(attribution.get("ig_gap"))
     if gap is not None and gap > IG_GAP_THRESHOLD:
         out.append(
             _warning(
@@ -190,9 +182,9 @@ def run_warnings(metrics: Mapping[str, Any]) -> list[dict[str, str]]:
             )
         )
     ci = faith.get("ci")
-    f = _number(faith.get("f"))
+    f = finite(faith.get("f"))
     if target is not None and f is not None and isinstance(ci, (list, tuple)) and len(ci) == 2:
-        low, high = _number(ci[0]), _number(ci[1])
+        low, high = finite(ci[0]), finite(ci[1])
         bounds = [b for b in target if math.isfinite(b)]
         distance = min(abs(f - b) for b in bounds)
         if low is not None and high is not None and high - low > distance:
@@ -262,8 +254,8 @@ def _signal_warnings(faith: Mapping[str, Any], task: Mapping[str, Any]) -> list[
     at or below 0), or the examples cannot show that it does: a one-sided t-test over the
     per-example m(M) − m(∅) (n − 1 degrees of freedom) does not reject 0 at
     :data:`SIGNAL_ALPHA`, which with few examples says little about the model."""
-    m_full, m_empty = _number(faith.get("m_full")), _number(faith.get("m_empty"))
-    se, n = _number(faith.get("m_diff_se")), faith.get("n_examples")
+    m_full, m_empty = finite(faith.get("m_full")), finite(faith.get("m_empty"))
+    se, n = finite(faith.get("m_diff_se")), faith.get("n_examples")
     metric = task.get("metric")
     if m_full is None or m_empty is None:
         return []
@@ -306,16 +298,16 @@ def _signal_warnings(faith: Mapping[str, Any], task: Mapping[str, Any]) -> list[
 def summary_text(metrics: Mapping[str, Any]) -> str:
     """The command line's summary: size, both verdicts, the curve's areas, then one line per
     warning."""
-    c, graph, curve = (_section(metrics, k) for k in ("circuit", "graph", "curve"))
+    c, graph, curve = (section_of(metrics, k) for k in ("circuit", "graph", "curve"))
     lines = [
         f"circuit: {c.get('n_edges')} of {graph.get('n_edges')} edges "
         f"({float(c.get('edge_fraction') or 0):.1%}), {c.get('n_nodes')} nodes; held-out curve: "
         + areas_text(recorded_areas(curve), digits=3),
         verdict_text(metrics),
     ]
-    positions = _section(metrics, "positions")
+    positions = section_of(metrics, "positions")
     if positions:
-        comp, pf = _section(positions, "comparison"), _section(positions, "faithfulness")
+        comp, pf = section_of(positions, "comparison"), section_of(positions, "faithfulness")
         f = pf.get("f")
         lines.append(
             f"position-aware circuit ({positions.get('n_spans')} spans): "

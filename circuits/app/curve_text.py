@@ -25,7 +25,8 @@ AREA_LABELS = {
 F_DECIMALS = 3
 
 
-def _finite(x: object) -> float | None:
+def finite(x: object) -> float | None:
+    """``x`` as a float when it is a finite number (not a bool), else None."""
     if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
         return None
     return float(x)
@@ -37,14 +38,14 @@ def recorded_areas(curve: Mapping[str, Any]) -> dict[str, float | None]:
     ``log_x: true``; those are read as ``cpr_log``/``cmd_log``, and an area a record lacks is
     recomputed from its ``fractions`` and ``f`` (None when those are missing)."""
     if "cpr_log" in curve:
-        return {k: _finite(curve.get(k)) for k in AREA_NAMES}
-    stored = {k: _finite(curve.get(k)) for k in ("cpr", "cmd")}
+        return {k: finite(curve.get(k)) for k in AREA_NAMES}
+    stored = {k: finite(curve.get(k)) for k in ("cpr", "cmd")}
     if curve.get("log_x"):
         stored = {"cpr_log": stored["cpr"], "cmd_log": stored["cmd"]}
     fractions, f = curve.get("fractions"), curve.get("f")
     fresh: dict[str, float | None] = dict.fromkeys(AREA_NAMES)
     if isinstance(fractions, list) and isinstance(f, list) and len(fractions) == len(f) > 1:
-        if all(_finite(x) is not None for x in [*fractions, *f]):
+        if all(finite(x) is not None for x in [*fractions, *f]):
             fresh = dict(curve_areas(fractions, f))
     return {k: stored[k] if stored.get(k) is not None else fresh[k] for k in AREA_NAMES}
 
@@ -77,7 +78,7 @@ def spread_decimals(std: object) -> int:
     """Decimals for a mean ± standard deviation of f: two significant digits of the spread,
     but no more than :data:`F_DECIMALS` (a spread below 0.0005 shows as 0.000) and at least
     one."""
-    s = _finite(std)
+    s = finite(std)
     if s is None or s == 0:
         return F_DECIMALS
     return max(1, min(F_DECIMALS, 1 - math.floor(math.log10(abs(s)))))
@@ -85,7 +86,7 @@ def spread_decimals(std: object) -> int:
 
 def fixed(x: object, decimals: int = F_DECIMALS) -> str:
     """``x`` with ``decimals`` decimals, without a sign on a value that rounds to zero."""
-    v = _finite(x)
+    v = finite(x)
     if v is None:
         return "—" if x is None else str(x)
     text = f"{v:.{decimals}f}"
