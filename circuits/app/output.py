@@ -22,8 +22,8 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+from circuits.app.errors import RunError
 from circuits.app.run import METRICS_FILE, RUN_FORMAT
-from graphs.errors import CircuitDiscoveryError
 
 try:
     import fcntl
@@ -35,7 +35,7 @@ __all__ = ["OutputError", "OutputLockedError", "check_output_folder", "lock_path
 LOCK_PREFIX = ".circuits-lock-"
 
 
-class OutputError(CircuitDiscoveryError, ValueError):
+class OutputError(RunError):
     """An output folder that must not or cannot be written; the message says the fix."""
 
 
