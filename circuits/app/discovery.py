@@ -341,6 +341,13 @@ def find_circuit(
         circuits.models.zoo.ZooError, circuits.models.ModelLoadError: the model cannot be loaded.
     """
     settings.check()
+    return _find_checked(settings, quiet=quiet, command=command)
+
+
+def _find_checked(settings: DiscoverySettings, *, quiet: bool, command: str | None) -> Discovery:
+    """:func:`find_circuit` on settings already checked (the check reads and tokenises a
+    whole prompt file, so :func:`discover`, which checks before it locks the folder, does not
+    run it twice)."""
     timings: dict[str, float] = {}
 
     def lap(name: str, since: float) -> float:
@@ -572,7 +579,7 @@ def _discover_and_write(
     from graphs.graphml_io import save_graphml
 
     t_start = time.perf_counter()
-    run = find_circuit(settings, quiet=quiet, command=command)
+    run = _find_checked(settings, quiet=quiet, command=command)  # discover checked them
     graph, record = run.graph, run.record
     if not is_main_process():  # under torchrun: every rank computed the same numbers
         record.timings["total_s"] = round(time.perf_counter() - t_start, 3)
