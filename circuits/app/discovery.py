@@ -572,7 +572,7 @@ def _discover_and_write(
     """:func:`discover` once its output folder is checked (and locked)."""
     from circuits.app.explorer import write_explorer
     from circuits.app.figures import draw_circuit, plot_faithfulness_curve, plot_score_histogram
-    from circuits.app.integrity import file_digests, prompt_file_identity
+    from circuits.app.integrity import file_digests
     from circuits.app.position_figures import draw_position_circuit
     from circuits.app.report import write_report
     from graphs.atomic_files import atomic_directory
@@ -597,8 +597,11 @@ def _discover_and_write(
     graph.metadata.update(run.ablation.saved())
     if settings.data is not None:  # the prompts came from a file: evaluate finds it again,
         # from any folder, and knows whether it changed since
-        path, digest = prompt_file_identity(settings.data)
-        graph.metadata.update(data=path, data_sha256=digest, counterfactual=settings.counterfactual)
+        task = run.record.task  # the path and hash the record holds, computed once
+        graph.metadata.update(
+            data=task["data_file"], data_sha256=task["data_sha256"],
+            counterfactual=settings.counterfactual,
+        )  # fmt: skip
     with atomic_directory(out, overwrite=overwrite) as tmp:
         t = time.perf_counter()
         # the position-agnostic layout: the run's main circuit, as a plain run writes it

@@ -135,11 +135,6 @@ def split_pairs(
             )
         info = {"name": Path(data).stem, "description": f"prompt pairs from {data}"}
         info.update(prompts.describe())
-        # absolute, so the run's readers find the file from any folder; the hash tells them
-        # whether it is still the same file
-        from circuits.app.integrity import prompt_file_identity
-
-        info["data_file"], info["data_sha256"] = prompt_file_identity(data)
         if schema and prompts.schema is None:
             raise PositionError(
                 f"{data}: --positions schema needs each row's spans, and this file has none; "
@@ -179,6 +174,11 @@ def prompt_pairs(settings: Any, tokenizer: Any) -> tuple[PromptPairs, PromptPair
         )
     train, info = split_pairs(settings, tokenizer, "train", settings.n_examples, prompts)
     test, _ = split_pairs(settings, tokenizer, "test", settings.n_eval, prompts)
+    if prompts is not None:  # the run records the file once: absolute, so its readers find it
+        # from any folder, and hashed, so they know whether it is still the same file
+        from circuits.app.integrity import prompt_file_identity
+
+        info["data_file"], info["data_sha256"] = prompt_file_identity(settings.data)
     return train, test, info
 
 
