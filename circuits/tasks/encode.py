@@ -29,6 +29,7 @@ __all__ = [
     "span_tensor",
     "token_ids",
     "unknown_id",
+    "unknown_problem",
     "unknown_word",
 ]
 
@@ -128,18 +129,29 @@ def unknown_word(tokenizer: Any, text: str, ids: Sequence[int]) -> str | None:
         return text  # a tokenizer without offsets: name the whole text
 
 
+def unknown_problem(
+    tokenizer: Any, unk: int | None, text: str, ids: Sequence[int], where: str
+) -> str | None:
+    """The problem of a text whose ids hold the unknown token ``unk`` (:func:`unknown_id`),
+    naming the word (:func:`unknown_word`) after ``where``; None when there is none."""
+    if unk is None or unk not in ids:  # the common case, without the slow lookups
+        return None
+    word = unknown_word(tokenizer, text, ids)
+    if word is None:
+        return None
+    name = getattr(tokenizer, "unk_token", None) or "the unknown token"
+    return (
+        f"{where} has the word {word!r}, which this tokenizer does not know (it would become "
+        f"{name}); use words of the model's vocabulary, or a model whose tokenizer has it"
+    )
+
+
 def _refuse_unknown(
     tokenizer: Any, unk: int | None, text: str, ids: Sequence[int], where: str
 ) -> None:
-    if unk is None or unk not in ids:  # the common case, without the slow lookups
-        return
-    word = unknown_word(tokenizer, text, ids)
-    if word is not None:
-        raise DataError(
-            f"{where} has the word {word!r}, which the tokenizer does not know (it would "
-            f"become {getattr(tokenizer, 'unk_token', 'the unknown token')}); use words of "
-            "the model's vocabulary, or a model whose tokenizer has it"
-        )
+    problem = unknown_problem(tokenizer, unk, text, ids, where)
+    if problem is not None:
+        raise DataError(problem)
 
 
 def continuation_ids(

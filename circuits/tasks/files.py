@@ -54,7 +54,7 @@ from circuits.tasks.encode import (
     span_tensor,
     token_ids,
     unknown_id,
-    unknown_word,
+    unknown_problem,
 )
 from circuits.tasks.file_spans import DuplicateKey, read_span_cells, strict_object
 from circuits.tasks.file_splits import (
@@ -698,16 +698,8 @@ def token_problems(
 def _unknown(
     tokenizer: Any, unk: int | None, where: str, what: str, text: str, ids: Sequence[int]
 ) -> list[str]:
-    if unk is None or unk not in ids:  # the common case, without the slow lookups
-        return []
-    word = unknown_word(tokenizer, text, ids)
-    if word is None:
-        return []
-    unk = getattr(tokenizer, "unk_token", None) or "the unknown token"
-    return [
-        f"{where}: {what} has the word {word!r}, which this tokenizer does not know (it would "
-        f"become {unk}); use words of the model's vocabulary, or a model whose tokenizer has it"
-    ]
+    problem = unknown_problem(tokenizer, unk, text, ids, f"{where}: {what}")
+    return [] if problem is None else [problem]
 
 
 def _prompt_problems(
