@@ -53,3 +53,9 @@ if __name__ == "__main__":
         from safetensors.torch import save_file
 
         save_file({k: v.contiguous() for k, v in values.items()}, sys.argv[1])
+    import torch.distributed as dist
+
+    # leave the group before the interpreter exits: gloo's threads killed at exit
+    # occasionally abort a rank ("terminate called without an active exception")
+    dist.barrier()
+    dist.destroy_process_group()
