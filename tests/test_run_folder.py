@@ -321,6 +321,24 @@ def test_serve_and_report_take_the_prompt_file(data_run, tmp_path, capsys):
     assert "has changed since the run" in _error(capsys)
 
 
+@pytest.mark.slow
+def test_report_checks_the_prompt_file_reading_it_once(data_run, tmp_path, monkeypatch):
+    import circuits.app.integrity as integrity
+
+    run = data_run / "circuit_run"
+    moved = shutil.copy(data_run / "prompts.jsonl", tmp_path / "moved.jsonl")
+    changed = _changed_copy(data_run, tmp_path)
+    hashed = []
+    real = integrity.sha256_file
+    monkeypatch.setattr(integrity, "sha256_file", lambda p: hashed.append(p) or real(p))
+    line = integrity.check_run_prompt_file(run, moved)
+    assert line == f"{moved}: the run's prompt file (SHA-256 {_sha256(moved)})"
+    assert hashed == [moved]
+    line = integrity.check_run_prompt_file(run, changed, allow_changed=True)
+    assert line == f"warning: {changed} differs from the run's prompt file (--allow-changed-data)"
+    assert hashed == [moved, changed]
+
+
 @pytest.mark.parametrize("command", ["evaluate", "serve", "report"])
 def test_help_names_the_data_options(command, capsys):
     with pytest.raises(SystemExit):

@@ -433,3 +433,24 @@ def test_a_run_with_the_optimal_ablation_is_served_with_evaluates_f(tmp_path, mo
     assert evaluated["ablation"] == "optimal" and evaluated["n_examples"] == served["n_examples"]
     assert served["f"] == pytest.approx(evaluated["f"], rel=1e-6, abs=1e-9)
     assert served["f"] == pytest.approx(recorded, rel=1e-4, abs=1e-5)
+
+
+def test_serve_reads_the_run_record_and_graph_file_once(small_run_dir, monkeypatch):
+    """The page and the live evaluator share one reading of the run folder: metrics.json is
+    parsed once and the graph file hashed (checked) and loaded once."""
+    import circuits.app.integrity as integrity
+    from circuits.app.run import RunRecord
+
+    records, hashed = [], []
+    real_load, real_sha = RunRecord.load.__func__, integrity.sha256_file
+    monkeypatch.setattr(
+        RunRecord, "load", classmethod(lambda cls, d: records.append(d) or real_load(cls, d))
+    )
+    monkeypatch.setattr(integrity, "sha256_file", lambda p: hashed.append(p) or real_sha(p))
+    srv = make_server(small_run_dir, 0)
+    try:
+        assert len(records) == 1, records
+        assert [Path(p).name for p in hashed] == ["scores.safetensors"]
+        assert srv.live.graph.n_edges > 0
+    finally:
+        srv.close()

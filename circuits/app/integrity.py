@@ -104,17 +104,19 @@ def file_digests(folder: str | os.PathLike[str]) -> dict[str, Any]:
     }
 
 
-def verify_graph_file(path: str | os.PathLike[str]) -> None:
+def verify_graph_file(path: str | os.PathLike[str], record: RunRecord | None = None) -> None:
     """RunIntegrityError when ``path`` is a graph file of a run folder whose checksum differs
     from the one in the folder's ``metrics.json``; warns when the record has none (a run
-    folder of an older version); nothing for a graph file outside a run folder."""
+    folder of an older version); nothing for a graph file outside a run folder. ``record``:
+    the folder's record when the caller has already read it (it is then not read again)."""
     path = Path(path)
-    if not (path.parent / METRICS_FILE).is_file():
-        return
-    try:
-        record = RunRecord.load(path.parent)
-    except RunFileError:
-        return  # not a run record of ours: the graph file stands alone
+    if record is None:
+        if not (path.parent / METRICS_FILE).is_file():
+            return
+        try:
+            record = RunRecord.load(path.parent)
+        except RunFileError:
+            return  # not a run record of ours: the graph file stands alone
     files = record.integrity.get("files") if isinstance(record.integrity, dict) else None
     if not files:
         warnings.warn(
@@ -151,9 +153,10 @@ def _damaged_tensors(path: Path, record: RunRecord) -> str:
     return f" (tensor {', '.join(map(repr, bad))} differs)" if bad else ""
 
 
-def load_checked_graph(path: str | os.PathLike[str]) -> Graph:
-    """``Graph.load(path)`` after :func:`verify_graph_file`."""
-    verify_graph_file(path)
+def load_checked_graph(path: str | os.PathLike[str], record: RunRecord | None = None) -> Graph:
+    """``Graph.load(path)`` after :func:`verify_graph_file` (``record``: the folder's record,
+    when the caller has it)."""
+    verify_graph_file(path, record)
     return Graph.load(path)
 
 
@@ -168,19 +171,20 @@ def check_prompt_file(
     *,
     allow_changed: bool = False,
     option: str = "--data",
-) -> None:
+) -> str | None:
     """PromptFileChangedError when the prompt file ``path`` of a run is missing or its bytes
     differ from ``recorded_sha256`` (unless ``allow_changed``); nothing when the run recorded
-    no checksum (a task run, or an older version) or ``path`` is None."""
+    no checksum (a task run, or an older version) or ``path`` is None. Returns the file's
+    SHA-256 when it was computed (a recorded checksum to compare with), else None."""
     if path is None:
-        return
+        return None
     if not Path(path).is_file():
         raise PromptFileChangedError(
             f"the prompt file {path} does not exist (the run was made with it); pass "
             f"{option} FILE with the run's prompt file where it is now"
         )
     if recorded_sha256 is None:
-        return
+        return None
     actual = sha256_file(path)
     if actual != recorded_sha256 and not allow_changed:
         raise PromptFileChangedError(
@@ -188,6 +192,7 @@ def check_prompt_file(
             f"{actual}, the run recorded {recorded_sha256}; pass the run's own file with "
             f"{option} FILE, or --allow-changed-data to use this one anyway"
         )
+    return actual
 
 
 def recorded_prompt_sha256(metadata: dict[str, Any], folder: str | os.PathLike[str]) -> str | None:
@@ -215,12 +220,12 @@ def check_run_prompt_file(
             f"{run_dir} was made with the task {task.get('name')!r}, not a prompt file, so "
             "there is no file to check; drop --data"
         )
-    check_prompt_file(data, recorded, allow_changed=allow_changed)
+    actual = check_prompt_file(data, recorded, allow_changed=allow_changed)
     if recorded is None:
         return (
             f"warning: {run_dir} records no checksum of its prompt file (an older run), so "
             f"{data} cannot be checked"
         )
-    if sha256_file(data) != recorded:
+    if actual != recorded:
         return f"warning: {data} differs from the run's prompt file (--allow-changed-data)"
     return f"{data}: the run's prompt file (SHA-256 {recorded})"

@@ -50,8 +50,9 @@ from urllib.parse import parse_qs
 
 import torch
 
-from circuits.app.explorer.page import explorer_page, load_run_graph
+from circuits.app.explorer.page import explorer_page, load_run
 from circuits.app.run import RunRecord
+from graphs import Graph
 from graphs.errors import CircuitDiscoveryError, UnknownEdgeError
 
 __all__ = [
@@ -101,6 +102,7 @@ class LiveEvaluator:
         quiet: bool = True,
         data: str | os.PathLike[str] | None = None,
         allow_changed_data: bool = False,
+        run: tuple[RunRecord, Graph] | None = None,
     ):
         from attribution.ablations import restore_ablation
         from circuits.app.discovery import DiscoverySettings, load_for_task
@@ -108,8 +110,7 @@ class LiveEvaluator:
         from circuits.app.prompts import split_pairs
         from circuits.search.faithfulness import CircuitEvaluator
 
-        record = RunRecord.load(run_dir)
-        self.graph = load_run_graph(run_dir)
+        record, self.graph = run or load_run(run_dir)
         task, settings = record.task, record.settings
         # the prompt file: where the user says it is now, else where the run recorded it
         data = str(data) if data is not None else task.get("data_file")
@@ -336,12 +337,13 @@ def make_server(
     or a :class:`LiveEvaluator` (``live_options``) loaded after the port is bound, so a busy
     port fails (PortError) before the model loads."""
     token = secrets.token_urlsafe(32)
-    page = explorer_page(run_dir, live={"endpoint": ENDPOINT, "token": token})
+    run = load_run(run_dir)  # read once, for the page and the evaluator
+    page = explorer_page(run_dir, live={"endpoint": ENDPOINT, "token": token}, run=run)
     app = ServeApp(page, live, token)
     server = _listen(app, port)
     if live is None:
         try:
-            app.live = LiveEvaluator(run_dir, **live_options)
+            app.live = LiveEvaluator(run_dir, run=run, **live_options)
         except BaseException:
             server.close()
             raise

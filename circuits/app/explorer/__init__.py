@@ -8,6 +8,7 @@ from circuits.app.explorer.data import explorer_data
 from circuits.app.explorer.page import (
     EXPLORER_HTML,
     explorer_page,
+    load_run,
     load_run_graph,
     render_explorer,
     write_explorer,
@@ -31,6 +32,7 @@ __all__ = [
     "draw_supernodes",
     "explorer_data",
     "explorer_page",
+    "load_run",
     "load_run_graph",
     "load_supernodes",
     "render_explorer",

@@ -26,6 +26,7 @@ __all__ = [
     "CYTOSCAPE_SHA256",
     "EXPLORER_HTML",
     "explorer_page",
+    "load_run",
     "load_run_graph",
     "render_explorer",
     "static_text",
@@ -140,15 +141,16 @@ def render_explorer(data: dict[str, Any]) -> str:
     )
 
 
-def load_run_graph(run_dir: str | os.PathLike[str]) -> Graph:
+def load_run_graph(run_dir: str | os.PathLike[str], record: RunRecord | None = None) -> Graph:
     """The run's graph (scores and circuit) from ``scores.safetensors``, else ``graph.json``,
-    checked against the run record's checksums (:mod:`circuits.app.integrity`)."""
+    checked against the run record's checksums (:mod:`circuits.app.integrity`); ``record``:
+    the folder's record when the caller has already read it."""
     from circuits.app.integrity import load_checked_graph
 
     run_dir = Path(run_dir)
     for name in ("scores.safetensors", "graph.json", "graph.graphml"):
         if (run_dir / name).is_file():
-            return load_checked_graph(run_dir / name)
+            return load_checked_graph(run_dir / name, record)
     from circuits.app.run import RunFileError
 
     raise RunFileError(
@@ -157,14 +159,25 @@ def load_run_graph(run_dir: str | os.PathLike[str]) -> Graph:
     )
 
 
-def explorer_page(run_dir: str | os.PathLike[str], live: dict[str, Any] | None = None) -> str:
+def load_run(run_dir: str | os.PathLike[str]) -> tuple[RunRecord, Graph]:
+    """A run folder's record and checked graph, each read once."""
+    record = RunRecord.load(run_dir)
+    return record, load_run_graph(run_dir, record)
+
+
+def explorer_page(
+    run_dir: str | os.PathLike[str],
+    live: dict[str, Any] | None = None,
+    *,
+    run: tuple[RunRecord, Graph] | None = None,
+) -> str:
     """The explorer page of a run folder (its supernodes.json shown when there is one);
     ``live``: ``{"endpoint": URL, "token": TOKEN}`` of the faithfulness service (``circuits
-    serve``), which the page sends its requests to."""
-    record = RunRecord.load(run_dir).to_dict()
-    graph = load_run_graph(run_dir)
+    serve``), which the page sends its requests to; ``run``: :func:`load_run`'s answer when
+    the caller has read the folder already."""
+    record, graph = run or load_run(run_dir)
     supernodes = load_supernodes(run_dir, set(graph.layout.node_by_name))
-    data = explorer_data(graph, record, supernodes=supernodes)
+    data = explorer_data(graph, record.to_dict(), supernodes=supernodes)
     data["live"] = live
     return render_explorer(data)
 
