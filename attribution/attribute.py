@@ -50,7 +50,6 @@ from attribution.methods import (
     Job,
     MethodError,
     get_method,
-    method_names,
     takes_steps,
 )
 from attribution.metrics import Metric
@@ -59,14 +58,6 @@ from attribution.quadrature import quadrature
 from attribution.run_setup import RunSetup
 from graphs import Graph
 from graphs.positions import PositionError
-
-
-def __getattr__(name: str) -> tuple[str, ...]:
-    """``METHODS``: the names of the registered methods, read from the registry at each use,
-    so that a method registered after import counts (see :mod:`attribution.methods`)."""
-    if name == "METHODS":
-        return method_names()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -132,7 +123,7 @@ def attribute(
             raises DataError before any work).
         metric: ``"logit_diff"``, ``"prob_diff"``, ``"log_prob"``, ``"kl"`` or a callable
             ``(logits [n, vocab], clean_logits [n, vocab], data) -> [n]``.
-        method: one of :data:`METHODS`, ``"ensemble:NAME,NAME,..."`` or a list of names, or a
+        method: one of :data:`attribution.METHODS`, ``"ensemble:NAME,NAME,..."`` or a list of names, or a
             method object (:mod:`attribution.methods`).
         steps: integration steps for the IG methods (used when ``method`` is a name).
         quadrature_rule: ``riemann_left`` (the reference's k/m, k=0..m-1), ``riemann_right``,
@@ -432,4 +423,4 @@ def _ensemble(
     return AttributionResult(scores, ensemble.name, settings, timings, diagnostics)
 
 
-__all__ = ["AttributionResult", "attribute"]  # and METHODS, see __getattr__
+__all__ = ["AttributionResult", "attribute"]
