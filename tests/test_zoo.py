@@ -96,6 +96,25 @@ def test_every_listed_name_gives_its_tokenizer_and_unknown_lists_them_all():
         zoo.model_dir("gt-ioi")
 
 
+def test_model_dir_lists_the_model_folder_once(monkeypatch):
+    import circuits.models.zoo as zoo_module
+
+    calls = []
+    listing = zoo_module.shipped_names
+
+    def counted():
+        calls.append(1)
+        return listing()
+
+    monkeypatch.setattr(zoo_module, "shipped_names", counted)
+    assert zoo.model_dir("toy-gpt2").name == "toy-gpt2" and len(calls) == 1
+    for name in ("gpt-5", "gt-ioi"):  # unknown, compiled: the error lists from the same listing
+        calls.clear()
+        with pytest.raises(zoo.ZooError):
+            zoo.model_dir(name)
+        assert len(calls) == 1, name
+
+
 def _ground_truth_prompt_file(name: str, path) -> None:
     """The compiled model's own prompt pairs, as a prompt file of text: only pairs that share
     no prompt with a pair already written, so the file's held-out split is possible (a small
