@@ -277,6 +277,23 @@ def test_bad_true_edges_file_exits_2_naming_file_and_line(
     assert not (tmp_path / "bench").exists()  # refused before any attribution
 
 
+def test_each_true_edge_is_placed_on_its_own_line(tmp_path):
+    from circuits.groundtruth.custom import GroundTruthError, read_true_edges
+
+    # an item's line is where it stands, not where its text first appears; a repeated name
+    # keeps its first place
+    text = '[\n "é->a1",\n "a1->logits", "é->a1",\n\n  "a0.h1->logits"\n]\n'
+    edges = _edges_file(tmp_path / "edges.json", text)
+    assert read_true_edges(edges) == {
+        "é->a1": f"{edges}:2",
+        "a1->logits": f"{edges}:3",
+        "a0.h1->logits": f"{edges}:5",
+    }
+    bad = _edges_file(tmp_path / "bad.json", '["a0.h1->logits",\n "a1->logits",\n 1]')
+    with pytest.raises(GroundTruthError, match=r"bad.json:3: item 2 is 1, not an edge name"):
+        read_true_edges(bad)
+
+
 def test_register_makes_an_own_ground_truth_a_named_model(saved_prev_token, monkeypatch):
     from circuits.groundtruth.custom import from_folder
 
