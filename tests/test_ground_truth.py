@@ -294,6 +294,28 @@ def test_each_true_edge_is_placed_on_its_own_line(tmp_path):
         read_true_edges(bad)
 
 
+def test_the_benchmark_holds_one_model_at_a_time(monkeypatch):
+    import gc
+    import weakref
+
+    import circuits.groundtruth.benchmark as benchmark
+
+    prepare, bridges, alive = benchmark._prepare, [], []
+
+    def counting(item, seed, dtype):
+        gc.collect()
+        alive.append(sum(ref() is not None for ref in bridges))
+        truth, bridge, graph = prepare(item, seed, dtype)
+        bridges.append(weakref.ref(bridge))
+        return truth, bridge, graph
+
+    monkeypatch.setattr(benchmark, "_prepare", counting)
+    rows = run_benchmark(methods=["eap"], models=["gt-prev-token", "gt-induction"])
+    assert [r["model"] for r in rows] == ["gt-prev-token", "gt-induction"]
+    # each model's edges are checked first; no earlier model is alive when the next loads
+    assert alive == [0, 0, 0, 0]
+
+
 def test_register_makes_an_own_ground_truth_a_named_model(saved_prev_token, monkeypatch):
     from circuits.groundtruth.custom import from_folder
 
