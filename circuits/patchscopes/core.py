@@ -492,6 +492,7 @@ class _Sources:
 
     @classmethod
     def resolve(cls, model: Any, sources: list, tokenizer: Any) -> _Sources:
+        """``sources`` checked: sites resolved against ``model``, vectors 1-D, one width."""
         site_idx = [i for i, s in enumerate(sources) if not _is_vector(s)]
         vec_idx = [i for i, s in enumerate(sources) if _is_vector(s)]
         src_sites = [_as_site(sources[i], "source") for i in site_idx]
@@ -509,6 +510,7 @@ class _Sources:
         return cls(sources, site_idx, vec_idx, src_ids, src_sites, d_in)
 
     def site_of_row(self) -> dict[int, Site]:
+        """The source :class:`Site` of each row given as one (vector rows have none)."""
         return {i: self.sites[j] for j, i in enumerate(self.site_idx)}
 
 
