@@ -54,7 +54,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> tuple[str, ...]:
-    """``METHODS``, read from the method registry at each use (not fixed at import)."""
+    """``METHODS``: the names of the registered methods, read from the registry at each use,
+    so that a method registered after import counts (see :mod:`attribution.methods`); the
+    one place it is defined."""
     if name == "METHODS":
         return method_names()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -50,7 +50,6 @@ from attribution.methods import (
     Job,
     MethodError,
     get_method,
-    method_names,
     takes_steps,
 )
 from attribution.metrics import Metric
@@ -59,14 +58,6 @@ from attribution.quadrature import quadrature
 from attribution.run_setup import RunSetup
 from graphs import Graph
 from graphs.positions import PositionError
-
-
-def __getattr__(name: str) -> tuple[str, ...]:
-    """``METHODS``: the names of the registered methods, read from the registry at each use,
-    so that a method registered after import counts (see :mod:`attribution.methods`)."""
-    if name == "METHODS":
-        return method_names()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -132,7 +123,7 @@ def attribute(
             raises DataError before any work).
         metric: ``"logit_diff"``, ``"prob_diff"``, ``"log_prob"``, ``"kl"`` or a callable
             ``(logits [n, vocab], clean_logits [n, vocab], data) -> [n]``.
-        method: one of :data:`METHODS`, ``"ensemble:NAME,NAME,..."`` or a list of names, or a
+        method: one of :data:`attribution.METHODS`, ``"ensemble:NAME,NAME,..."`` or a list of names, or a
             method object (:mod:`attribution.methods`).
         steps: integration steps for the IG methods (used when ``method`` is a name).
         quadrature_rule: ``riemann_left`` (the reference's k/m, k=0..m-1), ``riemann_right``,
@@ -168,9 +159,23 @@ def attribute(
         setup, _DEFAULTS, metric=metric, ablation=ablation, mean_data=mean_data,
         batch_size=batch_size, quiet=quiet,
     )  # fmt: skip
-    method = get_method(
-        method, steps=steps, quadrature_rule=quadrature_rule, options=method_options
-    )
+    method = _method_for(data, method, steps, quadrature_rule, method_options)
+    sizing = dict(max_rows=max_rows, memory_budget_gb=memory_budget_gb, node_chunk=node_chunk)
+    if isinstance(method, Ensemble):
+        return _ensemble(method, model, graph, data, setup, **sizing)
+    return _attribute_method(method, model, graph, data, setup, **sizing)
+
+
+def _method_for(
+    data: PromptPairs,
+    method: str | AttributionMethod,
+    steps: int,
+    quadrature_rule: str,
+    options: dict | None,
+) -> AttributionMethod:
+    """The method object for ``method``, refused when ``data`` has a position axis the
+    method cannot keep."""
+    method = get_method(method, steps=steps, quadrature_rule=quadrature_rule, options=options)
     # before the ensemble branch: an Ensemble declares position_aware=False too
     if data.n_spans and not method.position_aware:
         raise PositionError(
@@ -179,11 +184,58 @@ def attribute(
             + ", ".join(n for n, cls in REGISTRY.items() if cls.position_aware)
             + ", or give the data without positions"
         )
-    if isinstance(method, Ensemble):
-        return _ensemble(
-            method, model, graph, data, setup, max_rows=max_rows,
-            memory_budget_gb=memory_budget_gb, node_chunk=node_chunk,
-        )  # fmt: skip
+    return method
+
+
+def _attribute_method(
+    method: AttributionMethod,
+    model,
+    graph: Graph,
+    data: PromptPairs,
+    setup: RunSetup,
+    *,
+    max_rows: int | None,
+    memory_budget_gb: float,
+    node_chunk: int | None,
+) -> AttributionResult:
+    """:func:`attribute` for one method (not an ensemble): checked, sized, scored."""
+    _check_method(method, model, graph, data, setup)
+    dtype = next(model.parameters()).dtype
+    max_rows, node_chunk, peak = _plan_memory(
+        method, model, graph, data, setup, max_rows, memory_budget_gb, node_chunk
+    )
+    settings = dict(
+        method=method.name,
+        steps=getattr(method, "steps", None),  # only methods that integrate take them
+        quadrature_rule=getattr(method, "quadrature_rule", None),
+        ablation=setup.ablation.name,
+        batch_size=setup.batch_size,
+        max_rows=max_rows,
+        node_chunk=node_chunk,
+        predicted_peak_bytes=peak["total"],
+        metric=setup.metric_name,
+        n_examples=len(data),
+        positions=data.n_spans,
+    )
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    device = next(model.parameters()).device
+    means = setup.ablation.means(model, graph, setup.batch_size, dtype, device)
+    timings["mean_activations"] = time.perf_counter() - start
+    job = Job(
+        model, graph, setup.metric_fn, setup.ablation, means, max_rows, dtype, None, node_chunk,
+        setup.batch_size,
+    )  # fmt: skip
+    scores, sums = _score(method, job, data, setup.quiet)
+    timings["attribution"] = time.perf_counter() - start - timings["mean_activations"]
+    return _result(method, graph, data, scores, sums, settings, timings)
+
+
+def _check_method(
+    method: AttributionMethod, model, graph: Graph, data: PromptPairs, setup: RunSetup
+) -> None:
+    """Every check of a single method's run against its settings, model, graph and data,
+    before any work."""
     if takes_steps(method):
         n_steps = method.steps
         if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
@@ -200,27 +252,36 @@ def attribute(
             "run it without torchrun"
         )
     setup.check(model, graph, data, reads_corrupted=method.reads_corrupted(setup.ablation))
-    metric_fn, ablation = setup.metric_fn, setup.ablation
-    batch_size, quiet = setup.batch_size, setup.quiet
 
+
+def _plan_memory(
+    method: AttributionMethod,
+    model,
+    graph: Graph,
+    data: PromptPairs,
+    setup: RunSetup,
+    max_rows: int | None,
+    memory_budget_gb: float,
+    node_chunk: int | None,
+) -> tuple[int, int | None, dict[str, int]]:
+    """``(max_rows, node_chunk, predicted peak)``: the rows per pass and nodes per write
+    buffer that fit the budget (where not given), and the memory they predict (printed
+    unless quiet)."""
     device = next(model.parameters()).device
-    dtype = next(model.parameters()).dtype
-    score_dtype = torch.float64 if dtype == torch.float64 else torch.float32
-    wanted = method.rows_per_pass(batch_size, device)
+    wanted = method.rows_per_pass(setup.batch_size, device)
     budget = memory_budget_gb * 1024**3
     if max_rows is None:
         max_rows = rows_within(model, data.n_pos, budget, wanted)
-    n_spans = data.n_spans
     sizes = dict(
-        batch_size=min(batch_size, len(data)), n_pos=data.n_pos, rows=max_rows, method=method,
-        n_spans=n_spans,
+        batch_size=min(setup.batch_size, len(data)), n_pos=data.n_pos, rows=max_rows,
+        method=method, n_spans=data.n_spans,
     )  # fmt: skip
     if node_chunk is None and method.node_chunking:
         node_chunk = node_chunk_within(model, graph, budget, **sizes)
     if node_chunk is not None and node_chunk < 1:
         raise MethodError(f"node_chunk must be >= 1, got {node_chunk}")
     peak = attribution_peak_bytes(model, graph, node_chunk=node_chunk, **sizes)
-    if not quiet and is_main_process():
+    if not setup.quiet and is_main_process():
         tqdm.write(
             f"predicted peak memory {peak['total'] / 2**30:.2f} GiB besides the weights "
             f"(activations {peak['activations'] / 2**30:.2f}, port gradients "
@@ -233,24 +294,18 @@ def attribute(
             + ")",
             file=sys.stderr,
         )
-    settings = dict(
-        method=method.name,
-        steps=getattr(method, "steps", None),  # only methods that integrate take them
-        quadrature_rule=getattr(method, "quadrature_rule", None),
-        ablation=ablation.name,
-        batch_size=batch_size,
-        max_rows=max_rows,
-        node_chunk=node_chunk,
-        predicted_peak_bytes=peak["total"],
-        metric=setup.metric_name,
-        n_examples=len(data),
-        positions=n_spans,
-    )
-    timings: dict[str, float] = {}
-    start = time.perf_counter()
-    means = ablation.means(model, graph, batch_size, dtype, device)
-    timings["mean_activations"] = time.perf_counter() - start
+    return max_rows, node_chunk, peak
 
+
+def _score(
+    method: AttributionMethod, job: Job, data: PromptPairs, quiet: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(scores, metric sums)`` over all of ``data``: this rank's shard scored (in batches
+    unless the method trains on all of it at once), all-reduced over ranks, averaged over
+    examples and kept to real edges."""
+    graph, n_spans = job.graph, data.n_spans
+    device = next(job.model.parameters()).device
+    score_dtype = torch.float64 if job.dtype == torch.float64 else torch.float32
     axis = (n_spans,) if n_spans else ()
     scores = torch.zeros(*axis, graph.n_forward, graph.n_backward, dtype=score_dtype, device=device)
     sums = torch.zeros(2, dtype=torch.float64)  # metric totals: clean, ablated
@@ -258,19 +313,19 @@ def attribute(
     shard = shard_range(len(data))
     local = data.select(slice(shard.start, shard.stop))
     # one unit = one example row through one gradient (or patched) pass: covers batches and steps
-    progress = tqdm(
-        # exact patches every edge once per span; gradient methods' passes do not multiply
-        total=len(local)
-        * method.rows_per_example(graph)
-        * (n_spans if n_spans and not method.needs_gradients else 1),
-        desc=method.name,
-        disable=quiet or not is_main_process(),
-        unit="row",
+    job = replace(
+        job,
+        progress=tqdm(
+            # exact patches every edge once per span; gradient methods' passes do not multiply
+            total=len(local)
+            * method.rows_per_example(graph)
+            * (n_spans if n_spans and not method.needs_gradients else 1),
+            desc=method.name,
+            disable=quiet or not is_main_process(),
+            unit="row",
+        ),
     )
-    job = Job(
-        model, graph, metric_fn, ablation, means, max_rows, dtype, progress, node_chunk, batch_size
-    )
-    with frozen_parameters(model):
+    with frozen_parameters(job.model):
         if not method.batch_invariant:
             try:
                 m_clean, m_ablated = method.score_data(job, local, scores)
@@ -279,7 +334,7 @@ def attribute(
             sums += torch.tensor(
                 [float(m_clean.sum()), float(m_ablated.sum())], dtype=torch.float64
             )
-        for first, batch in local.batches(batch_size) if method.batch_invariant else ():
+        for first, batch in local.batches(job.batch_size) if method.batch_invariant else ():
             batch = batch.to(device)
             try:
                 m_clean, m_ablated = method.score_batch(job, batch, scores)
@@ -288,16 +343,27 @@ def attribute(
             sums += torch.tensor(
                 [float(m_clean.sum()), float(m_ablated.sum())], dtype=torch.float64
             )
-    progress.close()
+    job.progress.close()
     scores = all_reduce_sum(scores)
     sums = all_reduce_sum(sums)
     scores /= len(data)
     # gradient methods contract Δ_u with every port's gradient; keep only real edges (u before v)
-    scores = torch.where(graph.real_edges.to(device), scores, 0.0)
-    timings["attribution"] = time.perf_counter() - start - timings["mean_activations"]
+    return torch.where(graph.real_edges.to(device), scores, 0.0), sums
 
+
+def _result(
+    method: AttributionMethod,
+    graph: Graph,
+    data: PromptPairs,
+    scores: torch.Tensor,
+    sums: torch.Tensor,
+    settings: dict[str, Any],
+    timings: dict[str, float],
+) -> AttributionResult:
+    """The scores written into the graph (per span too, with a position axis) and the
+    result with its diagnostics."""
     position_scores = None
-    if n_spans:
+    if data.n_spans:
         position_scores, scores = scores.cpu(), scores.sum(0)
         graph.set_position_scores(data.span_names, position_scores.float())
     else:
@@ -357,4 +423,4 @@ def _ensemble(
     return AttributionResult(scores, ensemble.name, settings, timings, diagnostics)
 
 
-__all__ = ["AttributionResult", "attribute"]  # and METHODS, see __getattr__
+__all__ = ["AttributionResult", "attribute"]

@@ -4,6 +4,8 @@ that take them, and passes the run's metric and seed on."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pytest
 from conftest import random_pairs
 
@@ -66,6 +68,21 @@ def test_what_an_ablation_reads_is_asked_of_it():
     assert not Patching.needs_reference and not ZeroAblation.needs_reference
     assert OptimalAblation.fits and not MeanAblation.fits and not Patching.fits
     assert Patching.corrupted_run and not MeanAblation.corrupted_run
+
+
+def test_an_ablation_of_the_corrupted_run_reads_the_corrupted_prompts():
+    # corrupted_run is the one declaration: it implies reads_corrupted
+    assert "reads_corrupted" not in Patching.__dict__.get("__annotations__", {})
+
+    class OwnRun(ZeroAblation):
+        name: ClassVar[str] = "own-run-test"
+        corrupted_run: ClassVar[bool] = True
+
+    class ReadsOnly(Patching):  # reads the corrupted prompts, writes something else
+        corrupted_run: ClassVar[bool] = False
+
+    assert OwnRun.reads_corrupted and not ZeroAblation.reads_corrupted
+    assert ReadsOnly.reads_corrupted and not ReadsOnly.corrupted_run
 
 
 def test_a_run_saves_what_restores_its_ablation():

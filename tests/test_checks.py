@@ -187,6 +187,18 @@ def test_two_rows_that_favour_the_answer_are_not_called_a_model_failure():
     assert not codes(many) & {"model-does-not-do-task", "task-signal-not-shown"}
 
 
+def test_the_signal_fix_is_sized_by_signal_alpha(monkeypatch):
+    import circuits.app.checks as checks
+
+    m = few_rows(2, [1.0, 5.0])  # mean 3 ± 2: n' = ⌈2·(z·2/3)²⌉ + 1
+    for key in ("data_file", "n_rows", "n_train_rows", "n_test_rows"):
+        del m["task"][key]
+    assert "(--n-eval 4)" in warning(m, "task-signal-not-shown")["fix"]  # z(0.05) = 1.645
+    monkeypatch.setattr(checks, "SIGNAL_ALPHA", 0.01)
+    w = warning(m, "task-signal-not-shown")
+    assert "(--n-eval 6)" in w["fix"] and "not below 0.01" in w["message"]  # z(0.01) = 2.326
+
+
 def test_wrong_sign_is_still_a_model_failure_whatever_the_rows():
     m = few_rows(2, [-1.0, -3.0])
     assert "model-does-not-do-task" in codes(m) and "task-signal-not-shown" not in codes(m)

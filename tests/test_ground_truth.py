@@ -277,6 +277,45 @@ def test_bad_true_edges_file_exits_2_naming_file_and_line(
     assert not (tmp_path / "bench").exists()  # refused before any attribution
 
 
+def test_each_true_edge_is_placed_on_its_own_line(tmp_path):
+    from circuits.groundtruth.custom import GroundTruthError, read_true_edges
+
+    # an item's line is where it stands, not where its text first appears; a repeated name
+    # keeps its first place
+    text = '[\n "é->a1",\n "a1->logits", "é->a1",\n\n  "a0.h1->logits"\n]\n'
+    edges = _edges_file(tmp_path / "edges.json", text)
+    assert read_true_edges(edges) == {
+        "é->a1": f"{edges}:2",
+        "a1->logits": f"{edges}:3",
+        "a0.h1->logits": f"{edges}:5",
+    }
+    bad = _edges_file(tmp_path / "bad.json", '["a0.h1->logits",\n "a1->logits",\n 1]')
+    with pytest.raises(GroundTruthError, match=r"bad.json:3: item 2 is 1, not an edge name"):
+        read_true_edges(bad)
+
+
+def test_the_benchmark_holds_one_model_at_a_time(monkeypatch):
+    import gc
+    import weakref
+
+    import circuits.groundtruth.benchmark as benchmark
+
+    prepare, bridges, alive = benchmark._prepare, [], []
+
+    def counting(item, seed, dtype):
+        gc.collect()
+        alive.append(sum(ref() is not None for ref in bridges))
+        truth, bridge, graph = prepare(item, seed, dtype)
+        bridges.append(weakref.ref(bridge))
+        return truth, bridge, graph
+
+    monkeypatch.setattr(benchmark, "_prepare", counting)
+    rows = run_benchmark(methods=["eap"], models=["gt-prev-token", "gt-induction"])
+    assert [r["model"] for r in rows] == ["gt-prev-token", "gt-induction"]
+    # each model's edges are checked first; no earlier model is alive when the next loads
+    assert alive == [0, 0, 0, 0]
+
+
 def test_register_makes_an_own_ground_truth_a_named_model(saved_prev_token, monkeypatch):
     from circuits.groundtruth.custom import from_folder
 

@@ -99,6 +99,20 @@ def test_bad_mask_target_fails_before_any_work(target):
         )  # fmt: skip
 
 
+def test_the_mask_declares_its_settings_once():
+    from attribution.methods.learned_mask import LearnedMask
+
+    # the options tuple is the one declaration: constructor and recorded settings follow it
+    assert "__init__" not in vars(LearnedMask)
+    own = [o for o in LearnedMask.options if o.name not in ("steps", "quadrature_rule")]
+    assert LearnedMask().settings() == {o.name: o.default for o in own}
+    mask = LearnedMask(train_steps=7, warm_start="eap-ig-inputs", steps=3)
+    assert mask.settings()["train_steps"] == 7 and mask.settings()["warm_start"] == "eap-ig-inputs"
+    assert mask.steps == 3 and "steps" not in mask.settings()
+    with pytest.raises(MaskTrainingError, match="train_steps must be >= 1"):
+        LearnedMask(train_steps=0)
+
+
 def test_unknown_mask_option_is_named():
     truth, bridge, graph = _loaded("gt-prev-token")
     with pytest.raises(ValueError, match="bad options for method 'mask'"):

@@ -3,6 +3,7 @@ flags and their help from them, and the method registry is read at call time."""
 
 from __future__ import annotations
 
+import importlib
 import inspect
 
 import pytest
@@ -42,9 +43,18 @@ def test_declared_options_match_each_constructor():
         assert taken == declared, cls.name
 
 
+def test_methods_is_defined_in_one_place():
+    # attribution.METHODS is the one registry-backed name; the attribute module keeps none
+    module = importlib.import_module("attribution.attribute")
+    assert "__getattr__" not in vars(module)
+    with pytest.raises(AttributeError):
+        module.METHODS  # noqa: B018
+    assert "__getattr__" in vars(attribution)
+
+
 def test_a_registered_method_is_in_methods_and_gets_its_flags(plugged, capsys):
     assert attribution.METHODS[-1] == "plugged-test"  # read from the registry now
-    from attribution.attribute import METHODS
+    from attribution import METHODS
 
     assert "plugged-test" in METHODS
     from circuits.groundtruth.benchmark import check_methods

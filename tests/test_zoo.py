@@ -96,6 +96,25 @@ def test_every_listed_name_gives_its_tokenizer_and_unknown_lists_them_all():
         zoo.model_dir("gt-ioi")
 
 
+def test_model_dir_lists_the_model_folder_once(monkeypatch):
+    import circuits.models.zoo as zoo_module
+
+    calls = []
+    listing = zoo_module.shipped_names
+
+    def counted():
+        calls.append(1)
+        return listing()
+
+    monkeypatch.setattr(zoo_module, "shipped_names", counted)
+    assert zoo.model_dir("toy-gpt2").name == "toy-gpt2" and len(calls) == 1
+    for name in ("gpt-5", "gt-ioi"):  # unknown, compiled: the error lists from the same listing
+        calls.clear()
+        with pytest.raises(zoo.ZooError):
+            zoo.model_dir(name)
+        assert len(calls) == 1, name
+
+
 def _ground_truth_prompt_file(name: str, path) -> None:
     """The compiled model's own prompt pairs, as a prompt file of text: only pairs that share
     no prompt with a pair already written, so the file's held-out split is possible (a small
@@ -141,3 +160,44 @@ def test_discover_runs_on_a_ground_truth_model(tmp_path, capsys):
     assert main(argv) == 0, capsys.readouterr().err
     record = json.loads((out / "metrics.json").read_text())
     assert "gt-ioi" in json.dumps(record)
+
+
+def test_training_json_is_written_once_with_the_card_measurements(tmp_path, monkeypatch):
+    """train_model.save writes training.json once (atomically), with the recipe, the log
+    and the card's measurements; the measurements are stubbed (no discovery run here)."""
+    import pathlib
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import circuits.app.model_card as model_card
+    import circuits.tasks
+    from circuits.app.train_model import save
+
+    folder = zoo.model_dir("toy-gpt2")
+    model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    circuit = {"n_edges": 3, "n_edges_total": 9, "n_nodes": 2, "f_test": 0.9,
+               "ci_test": [0.8, 1.0], "random_f_test": 0.1}  # fmt: skip
+    monkeypatch.setattr(model_card, "ioi_circuit", lambda folder: circuit)
+    monkeypatch.setattr(circuits.tasks, "task_accuracy", lambda *a, **k: 0.5)
+    writes = []
+    atomic, write_text = model_card.atomic_write, pathlib.Path.write_text
+
+    def atomic_spy(path):
+        writes.append(("atomic", pathlib.Path(path).name))
+        return atomic(path)
+
+    def write_text_spy(self, *args, **kwargs):
+        writes.append(("write_text", self.name))
+        return write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(model_card, "atomic_write", atomic_spy)
+    monkeypatch.setattr(pathlib.Path, "write_text", write_text_spy)
+    out = tmp_path / "model"
+    save(model, tokenizer, RECIPES["toy-gpt2"], {"train_seconds": 1.0}, out, overwrite=False)
+    assert [w for w in writes if w[1] == "training.json"] == [("atomic", "training.json")]
+    saved = json.loads((out / "training.json").read_text())
+    assert list(saved) == ["recipe", "train_seconds", "heldout_accuracy", "ioi_circuit"]
+    assert saved["recipe"] == RECIPES["toy-gpt2"].to_dict() and saved["ioi_circuit"] == circuit
+    assert set(saved["heldout_accuracy"].values()) == {0.5}
+    assert "**3 of 9 edges**" in (out / "README.md").read_text()

@@ -2,8 +2,8 @@
 and restores it.
 
 A subclass declares what it needs (``needs_reference``: prompts to take statistics from or fit
-on; ``reads_corrupted``: the corrupted prompts; ``fits``: a fit with the run's metric and seed),
-how it is built from a run's settings (:meth:`Ablation.build`), saved into a run record
+on; ``reads_corrupted``: the corrupted prompts, which ``corrupted_run`` implies; ``fits``: a fit
+with the run's metric and seed), how it is built from a run's settings (:meth:`Ablation.build`), saved into a run record
 (:meth:`Ablation.saved`) and restored from one (:meth:`Ablation.restore`), so callers ask the
 object instead of comparing names.
 """
@@ -46,11 +46,18 @@ class Ablation:
     #: it reads the corrupted prompts, so data without them cannot be ablated with it
     reads_corrupted: ClassVar[bool] = False
     #: its writes are the corrupted prompts' own run (activation patching), so a method may
-    #: read that run's other activations too (raw head results, gradients)
+    #: read that run's other activations too (raw head results, gradients); such an ablation
+    #: reads the corrupted prompts, so declaring this declares ``reads_corrupted`` too
     corrupted_run: ClassVar[bool] = False
     #: it fits parameters on the reference prompts with the run's metric and seed (slow;
     #: fitted once per model, so callers build it once and reuse it)
     fits: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # the corrupted run's own writes are read from the corrupted prompts: one declaration
+        if cls.corrupted_run:
+            cls.reads_corrupted = True
 
     @classmethod
     def build(

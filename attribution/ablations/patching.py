@@ -15,7 +15,6 @@ class Patching(Ablation):
 
     name: ClassVar[str] = "patching"
     description: ClassVar[str] = "the corrupted prompt's write"
-    reads_corrupted: ClassVar[bool] = True
     corrupted_run: ClassVar[bool] = True
 
     def writes(self, model, graph, batch, means, clean_writes, nodes=None):

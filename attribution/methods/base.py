@@ -216,6 +216,11 @@ class AttributionMethod:
             raise ArgumentTypeError(f"{type(self).__name__} takes no option {', '.join(unknown)}")
         for option in self.options:
             setattr(self, option.name, options.get(option.name, option.default))
+        self.check_options()
+
+    def check_options(self) -> None:
+        """Raise for option values that are wrong whatever the graph, as the method is made
+        (before any work); none by default."""
 
     def __repr__(self) -> str:
         return (

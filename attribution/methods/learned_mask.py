@@ -28,6 +28,7 @@ from attribution.passes import NonFiniteMetricError
 from graphs import Graph
 
 WARM_STARTS = (None, "eap-ig-inputs")
+_INTEGRATION = {option.name for option in INTEGRATION_OPTIONS}
 
 
 class LearnedMask(AttributionMethod):
@@ -71,43 +72,18 @@ class LearnedMask(AttributionMethod):
         *INTEGRATION_OPTIONS,  # for the eap-ig-inputs warm start
     )  # fmt: skip
 
-    def __init__(
-        self,
-        steps: int = 5,
-        quadrature_rule: str = "riemann_left",
-        *,
-        train_steps: int = 200,
-        lr: float = 0.1,
-        target_edges: int | None = None,
-        penalty: float = 1.0,
-        ramp: float = 0.5,
-        seed: int = 0,
-        warm_start: str | None = None,
-        init: float = 2.0,
-    ):
-        self.steps, self.quadrature_rule = steps, quadrature_rule  # the warm start's
-        self.train_steps, self.lr, self.target_edges = train_steps, lr, target_edges
-        self.penalty, self.ramp, self.seed = penalty, ramp, seed
-        self.warm_start, self.init = warm_start, init
-        self._check_options()
-
     def settings(self) -> dict[str, Any]:
+        """The mask's own options; the warm start's ``steps`` and ``quadrature_rule`` are
+        recorded as the run's (``AttributionResult.settings``)."""
         return {
-            "train_steps": self.train_steps,
-            "lr": self.lr,
-            "target_edges": self.target_edges,
-            "penalty": self.penalty,
-            "ramp": self.ramp,
-            "seed": self.seed,
-            "warm_start": self.warm_start,
-            "init": self.init,
+            name: value for name, value in super().settings().items() if name not in _INTEGRATION
         }
 
     def check(self, graph: Graph, ablation) -> None:
         super().check(graph, ablation)
         check_target(graph, self.target_edges)
 
-    def _check_options(self) -> None:
+    def check_options(self) -> None:
         """Raise MaskTrainingError for options that are wrong whatever the graph."""
         target = self.target_edges
         if target is not None and (

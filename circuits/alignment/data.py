@@ -31,7 +31,7 @@ import torch
 
 from attribution.data import DataError
 from circuits.alignment.sites import AlignmentError
-from circuits.tasks.base import Task
+from circuits.tasks.base import Task, split_of
 from circuits.tasks.causal import CausalModel
 from circuits.tasks.encode import continuation_ids, pad_id, pad_rows, token_ids
 
@@ -249,6 +249,62 @@ def make_pairs(
     )
 
 
+def _causal_inputs(causal_model: CausalModel, example: Any) -> dict[str, Any]:
+    """The causal model's inputs, read from a task example's ``variables``."""
+    missing = [k for k in causal_model.inputs if k not in example.variables]
+    if missing:
+        raise AlignmentError(
+            f"task examples do not carry the causal model's inputs {missing}; "
+            f"they have {sorted(example.variables)}"
+        )
+    return {k: example.variables[k] for k in causal_model.inputs}
+
+
+def _label_buckets(
+    rng: random.Random,
+    pool: Sequence[Any],
+    causal_model: CausalModel,
+    variables: tuple[str, ...],
+    group: bool | None,
+    count: int,
+    balance: bool,
+    max_tries: int,
+) -> dict[Any, list]:
+    """Random (base, source, label, base label) pairs of ``group`` (informative or not;
+    ``None``: any) by counterfactual label (one bucket without ``balance``), drawn until
+    every bucket could give its share of ``count`` or ``max_tries`` rounds are spent."""
+    buckets: dict[Any, list] = {}
+    tries = 0
+    while True:
+        tries += 1
+        for _ in range(4 * count):
+            base, source = rng.choice(pool), rng.choice(pool)
+            b_in, s_in = _causal_inputs(causal_model, base), _causal_inputs(causal_model, source)
+            label = causal_model.counterfactual(b_in, s_in, variables)
+            base_label = causal_model.run(b_in)[causal_model.output]
+            informative = label != base_label
+            if group is not None and informative != group:
+                continue
+            buckets.setdefault(label if balance else None, []).append(
+                (base, source, label, base_label)
+            )
+        per = -(-count // max(1, len(buckets)))
+        if all(len(v) >= per for v in buckets.values()) or tries >= max_tries:
+            return buckets
+
+
+def _round_robin(rng: random.Random, buckets: dict[Any, list], count: int) -> list:
+    """Up to ``count`` pairs taken in turn from each label's shuffled bucket, so that each
+    label gets an equal share where possible."""
+    lists = [rng.sample(v, len(v)) for _, v in sorted(buckets.items(), key=lambda kv: str(kv[0]))]
+    picked: list = []
+    while len(picked) < count and any(lists):
+        for lst in lists:
+            if lst and len(picked) < count:
+                picked.append(lst.pop())
+    return picked
+
+
 def causal_pairs(
     task: Task,
     causal_model: CausalModel,
@@ -280,16 +336,6 @@ def causal_pairs(
     rng = random.Random(f"pairs:{seed}:{split}")
     # the pairs use clean prompts only: their corrupted prompts' split does not matter here
     pool = task.clean_prompts(max(4 * n, 64), seed=seed, split=split)
-
-    def inputs(example) -> dict[str, Any]:
-        missing = [k for k in causal_model.inputs if k not in example.variables]
-        if missing:
-            raise AlignmentError(
-                f"task examples do not carry the causal model's inputs {missing}; "
-                f"they have {sorted(example.variables)}"
-            )
-        return {k: example.variables[k] for k in causal_model.inputs}
-
     if informative_share is None:
         want = {None: n}
     else:
@@ -301,33 +347,10 @@ def causal_pairs(
     for group, count in want.items():
         if count == 0:
             continue
-        buckets: dict[Any, list] = {}
-        tries = 0
-        while True:
-            tries += 1
-            for _ in range(4 * count):
-                base, source = rng.choice(pool), rng.choice(pool)
-                b_in, s_in = inputs(base), inputs(source)
-                label = causal_model.counterfactual(b_in, s_in, variables)
-                base_label = causal_model.run(b_in)[causal_model.output]
-                informative = label != base_label
-                if group is not None and informative != group:
-                    continue
-                buckets.setdefault(label if balance else None, []).append(
-                    (base, source, label, base_label)
-                )
-            per = -(-count // max(1, len(buckets)))
-            if all(len(v) >= per for v in buckets.values()) or tries >= max_tries:
-                break
-        # round-robin over labels so that each label gets an equal share where possible
-        lists = [
-            rng.sample(v, len(v)) for _, v in sorted(buckets.items(), key=lambda kv: str(kv[0]))
-        ]
-        picked: list = []
-        while len(picked) < count and any(lists):
-            for lst in lists:
-                if lst and len(picked) < count:
-                    picked.append(lst.pop())
+        buckets = _label_buckets(
+            rng, pool, causal_model, variables, group, count, balance, max_tries
+        )
+        picked = _round_robin(rng, buckets, count)
         if len(picked) < count:
             raise AlignmentError(
                 f"could not sample {count} {'informative' if group else 'uninformative'} pairs "
@@ -349,6 +372,63 @@ def causal_pairs(
 def _entity_position(tokenizer: Any, template: str, entity: str) -> int:
     prefix = template.split("[E]")[0]
     return len(token_ids(tokenizer, [prefix + entity])[0]) - 1
+
+
+@dataclass
+class _EntityDraw:
+    """Draws :func:`entity_pairs`' rows ``(kind, base prompt, source prompt, label, base
+    label, base entity position, source entity position)`` into ``rows``."""
+
+    tokenizer: Any
+    attribute: str
+    other_attributes: tuple[str, ...]
+    split: str
+    world: Any
+    rng: random.Random
+    rows: list[tuple[str, str, str, str, str, int, int]] = field(default_factory=list)
+
+    def prompt_split(self, query: str, t: int, entity: str) -> str:
+        from circuits.tasks.entities import TEMPLATES
+
+        return "train" if t == 0 else split_of(TEMPLATES[query][t].replace("[E]", entity))
+
+    def __call__(self, kind: str, count: int) -> None:
+        """``count`` rows of ``kind`` (``"cause"`` or ``"isolate"``)."""
+        from circuits.tasks.entities import TEMPLATES
+
+        rng, facts, attribute = self.rng, self.world.facts, self.attribute
+        entities = list(self.world.entities)
+        made = 0
+        for _ in range(1000 * max(1, count)):
+            if made == count:
+                return
+            query = attribute if kind == "cause" else rng.choice(list(self.other_attributes))
+            t = rng.randrange(len(TEMPLATES[query]))
+            base_e, source_e = rng.sample(entities, 2)
+            if facts[base_e][attribute] == facts[source_e][attribute]:
+                continue
+            if kind == "isolate" and facts[base_e][query] == facts[source_e][query]:
+                continue
+            if (
+                self.prompt_split(query, t, base_e) != self.split
+                or self.prompt_split(query, t, source_e) != self.split
+            ):
+                continue
+            template = TEMPLATES[query][t]
+            label_e = source_e if kind == "cause" else base_e
+            self.rows.append(
+                (
+                    kind,
+                    template.replace("[E]", base_e),
+                    template.replace("[E]", source_e),
+                    " " + facts[label_e][query],
+                    " " + facts[base_e][query],
+                    _entity_position(self.tokenizer, template, base_e),
+                    _entity_position(self.tokenizer, template, source_e),
+                )
+            )
+            made += 1
+        raise AlignmentError(f"could not sample {count} {kind} pairs in split {self.split!r}")
 
 
 def entity_pairs(
@@ -374,7 +454,6 @@ def entity_pairs(
     ``split`` follows :class:`~circuits.tasks.entities.EntityAttributes`: template 0 prompts
     are always ``"train"``; test pairs use held-out templates (base prompt in the test split).
     """
-    from circuits.tasks.base import split_of
     from circuits.tasks.entities import TEMPLATES, WORLD
 
     world = world or WORLD
@@ -385,48 +464,14 @@ def entity_pairs(
         raise AlignmentError(f"{attribute!r} cannot be its own isolate attribute")
     if n_isolate and not other_attributes:
         raise AlignmentError("isolate pairs need at least one other attribute")
-    rng = random.Random(f"entity-pairs:{seed}:{split}:{attribute}")
-    facts = world.facts
-    entities = list(world.entities)
-
-    def prompt_split(query: str, t: int, entity: str) -> str:
-        return "train" if t == 0 else split_of(TEMPLATES[query][t].replace("[E]", entity))
-
-    rows: list[tuple[str, str, str, str, str, int, int]] = []
-
-    def draw(kind: str, count: int) -> None:
-        made = 0
-        for _ in range(1000 * max(1, count)):
-            if made == count:
-                return
-            query = attribute if kind == "cause" else rng.choice(list(other_attributes))
-            t = rng.randrange(len(TEMPLATES[query]))
-            base_e, source_e = rng.sample(entities, 2)
-            if facts[base_e][attribute] == facts[source_e][attribute]:
-                continue
-            if kind == "isolate" and facts[base_e][query] == facts[source_e][query]:
-                continue
-            if prompt_split(query, t, base_e) != split or prompt_split(query, t, source_e) != split:
-                continue
-            template = TEMPLATES[query][t]
-            label_e = source_e if kind == "cause" else base_e
-            rows.append(
-                (
-                    kind,
-                    template.replace("[E]", base_e),
-                    template.replace("[E]", source_e),
-                    " " + facts[label_e][query],
-                    " " + facts[base_e][query],
-                    _entity_position(tokenizer, template, base_e),
-                    _entity_position(tokenizer, template, source_e),
-                )
-            )
-            made += 1
-        raise AlignmentError(f"could not sample {count} {kind} pairs in split {split!r}")
-
+    draw = _EntityDraw(
+        tokenizer, attribute, tuple(other_attributes), split, world,
+        random.Random(f"entity-pairs:{seed}:{split}:{attribute}"),
+    )  # fmt: skip
     draw("cause", n_cause)
     draw("isolate", n_isolate)
-    rng.shuffle(rows)
+    rows = draw.rows
+    draw.rng.shuffle(rows)
     return make_pairs(
         tokenizer,
         [r[1] for r in rows],

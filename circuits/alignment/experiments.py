@@ -212,6 +212,63 @@ def _price_setup(n_train: int, n_val: int, n_test: int, seed: int, variable: str
     return model, tokenizer, task, data
 
 
+def _best_price_site(
+    model: Any,
+    data: dict[str, Any],
+    config: TrainConfig,
+    layers: tuple[int, ...],
+    positions: tuple[Any, ...],
+    init_width: int,
+    seed: int,
+    out: str | None,
+    report: dict[str, Any],
+) -> tuple[Site, Any]:
+    """The scan of every (layer, position) site: its tables go into ``report`` (and its
+    heatmap into ``out``); returns the best site on validation pairs and its trained
+    intervention."""
+    result = scan(
+        model, lambda d: BoundlessDAS(d, init_width, seed=seed), data["train"], data["val"],
+        layers=layers, positions=positions, test_pairs=data["val"], config=config,
+    )  # fmt: skip
+    report["table_markdown"] = result.to_markdown()
+    report["table"] = result.table.tolist()
+    report["k_table"] = [[result.details[(layer, p)]["k"] for p in positions] for layer in layers]
+    site, _ = result.best()
+    trained = result.interventions[(site.layer, site.positions)]
+    if out:
+        result.heatmap(
+            f"{out}/alignment_price_tagging_above_lower",
+            title="Boundless DAS: above_lower (val IIA)",
+        )
+    return site, trained
+
+
+def _shuffled_price_control(
+    model: Any,
+    tokenizer: Any,
+    site: Site,
+    init_width: int,
+    config: TrainConfig,
+    seed: int,
+    sizes: tuple[int, int, int],
+) -> dict[str, Any]:
+    """Control 2: the same method trained at ``site`` on a variable the model does not
+    compute (a pseudo-random boolean of the inputs); its test evaluation and ``k``."""
+    from circuits.tasks.price_tagging import PRICE_CAUSAL_MODEL, PriceTagging
+
+    n_train, n_val, n_test = sizes
+    fake = shuffled_variable(PRICE_CAUSAL_MODEL, "above_lower", seed=seed)
+    fake_data = {
+        name: causal_pairs(PriceTagging(), fake, "above_lower", tokenizer, n, seed=seed + off, split=split)
+        for name, n, off, split in (("train", n_train, 0, "train"), ("val", n_val, 100, "train"), ("test", n_test, 200, "test"))
+    }  # fmt: skip
+    shuffled = BoundlessDAS(int(model.cfg.d_model), init_width, seed=seed)
+    train_intervention(model, site, shuffled, fake_data["train"], fake_data["val"], config=config)
+    control = evaluate(model, site, shuffled, fake_data["test"])
+    control["k"] = shuffled.k
+    return control
+
+
 def price_experiment(
     *,
     layers: tuple[int, ...] = (0, 1, 2, 3),
@@ -238,8 +295,6 @@ def price_experiment(
     a random subspace of the same size (untrained), and Boundless DAS trained on a shuffled
     variable (a pseudo-random boolean of the inputs) in place of ``above_lower``.
     """
-    from circuits.tasks.price_tagging import PRICE_CAUSAL_MODEL, PriceTagging
-
     t0 = time.time()
     model, tokenizer, task, data = _price_setup(n_train, n_val, n_test, seed)
     config = TrainConfig(
@@ -253,22 +308,9 @@ def price_experiment(
         "task_accuracy": task_accuracy(model, data["test"]),
     }
     if scan_sites:
-        result = scan(
-            model, lambda d: BoundlessDAS(d, init_width, seed=seed), data["train"], data["val"],
-            layers=layers, positions=positions, test_pairs=data["val"], config=config,
-        )  # fmt: skip
-        report["table_markdown"] = result.to_markdown()
-        report["table"] = result.table.tolist()
-        report["k_table"] = [
-            [result.details[(layer, p)]["k"] for p in positions] for layer in layers
-        ]
-        site, _ = result.best()
-        trained = result.interventions[(site.layer, site.positions)]
-        if out:
-            result.heatmap(
-                f"{out}/alignment_price_tagging_above_lower",
-                title="Boundless DAS: above_lower (val IIA)",
-            )
+        site, trained = _best_price_site(
+            model, data, config, layers, positions, init_width, seed, out, report
+        )
     else:
         assert site is not None
         trained = BoundlessDAS(d, init_width, seed=seed)
@@ -282,18 +324,9 @@ def price_experiment(
     control = Subspace.random(d, max(1, trained.k), seed=seed + 7)
     report["control_random_subspace"] = evaluate(model, site, control, data["test"])
     if shuffled_control:
-        # control 2: the same method trained on a variable the model does not compute
-        fake = shuffled_variable(PRICE_CAUSAL_MODEL, "above_lower", seed=seed)
-        fake_data = {
-            name: causal_pairs(PriceTagging(), fake, "above_lower", tokenizer, n, seed=seed + off, split=split)
-            for name, n, off, split in (("train", n_train, 0, "train"), ("val", n_val, 100, "train"), ("test", n_test, 200, "test"))
-        }  # fmt: skip
-        shuffled = BoundlessDAS(d, init_width, seed=seed)
-        train_intervention(
-            model, site, shuffled, fake_data["train"], fake_data["val"], config=config
+        report["control_shuffled_variable"] = _shuffled_price_control(
+            model, tokenizer, site, init_width, config, seed, (n_train, n_val, n_test)
         )
-        report["control_shuffled_variable"] = evaluate(model, site, shuffled, fake_data["test"])
-        report["control_shuffled_variable"]["k"] = shuffled.k
     report["seconds"] = time.time() - t0
     return report
 

@@ -268,6 +268,99 @@ def _loss(
     return total
 
 
+def _optimizer(
+    model: Any, intervention: Intervention, config: TrainConfig
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW over the intervention's parameters (a Boundless DAS boundary with its own
+    rate and no weight decay) and its learning-rate schedule."""
+    params = list(intervention.named_parameters())
+    model_params = {id(p) for p in model.parameters()}
+    if any(id(p) in model_params for _, p in params):
+        raise AlignmentError("the intervention shares parameters with the model")
+    boundary = [p for n, p in params if n in ("lo", "hi")]
+    others = [p for n, p in params if n not in ("lo", "hi")]
+    groups = [{"params": others, "lr": config.lr}]
+    if boundary:
+        groups.append({"params": boundary, "lr": config.boundary_lr, "weight_decay": 0.0})
+    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        (lambda s: 1.0 - s / max(1, config.steps)) if config.lr_decay else (lambda s: 1.0),
+    )
+    return optimizer, scheduler
+
+
+def _train_step(
+    model: Any,
+    site: Site,
+    intervention: Intervention,
+    batch: CounterfactualPairs,
+    sources: torch.Tensor,
+    config: TrainConfig,
+    step: int,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
+) -> float:
+    """One optimiser step on ``batch`` (a Boundless DAS mask annealed to this step's
+    temperature first and regularised); returns the loss."""
+    boundless = isinstance(intervention, BoundlessDAS)
+    if boundless:
+        frac = (step - 1) / max(1, config.steps - 1)
+        intervention.set_temperature(
+            config.temperature_start + frac * (config.temperature_end - config.temperature_start)
+        )
+    with torch.enable_grad():
+        logits = intervened_logits(model, site, intervention, batch, sources)
+        loss = _loss(logits, batch.labels, batch.kinds, config.kind_weights, config.candidates)
+        if boundless:
+            loss = loss + config.boundary_weight * intervention.regularizer()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+    optimizer.step()
+    scheduler.step()
+    return float(loss.detach())
+
+
+@dataclass
+class _HeldOut:
+    """The held-out evaluation of :func:`train_intervention`: records each evaluation in
+    ``result``, keeps the best state, and says when to stop."""
+
+    model: Any
+    site: Site
+    intervention: Intervention
+    eval_pairs: CounterfactualPairs
+    eval_sources: torch.Tensor
+    config: TrainConfig
+    result: TrainResult
+    best_state: dict
+    bad_evals: int = 0
+
+    def __call__(self, step: int, loss: float) -> bool:
+        """Evaluate at ``step``; True to stop (target IIA reached or patience spent)."""
+        config, result, intervention = self.config, self.result, self.intervention
+        preds = predict(
+            self.model, self.site, intervention, self.eval_pairs,
+            candidates=config.candidates, sources=self.eval_sources,
+        )  # fmt: skip
+        score = iia(preds, self.eval_pairs.labels)
+        entry = {"step": float(step), "loss": loss, "iia": score}
+        if isinstance(intervention, BoundlessDAS):
+            entry["temperature"] = float(intervention.temperature)
+            entry["width"] = float(intervention.width().detach())
+        result.history.append(entry)
+        first = math.isnan(result.best_iia)
+        if first or score >= result.best_iia:  # ties: keep the later (smaller, colder) state
+            self.bad_evals = 0 if first or score > result.best_iia else self.bad_evals + 1
+            result.best_iia, result.best_step = score, step
+            self.best_state = copy.deepcopy(intervention.state_dict())
+        else:
+            self.bad_evals += 1
+        if config.target_iia is not None and score >= config.target_iia:
+            return True
+        return config.patience is not None and self.bad_evals > config.patience
+
+
 def train_intervention(
     model: Any,
     site: Site,
@@ -295,83 +388,29 @@ def train_intervention(
     if len(train_pairs) == 0:
         raise AlignmentError("no training pairs")
     eval_pairs = eval_pairs if eval_pairs is not None else train_pairs
-    device = _device(model)
-    intervention.to(device)
+    intervention.to(_device(model))
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
-    params = list(intervention.named_parameters())
-    model_params = {id(p) for p in model.parameters()}
-    if any(id(p) in model_params for _, p in params):
-        raise AlignmentError("the intervention shares parameters with the model")
-    boundary = [p for n, p in params if n in ("lo", "hi")]
-    others = [p for n, p in params if n not in ("lo", "hi")]
-    groups = [{"params": others, "lr": config.lr}]
-    if boundary:
-        groups.append({"params": boundary, "lr": config.boundary_lr, "weight_decay": 0.0})
-    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        (lambda s: 1.0 - s / max(1, config.steps)) if config.lr_decay else (lambda s: 1.0),
-    )
-    boundless = isinstance(intervention, BoundlessDAS)
-
+    optimizer, scheduler = _optimizer(model, intervention, config)
     result = TrainResult(intervention=intervention)
     best_state = copy.deepcopy(intervention.state_dict())
-    bad_evals = 0
     with frozen_parameters(model):
         train_sources = source_vectors(model, site, train_pairs)
-        eval_sources = source_vectors(model, site, eval_pairs)
-
-        def held_out(step: int, loss: float) -> bool:
-            nonlocal best_state, bad_evals
-            preds = predict(
-                model, site, intervention, eval_pairs,
-                candidates=config.candidates, sources=eval_sources,
-            )  # fmt: skip
-            score = iia(preds, eval_pairs.labels)
-            entry = {"step": float(step), "loss": loss, "iia": score}
-            if boundless:
-                entry["temperature"] = float(intervention.temperature)
-                entry["width"] = float(intervention.width().detach())
-            result.history.append(entry)
-            first = math.isnan(result.best_iia)
-            if first or score >= result.best_iia:  # ties: keep the later (smaller, colder) state
-                bad_evals = 0 if first or score > result.best_iia else bad_evals + 1
-                result.best_iia, result.best_step = score, step
-                best_state = copy.deepcopy(intervention.state_dict())
-            else:
-                bad_evals += 1
-            if config.target_iia is not None and score >= config.target_iia:
-                return True
-            return config.patience is not None and bad_evals > config.patience
-
+        held_out = _HeldOut(
+            model, site, intervention, eval_pairs, source_vectors(model, site, eval_pairs),
+            config, result, best_state,
+        )  # fmt: skip
         bar = tqdm(total=config.steps, disable=not config.progress, desc=f"train {site.label}")
-        loss_value = float("nan")
         step = 0
         intervention.train()
         for step in range(1, config.steps + 1):
-            if boundless:
-                frac = (step - 1) / max(1, config.steps - 1)
-                intervention.set_temperature(
-                    config.temperature_start
-                    + frac * (config.temperature_end - config.temperature_start)
-                )
             idx = torch.randint(
                 len(train_pairs), (min(config.batch_size, len(train_pairs)),), generator=gen
             )
-            batch = train_pairs.select(idx)
-            with torch.enable_grad():
-                logits = intervened_logits(model, site, intervention, batch, train_sources[idx])
-                loss = _loss(
-                    logits, batch.labels, batch.kinds, config.kind_weights, config.candidates
-                )
-                if boundless:
-                    loss = loss + config.boundary_weight * intervention.regularizer()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-            optimizer.step()
-            scheduler.step()
-            loss_value = float(loss.detach())
+            loss_value = _train_step(
+                model, site, intervention, train_pairs.select(idx), train_sources[idx], config,
+                step, optimizer, scheduler,
+            )  # fmt: skip
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.3f}")
             if step % config.eval_every == 0 or step == config.steps:
@@ -383,6 +422,6 @@ def train_intervention(
         if leaked:  # a bug here, not bad input: stays a built-in (tests/test_errors.py)
             raise RuntimeError(f"model parameters received gradients: {leaked[:3]}")
     result.steps = step
-    intervention.load_state_dict(best_state)
+    intervention.load_state_dict(held_out.best_state)
     intervention.eval()
     return result

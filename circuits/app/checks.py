@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from statistics import NormalDist
 from typing import Any
 
 from circuits.app.curve_text import areas_text, finite, recorded_areas
@@ -225,7 +226,13 @@ def _narrower_ci_fix(task: Mapping[str, Any], n: object, width: float, distance:
     narrower than the distance to the target."""
     if not isinstance(n, int) or n < 1 or distance <= 0:
         return "evaluate on more examples (--n-eval)"
-    return more_rows_fix(task, n, math.ceil(n * (width / distance) ** 2) + 1)
+    return more_rows_fix(task, n, _examples_needed(n, width, distance))
+
+
+def _examples_needed(n: int, spread: float, distance: float) -> int:
+    """Examples that make a spread that shrinks as 1/√n (``spread`` at ``n`` examples)
+    narrower than ``distance``: about n·(spread/distance)²."""
+    return math.ceil(n * (spread / distance) ** 2) + 1
 
 
 def t_upper_tail(t: float, df: int) -> float:
@@ -279,7 +286,9 @@ def _signal_warnings(faith: Mapping[str, Any], task: Mapping[str, Any]) -> list[
     p = t_upper_tail(signal / se, n - 1)
     if p < SIGNAL_ALPHA:
         return []
-    wanted = math.ceil(n * (1.645 * se / signal) ** 2) + 1  # where t would pass at this effect
+    # where t would pass at this effect: t = signal/se·√(n'/n) reaches the one-sided normal
+    # quantile of SIGNAL_ALPHA (read at call time, like the test above)
+    wanted = _examples_needed(n, NormalDist().inv_cdf(1 - SIGNAL_ALPHA) * se, signal)
     return [
         _warning(
             "task-signal-not-shown",

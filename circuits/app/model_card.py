@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from graphs.atomic_files import atomic_write
+
 __all__ = ["ioi_circuit", "write_card"]
 
 
@@ -36,7 +38,8 @@ def ioi_circuit(folder: Path, n: int = 100, seed: int = 0) -> dict[str, Any]:
 def write_card(
     folder: Path, recipe: Any, log: dict[str, Any], accuracy_n: int = 500
 ) -> dict[str, float]:
-    """Measure held-out accuracy of the model in ``folder`` and write its model card there."""
+    """Measure held-out accuracy and the IOI circuit of the model in ``folder`` and write its
+    ``training.json`` (the recipe and ``log``, to which they are added) and model card there."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from circuits.tasks import TASK_NAMES, get_task, task_accuracy
@@ -49,6 +52,9 @@ def write_card(
         for name in TASK_NAMES
     }
     circuit = ioi_circuit(folder)
+    log["heldout_accuracy"] = accuracy
+    log["ioi_circuit"] = circuit
+    _write_training(folder, recipe, log)
     n_params = sum(p.numel() for p in model.parameters())
     size_mb = sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) / 2**20
     rows = "\n".join(
@@ -92,15 +98,14 @@ prompts; a random circuit of the same size has {circuit["random_f_test"]:.3f}.
 Files: {size_mb:.1f} MB in total.
 """
     (folder / "README.md").write_text(card)
-    log["heldout_accuracy"] = accuracy
-    log["ioi_circuit"] = circuit
-    training = folder / "training.json"
-    if training.exists():
-        data = json.loads(training.read_text())
-        data["heldout_accuracy"] = accuracy
-        data["ioi_circuit"] = circuit
-        training.write_text(json.dumps(data, indent=1) + "\n")
     return accuracy
+
+
+def _write_training(folder: Path, recipe: Any, log: dict[str, Any]) -> None:
+    """``training.json``: the recipe, then the training log with the card's measurements;
+    written once, replacing any old one only when complete."""
+    with atomic_write(folder / "training.json") as handle:
+        handle.write((json.dumps({"recipe": recipe.to_dict(), **log}, indent=1) + "\n").encode())
 
 
 def main(argv: list[str] | None = None) -> int:

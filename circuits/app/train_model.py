@@ -11,7 +11,6 @@ renamed into place at the end, so an interrupted run leaves no half-written mode
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +33,11 @@ def save(
     out: Path,
     overwrite: bool,
 ) -> None:
-    """Write the model folder atomically: a temporary sibling folder renamed into place."""
+    """Write the model folder atomically: a temporary sibling folder renamed into place; the
+    card writes ``training.json`` with its measurements."""
     with atomic_directory(out, overwrite=overwrite) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / "training.json").write_text(
-            json.dumps({"recipe": recipe.to_dict(), **log}, indent=1) + "\n"
-        )
         write_card(tmp, recipe, log)
 
 

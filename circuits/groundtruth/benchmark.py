@@ -10,6 +10,7 @@ faithfulness curve, how many trap edges the minimal circuit keeps, and seconds t
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 from pathlib import Path
@@ -133,17 +134,24 @@ def run_benchmark(
         models = []
     if models or not truths:
         models = _check_names(models, registry.names(), "models")
-    # every model loaded and its edges checked before the first (long) attribution
-    prepared = [_prepare(item, seed, dtype) for item in [*(truths or []), *models]]
+    items = [*(truths or []), *models]
+    # every model loaded and its edges checked before the first (long) attribution; then
+    # each is loaded again (compiling is deterministic for the seed) when its turn comes and
+    # freed after it, so that one model at a time is in memory
+    names = [_prepare(item, seed, dtype)[0].name for item in items]
     rows = []
-    total = time.perf_counter()
-    for truth, bridge, graph in prepared:
+    total = 0.0
+    for item in items:
+        truth, bridge, graph = _prepare(item, seed, dtype)
+        start = time.perf_counter()
         for method in methods:
             rows.append(_score_method(bridge, graph, truth, method, steps=steps, target=target))
-    total = time.perf_counter() - total
+        total += time.perf_counter() - start
+        del truth, bridge, graph
+        gc.collect()  # a bridge's hooks hold reference cycles
     if out is not None:
         write_results(rows, Path(out), settings={
-            "methods": methods, "models": [t.name for t, _, _ in prepared], "steps": steps,
+            "methods": methods, "models": names, "steps": steps,
             "target": target, "seed": seed, "dtype": str(dtype).removeprefix("torch."), "total_seconds": total,
         })  # fmt: skip
     return rows

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from pathlib import Path
 
 from circuits.groundtruth.task import GroundTruth, pairs
@@ -24,6 +25,9 @@ _EDGE_FORMAT = (
     'write a JSON list of edge names such as ["input->a0.h0<v>", "a0.h0->logits"] '
     "(docs/ground_truth.md#your-own-ground-truth)"
 )
+
+
+_BETWEEN_ITEMS = re.compile(r"[ \t\r\n,]*")  # JSON's whitespace and the list's commas
 
 
 class GroundTruthError(CircuitDiscoveryError, ValueError):
@@ -47,20 +51,31 @@ def read_true_edges(path: str | Path) -> dict[str, str]:
     if not isinstance(edges, list) or not edges:
         raise GroundTruthError(f"{path}:1: expected a non-empty list of edge names; {_EDGE_FORMAT}")
     places: dict[str, str] = {}
-    for i, name in enumerate(edges):
+    for i, (name, line) in enumerate(zip(edges, _item_lines(text), strict=True)):
         if not isinstance(name, str):
             raise GroundTruthError(
-                f"{path}:{_line_of(text, json.dumps(name))}: item {i} is {name!r}, not an edge "
-                f"name; {_EDGE_FORMAT}"
+                f"{path}:{line}: item {i} is {name!r}, not an edge name; {_EDGE_FORMAT}"
             )
-        places.setdefault(name, f"{path}:{_line_of(text, json.dumps(name))}")
+        places.setdefault(name, f"{path}:{line}")
     return places
 
 
-def _line_of(text: str, needle: str) -> int:
-    """1-based line of ``needle``'s first occurrence in ``text`` (1 if absent)."""
-    at = text.find(needle)
-    return text.count("\n", 0, at) + 1 if at >= 0 else 1
+def _item_lines(text: str) -> list[int]:
+    """The 1-based line of each item of the JSON list ``text`` (already parsed once), found
+    in one pass over it: each item is decoded where it starts, so its line is its own (not
+    that of an earlier text that spells it the same)."""
+    decoder = json.JSONDecoder()
+    lines: list[int] = []
+    line, counted = 1, 0
+    at = text.index("[") + 1
+    while True:
+        at = _BETWEEN_ITEMS.match(text, at).end()
+        if text[at] == "]":
+            return lines
+        line += text.count("\n", counted, at)
+        counted = at
+        lines.append(line)
+        _, at = decoder.raw_decode(text, at)
 
 
 def check_edges(truth: GroundTruth, graph) -> None:

@@ -444,8 +444,22 @@ def patchscope_batch(
         raise PatchscopeError(f"max_new_tokens must be an int ≥ 1, got {max_new_tokens!r}")
     if max_new_tokens < 1:
         raise PatchscopeError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    sources, targets = _paired(sources, targets)
+    d_tgt = d_model_of(target_model)
+    src = _Sources.resolve(model, sources, tokenizer)
+    mapper = as_mapping(mapping, d_in=src.d_in, d_out=d_tgt)
+    tgt_ids, targets = _resolve_sites(target_model, targets, target_tokenizer, "target")
+    vectors = _mapped_states(model, target_model, src, mapper, tokenizer, batch_size)
+    return _run_targets(
+        target_model, target_tokenizer, tgt_ids, targets, vectors, src.site_of_row(),
+        max_new_tokens, batch_size,
+    )  # fmt: skip
 
-    # ---- sources: sites or vectors
+
+def _paired(
+    sources: Sequence[SourceLike] | torch.Tensor, targets: Sequence[TargetLike] | TargetLike
+) -> tuple[list, list[Site]]:
+    """The sources as a list (sites or ``[d]`` vectors) and one target :class:`Site` each."""
     if isinstance(sources, torch.Tensor):
         if not sources.is_floating_point() or sources.dim() not in (1, 2):
             raise PatchscopeError(
@@ -461,70 +475,89 @@ def patchscope_batch(
     targets = [_as_site(t, "target") for t in targets]
     if len(targets) != len(sources):
         raise PatchscopeError(f"{len(sources)} sources but {len(targets)} targets")
+    return sources, targets
 
-    d_src, d_tgt = d_model_of(model), d_model_of(target_model)
-    site_idx = [i for i, s in enumerate(sources) if not _is_vector(s)]
-    vec_idx = [i for i, s in enumerate(sources) if _is_vector(s)]
-    src_sites = [_as_site(sources[i], "source") for i in site_idx]
-    src_ids, src_sites = _resolve_sites(model, src_sites, tokenizer, "source")
-    for i in vec_idx:
-        v = sources[i]
-        if v.dim() != 1:
-            raise PatchscopeError(f"source vector {i} must be 1-D [d], got {tuple(v.shape)}")
-    src_width = {sources[i].shape[0] for i in vec_idx} | ({d_src} if site_idx else set())
-    if len(src_width) > 1:
-        raise PatchscopeError(f"source vectors have different sizes {sorted(src_width)}")
-    (d_in,) = src_width
-    mapper = as_mapping(mapping, d_in=d_in, d_out=d_tgt)
-    tgt_ids, targets = _resolve_sites(target_model, targets, target_tokenizer, "target")
 
-    # ---- source states, mapped
-    states: list[torch.Tensor | None] = [None] * len(sources)
-    if site_idx:
-        gathered = _gather_states(model, src_ids, src_sites, tokenizer, batch_size)
-        for j, i in enumerate(site_idx):
+@dataclass
+class _Sources:
+    """A batch's sources, checked: which rows are sites (resolved to token ids) and which
+    are given vectors, and the hidden size ``d_in`` they share."""
+
+    items: list
+    site_idx: list[int]
+    vec_idx: list[int]
+    ids: list
+    sites: list[Site]
+    d_in: int
+
+    @classmethod
+    def resolve(cls, model: Any, sources: list, tokenizer: Any) -> _Sources:
+        """``sources`` checked: sites resolved against ``model``, vectors 1-D, one width."""
+        site_idx = [i for i, s in enumerate(sources) if not _is_vector(s)]
+        vec_idx = [i for i, s in enumerate(sources) if _is_vector(s)]
+        src_sites = [_as_site(sources[i], "source") for i in site_idx]
+        src_ids, src_sites = _resolve_sites(model, src_sites, tokenizer, "source")
+        for i in vec_idx:
+            v = sources[i]
+            if v.dim() != 1:
+                raise PatchscopeError(f"source vector {i} must be 1-D [d], got {tuple(v.shape)}")
+        width = {sources[i].shape[0] for i in vec_idx} | (
+            {d_model_of(model)} if site_idx else set()
+        )
+        if len(width) > 1:
+            raise PatchscopeError(f"source vectors have different sizes {sorted(width)}")
+        (d_in,) = width
+        return cls(sources, site_idx, vec_idx, src_ids, src_sites, d_in)
+
+    def site_of_row(self) -> dict[int, Site]:
+        """The source :class:`Site` of each row given as one (vector rows have none)."""
+        return {i: self.sites[j] for j, i in enumerate(self.site_idx)}
+
+
+def _mapped_states(
+    model: Any, target_model: Any, src: _Sources, mapper: Any, tokenizer: Any, batch_size: int
+) -> torch.Tensor:
+    """``[n, d_target]``: each source's hidden state (read from ``model``, or the vector
+    given), passed through the mapping, on the target model's device and dtype."""
+    n, d_tgt = len(src.items), d_model_of(target_model)
+    states: list[torch.Tensor | None] = [None] * n
+    if src.site_idx:
+        gathered = _gather_states(model, src.ids, src.sites, tokenizer, batch_size)
+        for j, i in enumerate(src.site_idx):
             states[i] = gathered[j]
-    for i in vec_idx:
-        states[i] = sources[i].detach()
+    for i in src.vec_idx:
+        states[i] = src.items[i].detach()
     stacked = torch.stack(
         [s.to(device=_device(model), dtype=_dtype(model)) for s in states]  # type: ignore[union-attr]
     )
     vectors = mapper(stacked)
-    if vectors.dim() != 2 or vectors.shape != (len(sources), d_tgt):
+    if vectors.dim() != 2 or vectors.shape != (n, d_tgt):
         raise PatchscopeError(
             f"the mapping returned shape {tuple(vectors.shape)}; the target model needs "
-            f"[{len(sources)}, {d_tgt}] (its hidden size is {d_tgt})"
+            f"[{n}, {d_tgt}] (its hidden size is {d_tgt})"
         )
-    vectors = vectors.to(device=_device(target_model), dtype=_dtype(target_model))
+    return vectors.to(device=_device(target_model), dtype=_dtype(target_model))
 
-    # ---- target runs (greedy generation, no cache: every step reruns the whole sequence)
+
+def _run_targets(
+    target_model: Any,
+    target_tokenizer: Any,
+    tgt_ids: list,
+    targets: list[Site],
+    vectors: torch.Tensor,
+    sites_by_row: dict[int, Site],
+    max_new_tokens: int,
+    batch_size: int,
+) -> list[PatchscopeResult]:
+    """The target runs, ``batch_size`` pairs per forward pass, each with its vector patched
+    in, and a result per pair."""
     pad = _pad_id(target_model, target_tokenizer)
-    sites_by_row = {i: src_sites[j] for j, i in enumerate(site_idx)}
     results: list[PatchscopeResult] = []
     for start in range(0, len(targets), batch_size):
         stop = min(start + batch_size, len(targets))
-        seqs = [list(tgt_ids[i]) for i in range(start, stop)]
-        first_logits = None
-        generated: list[list[int]] = [[] for _ in seqs]
-        for _ in range(max_new_tokens):
-            tokens, mask = _pad(seqs, pad, _device(target_model))
-            logits = run_patched(
-                target_model,
-                tokens,
-                mask,
-                layers=[targets[i].layer for i in range(start, stop)],
-                rows=list(range(stop - start)),
-                positions=[targets[i].position for i in range(start, stop)],
-                vectors=vectors[start:stop],
-            )
-            last = torch.tensor([len(s) - 1 for s in seqs], device=logits.device)
-            step = logits[torch.arange(len(seqs), device=logits.device), last]
-            if first_logits is None:
-                first_logits = step.float().cpu()
-            nxt = step.argmax(dim=-1).tolist()
-            for row, token in enumerate(nxt):
-                seqs[row].append(int(token))
-                generated[row].append(int(token))
+        first_logits, generated = _generate(
+            target_model, pad, tgt_ids, targets, vectors, start, stop, max_new_tokens
+        )
         tok = _tokenizer_of(target_model, target_tokenizer)
         for row in range(stop - start):
             i = start + row
@@ -540,6 +573,44 @@ def patchscope_batch(
                 )
             )
     return results
+
+
+def _generate(
+    target_model: Any,
+    pad: int,
+    tgt_ids: list,
+    targets: list[Site],
+    vectors: torch.Tensor,
+    start: int,
+    stop: int,
+    max_new_tokens: int,
+) -> tuple[torch.Tensor, list[list[int]]]:
+    """``(first step's logits [rows, vocab], generated tokens per row)`` for targets
+    ``start:stop``: greedy generation with the patch kept and no cache (every step reruns the
+    whole sequence)."""
+    seqs = [list(tgt_ids[i]) for i in range(start, stop)]
+    first_logits = None
+    generated: list[list[int]] = [[] for _ in seqs]
+    for _ in range(max_new_tokens):
+        tokens, mask = _pad(seqs, pad, _device(target_model))
+        logits = run_patched(
+            target_model,
+            tokens,
+            mask,
+            layers=[targets[i].layer for i in range(start, stop)],
+            rows=list(range(stop - start)),
+            positions=[targets[i].position for i in range(start, stop)],
+            vectors=vectors[start:stop],
+        )
+        last = torch.tensor([len(s) - 1 for s in seqs], device=logits.device)
+        step = logits[torch.arange(len(seqs), device=logits.device), last]
+        if first_logits is None:
+            first_logits = step.float().cpu()
+        nxt = step.argmax(dim=-1).tolist()
+        for row, token in enumerate(nxt):
+            seqs[row].append(int(token))
+            generated[row].append(int(token))
+    return first_logits, generated
 
 
 def patchscope(

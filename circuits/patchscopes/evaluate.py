@@ -135,42 +135,17 @@ def next_token_scores(
     first = 1 if skip_first else 0
     if all(len(r) <= first for r in ids):
         raise PatchscopeError("the prompts have no token positions to evaluate")
-    device, pad = _device(model), _pad_id(model, tokenizer)
+    pad = _pad_id(model, tokenizer)
     hits, surprisal, n = 0, 0.0, 0
     for start in range(0, len(ids), batch_size):
-        chunk = ids[start : start + batch_size]
-        tokens, mask = _pad(chunk, pad, device)
-        states, logits = residual_stream(model, tokens, mask, [layer])
-        rows, cols = mask.bool().nonzero(as_tuple=True)
-        keep = cols >= first
-        rows, cols = rows[keep], cols[keep]
-        reference = logits[rows, cols].argmax(-1)
-        vectors = mapper(states[layer][rows, cols])
-        if vectors.shape != (len(rows), d):
-            raise PatchscopeError(
-                f"the mapping returned shape {tuple(vectors.shape)}, expected [{len(rows)}, {d}]"
-            )
-        if target is None and target_layer == n_layers:
-            # The final residual feeds only the unembedding at its own position: every
-            # position of a prompt can be patched in the same row.
-            out = run_patched(
-                model,
-                tokens,
-                mask,
-                layers=[target_layer] * len(rows),
-                rows=rows.tolist(),
-                positions=cols.tolist(),
-                vectors=vectors,
-            )[rows, cols]
-        else:
-            out = _patched_rows(
-                model, chunk, rows, cols, vectors, target, tgt_ids if target else None,
-                target_layer, pad, batch_size,
-            )  # fmt: skip
+        out, reference = _chunk_logits(
+            model, ids[start : start + batch_size], first, layer, mapper, target,
+            tgt_ids if target is not None else None, target_layer, pad, batch_size,
+        )  # fmt: skip
         logp = torch.log_softmax(out.double(), dim=-1)
         hits += int((out.argmax(-1) == reference).sum())
         surprisal += float(-logp.gather(-1, reference[:, None]).sum())
-        n += len(rows)
+        n += len(reference)
     return NextTokenScores(
         layer=layer,
         target_layer=target_layer,
@@ -180,6 +155,51 @@ def next_token_scores(
         surprisal=surprisal / n,
         n=n,
     )
+
+
+def _chunk_logits(
+    model: Any,
+    chunk: list,
+    first: int,
+    layer: int,
+    mapper: Any,
+    target: TargetPrompt | None,
+    tgt_ids: list | None,
+    target_layer: int,
+    pad: int,
+    batch_size: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(patched next-token logits [k, vocab], the unpatched run's next tokens [k])`` for
+    the ``k`` evaluated positions of one chunk of prompts."""
+    n_layers, d = n_layers_of(model), d_model_of(model)
+    tokens, mask = _pad(chunk, pad, _device(model))
+    states, logits = residual_stream(model, tokens, mask, [layer])
+    rows, cols = mask.bool().nonzero(as_tuple=True)
+    keep = cols >= first
+    rows, cols = rows[keep], cols[keep]
+    reference = logits[rows, cols].argmax(-1)
+    vectors = mapper(states[layer][rows, cols])
+    if vectors.shape != (len(rows), d):
+        raise PatchscopeError(
+            f"the mapping returned shape {tuple(vectors.shape)}, expected [{len(rows)}, {d}]"
+        )
+    if target is None and target_layer == n_layers:
+        # The final residual feeds only the unembedding at its own position: every
+        # position of a prompt can be patched in the same row.
+        out = run_patched(
+            model,
+            tokens,
+            mask,
+            layers=[target_layer] * len(rows),
+            rows=rows.tolist(),
+            positions=cols.tolist(),
+            vectors=vectors,
+        )[rows, cols]
+    else:
+        out = _patched_rows(
+            model, chunk, rows, cols, vectors, target, tgt_ids, target_layer, pad, batch_size
+        )
+    return out, reference
 
 
 def _patched_rows(model, chunk, rows, cols, vectors, target, tgt_ids, layer, pad, batch_size):
@@ -326,7 +346,33 @@ def layer_heatmap(
     tgt_ids = encode_prompt(model, target.text, tokenizer)
     tgt_pos = check_position(target.position, len(tgt_ids), "target position")
 
-    device, pad = _device(model), _pad_id(model, tokenizer)
+    pad = _pad_id(model, tokenizer)
+    states = _source_states(model, ids, positions, source_layers, pad, batch_size)
+    mapped = {s: mapper(states[s]) for s in source_layers}
+    hits = _target_hits(
+        model, mapped, tgt_ids, tgt_pos, expected_sets, source_layers, target_layers, pad,
+        batch_size,
+    )  # fmt: skip
+    return Heatmap(
+        values=hits / len(ids),
+        source_layers=source_layers,
+        target_layers=target_layers,
+        n=len(ids),
+        title=title,
+        details={"target": target.text, "target_position": tgt_pos, "mapping": mapper.name},
+    )
+
+
+def _source_states(
+    model: Any,
+    ids: list,
+    positions: list[int],
+    source_layers: list[int],
+    pad: int,
+    batch_size: int,
+) -> dict[int, torch.Tensor]:
+    """Per source layer, ``[len(ids), d]``: each prompt's residual state at its position."""
+    device, d = _device(model), d_model_of(model)
     states = {
         s: torch.empty(len(ids), d, dtype=_dtype(model), device=device) for s in source_layers
     }
@@ -337,11 +383,29 @@ def layer_heatmap(
         rows = torch.arange(len(pos), device=device)
         for s in source_layers:
             states[s][start : start + len(pos)] = got[s][rows, pos]
+    return states
+
+
+def _target_hits(
+    model: Any,
+    mapped: dict[int, torch.Tensor],
+    tgt_ids: list,
+    tgt_pos: int,
+    expected_sets: list[set[int]],
+    source_layers: list[int],
+    target_layers: list[int],
+    pad: int,
+    batch_size: int,
+) -> torch.Tensor:
+    """``[source layers, target layers]``: how many sources' mapped states (``mapped``, per
+    source layer), patched into the target prompt at each target layer, make its next token
+    an expected one."""
     # every (source layer, target layer, source) is one row of the same target prompt
-    jobs = [(s, t, k) for s in source_layers for t in target_layers for k in range(len(ids))]
-    mapped = {s: mapper(states[s]) for s in source_layers}
+    jobs = [
+        (s, t, k) for s in source_layers for t in target_layers for k in range(len(expected_sets))
+    ]
     hits = torch.zeros(len(source_layers), len(target_layers))
-    tokens_one, mask_one = _pad([tgt_ids], pad, device)
+    tokens_one, mask_one = _pad([tgt_ids], pad, _device(model))
     last = len(tgt_ids) - 1
     for start in range(0, len(jobs), batch_size):
         part = jobs[start : start + batch_size]
@@ -359,14 +423,7 @@ def layer_heatmap(
         for (s, t, k), tok in zip(part, top, strict=True):
             if tok in expected_sets[k]:
                 hits[source_layers.index(s), target_layers.index(t)] += 1
-    return Heatmap(
-        values=hits / len(ids),
-        source_layers=source_layers,
-        target_layers=target_layers,
-        n=len(ids),
-        title=title,
-        details={"target": target.text, "target_position": tgt_pos, "mapping": mapper.name},
-    )
+    return hits
 
 
 def identity_heatmap(

@@ -40,26 +40,12 @@ def _bends(
     return [round(b, 3) or 0 for b in bends.tolist()]
 
 
-def explorer_data(
-    graph: Graph,
-    record: dict[str, Any] | None = None,
-    *,
-    supernodes: Supernodes | None = None,
-    title: str | None = None,
-) -> dict[str, Any]:
-    """The page's data: ``nodes`` (name, kind, layer, head, x, y; shared k/v ports as kind
-    ``"port"`` with their ``readers``), ``ports`` (name, kind, index of the node an edge into it
-    ends at), ``edges`` as rank-ordered columns ``up`` (node index), ``port`` (port index),
-    ``score``, ``in`` (1 when in the run's circuit) and ``bend`` (the curve's sideways offset,
-    as the circuit figure routes it), the run's ``curve`` and
-    ``faithfulness``, and any ``supernodes``."""
-    record = record or {}
-    settings = record.get("settings") or {}
-    absolute = bool(settings.get("absolute", True))
-    spec = graph.spec
+def _nodes_and_ports(graph: Graph) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The page's ``nodes`` (placed as the circuit figure places them; a shared k/v port of
+    grouped-query attention becomes a node of its own, kind ``"port"``) and ``ports`` (each
+    with the index of the node an edge into it ends at)."""
+    spec, layout = graph.spec, graph.layout
     L, H = spec.n_layers, spec.n_heads
-    layout = graph.layout
-
     nodes: list[dict[str, Any]] = []
     for node in layout.nodes:
         x, y = node_xy(node, H, L)
@@ -80,7 +66,49 @@ def explorer_data(
                  "x": x, "y": y, "readers": readers}
             )  # fmt: skip
         ports.append({"name": port.name, "kind": port.port, "target": target})
+    return nodes, ports
 
+
+def _run_results(record: dict[str, Any]) -> dict[str, Any]:
+    """The page's ``curve`` and ``faithfulness``, from the run record."""
+    curve = record.get("curve") or {}
+    faith = record.get("faithfulness") or {}
+    circuit = record.get("circuit") or {}
+    return {
+        "curve": {
+            "n_edges": list(curve.get("n_edges") or []),
+            "f": list(curve.get("f") or []),
+            "random_f": list(curve.get("random_f") or []),
+            "split": faith.get("split", "test"),
+        },
+        "faithfulness": {
+            "f": faith.get("f"),
+            "ci": faith.get("ci"),
+            "n_edges": circuit.get("n_edges"),
+            "n_examples": faith.get("n_examples"),
+        },
+    }
+
+
+def explorer_data(
+    graph: Graph,
+    record: dict[str, Any] | None = None,
+    *,
+    supernodes: Supernodes | None = None,
+    title: str | None = None,
+) -> dict[str, Any]:
+    """The page's data: ``nodes`` (name, kind, layer, head, x, y; shared k/v ports as kind
+    ``"port"`` with their ``readers``), ``ports`` (name, kind, index of the node an edge into it
+    ends at), ``edges`` as rank-ordered columns ``up`` (node index), ``port`` (port index),
+    ``score``, ``in`` (1 when in the run's circuit) and ``bend`` (the curve's sideways offset,
+    as the circuit figure routes it), the run's ``curve`` and
+    ``faithfulness``, and any ``supernodes``."""
+    record = record or {}
+    settings = record.get("settings") or {}
+    absolute = bool(settings.get("absolute", True))
+    spec = graph.spec
+    L, H = spec.n_layers, spec.n_heads
+    nodes, ports = _nodes_and_ports(graph)
     order = graph.ranked_edge_indices(absolute=absolute)
     nb = graph.n_backward
     up = (order // nb).tolist()
@@ -89,9 +117,6 @@ def explorer_data(
     scores = graph.scores.flatten()[order].to(torch.float64).tolist()
     in_graph = graph.in_graph.flatten()[order].to(torch.int8).tolist()
 
-    curve = record.get("curve") or {}
-    faith = record.get("faithfulness") or {}
-    circuit = record.get("circuit") or {}
     model = record.get("model") or {}
     task = record.get("task") or {}
     if title is None:
@@ -114,18 +139,7 @@ def explorer_data(
             "bend": bends,
         },
         "n_circuit": int(sum(in_graph)),
-        "curve": {
-            "n_edges": list(curve.get("n_edges") or []),
-            "f": list(curve.get("f") or []),
-            "random_f": list(curve.get("random_f") or []),
-            "split": faith.get("split", "test"),
-        },
-        "faithfulness": {
-            "f": faith.get("f"),
-            "ci": faith.get("ci"),
-            "n_edges": circuit.get("n_edges"),
-            "n_examples": faith.get("n_examples"),
-        },
+        **_run_results(record),
         "supernodes": supernodes.to_dict() if supernodes is not None else None,
         "live": None,
     }

@@ -46,16 +46,19 @@ def available(*, compiled: bool = True) -> list[str]:
 def model_dir(name: str) -> Path:
     """The folder of shipped model ``name``; :class:`ZooError` if there is none (also for a
     compiled model, which is built in memory: ``truth.save(folder)`` writes one)."""
-    names = available(compiled=False)
-    if name in available():
-        if name not in names:
+    shipped = shipped_names()  # the folder is listed once
+    if name not in shipped:
+        from circuits.groundtruth import registry
+
+        compiled = registry.names()
+        if name in compiled:
             raise ZooError(
                 f"{name!r} is compiled in memory and has no folder; load it with zoo.load({name!r}) "
                 f"or write one with circuits.groundtruth.registry.build({name!r}).save(folder)"
             )
-    else:
         listed = (
-            ", ".join(available()) or "none (the package was installed without its model files)"
+            ", ".join(shipped + compiled)
+            or "none (the package was installed without its model files)"
         )
         raise ZooError(f"no bundled model named {name!r}; available: {listed}")
     folder = MODELS_DIR / name
