@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from circuits.app.curve_text import areas_text, finite, recorded_areas
-from circuits.app.report_doc import section_of
+from circuits.app.run import section_of
 
 __all__ = [
     "IG_GAP_THRESHOLD",
