@@ -95,3 +95,12 @@ def test_the_private_import_check_catches_one(tmp_path):
     (tmp_path / "a.py").write_text("def _helper():\n    return 1\n")
     (tmp_path / "b.py").write_text("from pkg.a import _helper, public\n")
     assert private_imports(tmp_path, "pkg") == ["b: _helper"]
+
+
+def test_the_curve_figure_names_its_areas_in_the_words_of_the_summary():
+    from circuits.app.curve_text import areas_text, recorded_areas
+
+    curve = next(
+        b for b in document(METRICS, FIGURES) if isinstance(b, Figure) and b.key == FIGURES[1]
+    )
+    assert f" {areas_text(recorded_areas(METRICS['curve']))}." in curve.caption

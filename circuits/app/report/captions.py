@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from circuits.app.curve_text import AREA_SHORT, recorded_areas
+from circuits.app.curve_text import areas_text, recorded_areas
 from circuits.app.report.doc import Block, Figure, Heading, fmt_num, section_of
 from circuits.app.report.load import FIGURES, figure_names
 
@@ -65,9 +65,5 @@ def _caption(metrics: Mapping[str, Any], key: str) -> str:
         )
     areas = recorded_areas(section_of(metrics, "curve")) if key == "faithfulness_curve" else {}
     if any(v is not None for v in areas.values()):
-        caption += (
-            " ("
-            + ", ".join(f"{AREA_SHORT[k]} {fmt_num(v)}" for k, v in areas.items() if v is not None)
-            + "; CPR and CMD are MIB's, over the edge fraction; the _log pair over log10 of it)"
-        )
+        caption += f" {areas_text(areas)}."  # the words the summary and `evaluate` use
     return caption
