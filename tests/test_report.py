@@ -13,7 +13,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from circuits.app import report, report_doc
+from circuits.app import report
 from circuits.app.report import ReportError, render_html, render_markdown, write_report
 
 EDGE = "a0.h1->a2.h3<q>"
@@ -261,7 +261,7 @@ def test_definitions_are_explained(fmt):
 
 
 def test_number_formatting():
-    num, pct = report_doc.fmt_num, report_doc.fmt_pct
+    num, pct = report.fmt_num, report.fmt_pct
     assert num(None) == "—"
     assert num(True) == "yes" and num(False) == "no"
     assert num(1234567) == "1,234,567"
@@ -501,7 +501,7 @@ def test_failed_render_keeps_old_reports(tmp_path, monkeypatch):
     def boom(metrics, images):
         raise RuntimeError("render failed")
 
-    monkeypatch.setattr(report, "render_html", boom)
+    monkeypatch.setattr(report.write, "render_html", boom)
     with pytest.raises(RuntimeError):
         write_report(run)
     assert (run / "report.md").read_text() == "old md"
@@ -516,7 +516,9 @@ def test_failed_write_leaves_no_temp_file(tmp_path, monkeypatch):
     def fail(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(report.os, "replace", fail)  # graphs.atomic_files uses the same os module
+    monkeypatch.setattr(
+        report.write.os, "replace", fail
+    )  # graphs.atomic_files uses the same os module
     with pytest.raises(OSError, match="disk full"):
         write_report(run)
     assert set(p.name for p in run.iterdir()) == before
@@ -553,8 +555,8 @@ def test_each_area_of_a_recorded_curve_has_one_name_and_its_own_value():
     md, page = both(m)
     for key, value in expected.items():
         label = AREA_LABELS[key].replace("|", "\\|")  # markdown escapes the bars
-        assert f"| {label} | {report_doc.fmt_num(value)} |" in md
-        assert report_doc.fmt_num(value) in page
+        assert f"| {label} | {report.fmt_num(value)} |" in md
+        assert report.fmt_num(value) in page
     line = summary_text(m).splitlines()[0]
     assert f"CPR {expected['cpr']:.3f}, CMD {expected['cmd']:.3f} (MIB's" in line
     assert f"CPR_log {expected['cpr_log']:.3f}, CMD_log {expected['cmd_log']:.3f} (log10" in line

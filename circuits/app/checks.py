@@ -13,7 +13,7 @@ from statistics import NormalDist
 from typing import Any
 
 from circuits.app.curve_text import areas_text, finite, recorded_areas
-from circuits.app.report_doc import section_of
+from circuits.app.run import section_of
 
 __all__ = [
     "IG_GAP_THRESHOLD",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ __all__ = [
     "RUN_SCHEMA_VERSION",
     "RunFileError",
     "RunRecord",
+    "section_of",
     "strict_json",
 ]
 
@@ -170,3 +172,10 @@ def strict_json(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [strict_json(v) for v in value]
     return value
+
+
+def section_of(metrics: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """The ``key`` section of a ``metrics.json`` object; ``{}`` when absent or not an object
+    (the report and the checks read records of older versions too)."""
+    value = metrics.get(key)
+    return value if isinstance(value, Mapping) else {}

@@ -2,18 +2,19 @@
 
 A report is a list of blocks (:class:`Heading`, :class:`Paragraph`, :class:`Table`,
 :class:`Figure`, :class:`Contents`) whose inline text is plain ``str`` or :class:`Code`,
-:class:`Strong` and :class:`Link` pieces; :mod:`circuits.app.report` renders the list as markdown
-and HTML. The ``fmt_*`` functions turn ``metrics.json`` values into the text both show. Apart
-from the report module so that a section builder in another module
-(:mod:`circuits.app.report_positions`) needs nothing from the module that imports it.
+:class:`Strong` and :class:`Link` pieces; :mod:`circuits.app.report.markdown` and
+:mod:`circuits.app.report.html` render the list. The ``fmt_*`` functions turn ``metrics.json``
+values into the text both show.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from circuits.app.run import section_of
 
 __all__ = [
     "Block",
@@ -32,8 +33,10 @@ __all__ = [
     "fmt_pct",
     "fmt_seconds",
     "fmt_target",
+    "fmt_ci",
     "fmt_value",
     "is_number",
+    "kv_table",
     "section_of",
 ]
 
@@ -126,9 +129,11 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, object
     return rows
 
 
-def section_of(metrics: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    value = metrics.get(key)
-    return value if isinstance(value, Mapping) else {}
+def fmt_ci(ci: object) -> str | None:
+    """A confidence interval ``[lo, hi]`` as text; None when ``ci`` is not a pair."""
+    if isinstance(ci, (list, tuple)) and len(ci) == 2:
+        return f"[{fmt_num(ci[0])}, {fmt_num(ci[1])}]"
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -191,3 +196,15 @@ class Contents:
 
 
 Block = Heading | Paragraph | Table | Figure | Contents
+
+
+def kv_table(rows: Iterable[tuple[str, object]], header: str = "Field") -> Table:
+    """One row per field: its dotted name as code and its value (a target with its bounds)."""
+    body: list[list[Inline]] = []
+    for key, value in rows:
+        text = fmt_value(value)
+        if key.split(".")[-1] == "target" and isinstance(value, (list, tuple)):
+            bounds = fmt_target(value)
+            text = f"{text} ({bounds})" if bounds else text
+        body.append([Code(key), text])
+    return Table([header, "Value"], body, "ll")
