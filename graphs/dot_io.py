@@ -10,7 +10,7 @@ Edges are coloured by the sign of their score (blue ≥ 0, red < 0), widened by 
 and styled by port: q solid, k dashed, v dotted, MLP/logits inputs bold.
 
 DOT is position-agnostic: a position-aware graph is drawn with its summed scores and its
-circuit's union over spans (``circuits.app.position_figures`` draws the spans; GraphML keeps
+circuit's union over spans (``circuits.app.figures`` draws the spans; GraphML keeps
 them for other tools).
 """
 

@@ -416,8 +416,7 @@ def test_explorer_routes_edges_of_one_column_apart(browser, tmp_path):
     from overlap import quadratic, worst_overlap
     from test_figures import COLUMNS
 
-    from circuits.app.edge_routes import control_point
-    from circuits.app.figures import circuit_drawing
+    from circuits.app.figures import circuit_drawing, control_point
 
     graph = _column_page(tmp_path / "columns.html")
     _open(browser, tmp_path / "columns.html")

@@ -465,7 +465,7 @@ def test_every_roc_curve_stays_visible_when_curves_coincide(tmp_path):
 
 
 def test_route_offsets_grow_with_the_nodes_a_line_would_cross():
-    from circuits.app.edge_routes import control_point, nodes_crossed, route_offsets
+    from circuits.app.figures import control_point, nodes_crossed, route_offsets
 
     column = np.array([[0.0, 2.0 * k] for k in range(5)])  # m0..m4 of one column
     starts, ends = np.zeros((3, 2)), np.array([[0.0, 2.0], [0.0, 4.0], [0.0, 6.0]])

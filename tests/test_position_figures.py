@@ -12,8 +12,9 @@ from matplotlib.image import imread
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, PathPatch
 
-from circuits.app.figures import NEGATIVE, POSITIVE
-from circuits.app.position_figures import (
+from circuits.app.figures import (
+    NEGATIVE,
+    POSITIVE,
     FigureError,
     draw_position_circuit,
     position_circuit_drawing,

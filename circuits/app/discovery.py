@@ -571,9 +571,13 @@ def _discover_and_write(
 ) -> dict[str, Any]:
     """:func:`discover` once its output folder is checked (and locked)."""
     from circuits.app.explorer import write_explorer
-    from circuits.app.figures import draw_circuit, plot_faithfulness_curve, plot_score_histogram
+    from circuits.app.figures import (
+        draw_circuit,
+        draw_position_circuit,
+        plot_faithfulness_curve,
+        plot_score_histogram,
+    )
     from circuits.app.integrity import file_digests
-    from circuits.app.position_figures import draw_position_circuit
     from circuits.app.report import write_report
     from graphs.atomic_files import atomic_directory
     from graphs.graphml_io import save_graphml

@@ -1,4 +1,4 @@
-// One edge's route for Cytoscape, as the circuit figure draws it (circuits.app.edge_routes):
+// One edge's route for Cytoscape, as the circuit figure draws it (circuits.app.figures.routes):
 // a quadratic Bézier whose control point sits `bend` figure units left of the chord's
 // midpoint. Cytoscape's unbundled-bezier takes that point as a distance from, and a weight
 // along, the source-target line in pixels (edge-distances: node-position).

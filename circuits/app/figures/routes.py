@@ -15,7 +15,8 @@ travel). The offset has two parts:
 
 :func:`route_offsets` computes the offsets for many edges at once (the explorer routes every
 edge of GPT-2 small); the browser code turns them into Cytoscape control points with the same
-formula as :func:`control_point`.
+formula as :func:`control_point`, and :func:`bezier_path` is the curve the matplotlib figures
+draw.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from matplotlib.path import Path as MplPath
 
-__all__ = ["CLEARANCE", "control_point", "nodes_crossed", "route_offsets"]
+__all__ = ["CLEARANCE", "bezier_path", "control_point", "nodes_crossed", "route_offsets"]
 
 # A node counts as crossed when the straight line passes closer than this to its place (data
 # units: a column is 1 wide and a row 1 high), away from the edge's own ends.
@@ -91,3 +93,10 @@ def control_point(
     length = float(np.hypot(x1 - x0, y1 - y0)) or 1.0
     nx, ny = -(y1 - y0) / length, (x1 - x0) / length
     return (x0 + x1) / 2 + offset * nx, (y0 + y1) / 2 + offset * ny
+
+
+def bezier_path(start: tuple[float, float], end: tuple[float, float], offset: float) -> MplPath:
+    """The quadratic Bézier from ``start`` to ``end`` whose control point is
+    :func:`control_point` (``offset`` to the left of travel), as a matplotlib path."""
+    c = control_point(start, end, offset)
+    return MplPath([start, c, end], [MplPath.MOVETO, MplPath.CURVE3, MplPath.CURVE3])
