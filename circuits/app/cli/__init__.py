@@ -37,7 +37,7 @@ class Command:
 
 #: The commands in the order ``circuits --help`` lists them. A command's module is imported
 #: only when that command runs or its options are shown, so ``circuits --help``, ``--version``
-#: and ``data check`` start without torch.
+#: and the ``data`` command's parser import no torch.
 COMMANDS: dict[str, Command] = {
     "discover": Command(
         "circuits.app.cli.discover",
