@@ -529,6 +529,56 @@ def test_the_command_module_imports_without_torch():
     assert out.stdout.strip() == "[]"
 
 
+def test_version_help_and_the_data_parser_import_no_torch():
+    """The command table names each command's module: --version and --help import none of
+    them, and the data command's parser imports that command's module alone, so none of
+    these start-ups pay for torch."""
+    import subprocess
+    import sys
+
+    code = """
+import contextlib, io, sys
+from circuits.app.cli import build_parser, main
+
+def loaded():
+    heavy = sorted({'torch', 'transformers'} & set(sys.modules))
+    return heavy, sorted(m for m in sys.modules if m.startswith('circuits.app.cli.'))
+
+for argv in (['--version'], ['--help']):
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            main(argv)
+        except SystemExit as exit:
+            assert exit.code == 0, argv
+    print(argv, loaded())
+args = build_parser(['data']).parse_args(['data', 'check', 'rows.jsonl', '--seed', '3'])
+assert (args.command, args.data_command, args.file, args.seed) == ('data', 'check', 'rows.jsonl', 3)
+print('data', loaded())
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=WORKTREE, capture_output=True, text=True, check=True
+    )
+    common = "circuits.app.cli.common"
+    assert out.stdout.splitlines() == [
+        f"['--version'] ([], ['{common}'])",
+        f"['--help'] ([], ['{common}'])",
+        f"data ([], ['{common}', 'circuits.app.cli.data'])",
+    ]
+
+
+def test_circuits_help_lists_the_command_table():
+    import contextlib
+    import io
+
+    from circuits.app.cli import COMMANDS
+
+    with contextlib.redirect_stdout(io.StringIO()) as out, pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(out.getvalue().split())
+    where = [text.find(f" {name} {command.help} ") for name, command in COMMANDS.items()]
+    assert -1 not in where and where == sorted(where)  # each with its line, in the table's order
+
+
 def _start(tmp_path: Path, *args: str):
     import subprocess
     import sys
@@ -673,7 +723,7 @@ def test_evaluate_prints_the_random_baseline_at_its_spreads_precision():
     # a tiny mean with its spread printed as the report does, not as -0.0000 or 7.9e-8
     from types import SimpleNamespace
 
-    from circuits.app.cli import _random_text
+    from circuits.app.cli.evaluate import _random_text
 
     assert _random_text(SimpleNamespace(random_f=-7.893e-8, random_f_std=2.282e-7)) == (
         "0.000 ± 0.000"

@@ -301,6 +301,30 @@ def test_a_changed_prompt_file_is_refused_unless_allowed(data_run, tmp_path, cap
 
 
 @pytest.mark.slow
+def test_recorded_settings_read_the_graph_metadata_else_the_run_record(data_run, tmp_path):
+    """evaluate's defaults and the prompt file's checksum come from one lookup: each setting
+    as the graph file's metadata records it, else as the run record beside it does."""
+    from circuits.app.integrity import recorded_settings
+
+    run = data_run / "circuit_run"
+    record = json.loads((run / "metrics.json").read_text())
+    from_record = recorded_settings({}, run)
+    assert from_record == {
+        "model": record["model"]["name"], "task": "prompts",
+        "metric": record["settings"]["metric"], "ablation": record["settings"]["ablation"],
+        "seed": record["task"]["seed"], "data": str((data_run / "prompts.jsonl").resolve()),
+        "counterfactual": record["task"]["counterfactual"],
+        "data_sha256": _sha256(data_run / "prompts.jsonl"),
+    }  # fmt: skip
+    given = {"task": "ioi", "seed": 7, "data_sha256": "ab" * 32}  # the metadata's come first
+    assert recorded_settings(given, run) == {**from_record, **given}
+    # an empty checksum is none recorded; a folder without a run record of ours has nothing
+    assert recorded_settings({"data_sha256": ""}, run) == from_record
+    (tmp_path / "metrics.json").write_text('{"accuracy": 1}')
+    assert recorded_settings({"seed": 3}, tmp_path) == {**dict.fromkeys(from_record), "seed": 3}
+
+
+@pytest.mark.slow
 def test_serve_and_report_take_the_prompt_file(data_run, tmp_path, capsys):
     from circuits.app.integrity import PromptFileChangedError
     from circuits.app.serve import LiveEvaluator

@@ -37,6 +37,7 @@ __all__ = [
     "file_digests",
     "load_checked_graph",
     "prompt_file_identity",
+    "recorded_settings",
     "sha256_file",
     "tensor_digests",
     "verify_graph_file",
@@ -195,17 +196,34 @@ def check_prompt_file(
     return actual
 
 
-def recorded_prompt_sha256(metadata: dict[str, Any], folder: str | os.PathLike[str]) -> str | None:
-    """The prompt file checksum a graph file's metadata records, else the run record's in
-    ``folder``; None for a task run or a run of an older version."""
-    if metadata.get("data_sha256"):
-        return str(metadata["data_sha256"])
+#: What a graph file's metadata records of its run -> where the run record keeps the same.
+_RUN_SETTINGS = {
+    "model": ("model", "name"), "task": ("task", "name"), "metric": ("settings", "metric"),
+    "ablation": ("settings", "ablation"), "seed": ("task", "seed"), "data": ("task", "data_file"),
+    "counterfactual": ("task", "counterfactual"), "data_sha256": ("task", "data_sha256"),
+}  # fmt: skip
+
+
+def recorded_settings(metadata: dict[str, Any], folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """The run's ``model``, ``task``, ``metric``, ``ablation``, ``seed``, prompt file
+    (``data``), ``counterfactual`` and prompt file checksum (``data_sha256``): each as a graph
+    file's metadata records it, else as the run record in ``folder`` does (a folder with some
+    other ``metrics.json`` has none), else None (``data_sha256``: a task run or a run of an
+    older version)."""
+    recorded = {name: metadata.get(name) for name in _RUN_SETTINGS}
+    recorded["data_sha256"] = metadata.get("data_sha256") or None  # "": none recorded
+    if all(value is not None for value in recorded.values()):
+        return recorded
     if not (Path(folder) / METRICS_FILE).is_file():
-        return None
+        return recorded
     try:
-        return RunRecord.load(folder).task.get("data_sha256")
+        record = RunRecord.load(folder)
     except RunFileError:
-        return None
+        return recorded  # some other metrics.json: not a run of ours
+    for name, (section, key) in _RUN_SETTINGS.items():
+        if recorded[name] is None:
+            recorded[name] = getattr(record, section).get(key)
+    return recorded
 
 
 def check_run_prompt_file(

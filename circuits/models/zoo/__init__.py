@@ -10,12 +10,13 @@ them (see :mod:`circuits.app.train_model`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from circuits.models.zoo.shipped import MODELS_DIR, shipped_names
 from graphs.errors import CircuitDiscoveryError
+
+if TYPE_CHECKING:  # annotations only: reading DEFAULT_MODEL imports no torch
+    import torch
 
 __all__ = [
     "DEFAULT_MODEL",

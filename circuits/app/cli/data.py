@@ -1,35 +1,24 @@
 """``circuits data check FILE --model M``: validate a prompt file and describe it, without
-loading the model's weights (exit 2 listing every problem, each with ``FILE:LINE``)."""
+loading the model's weights (exit 2 listing every problem, each with ``FILE:LINE``).
+
+Its parser imports no torch (``circuits.models.zoo`` is read only for the default model's
+name), so the command's start-up is the check's own."""
 
 from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_data_options", "data_parser", "run_data"]
+from circuits.app.cli.common import EXIT_OK, add_data_options
+
+__all__ = ["DESCRIPTION", "add_arguments", "run"]
+
+DESCRIPTION = "Tools for your own prompt files (.jsonl / .csv; see docs/guide.md)."
 
 
-def add_data_options(p: argparse.ArgumentParser, *, data: bool = True) -> None:
-    """``--data FILE`` (with ``data``) and ``--counterfactual NAME``."""
-    if data:
-        p.add_argument(
-            "--data", metavar="FILE",
-            help="your own prompt pairs (.jsonl or .csv, see docs/guide.md) instead of --task",
-        )  # fmt: skip
-    p.add_argument(
-        "--counterfactual", metavar="NAME",
-        help="which counterfactual prompt of MIB-style rows is the corrupted prompt",
-    )  # fmt: skip
-
-
-def data_parser(sub: argparse._SubParsersAction) -> None:
-    """Add the ``data`` command (and its ``check`` subcommand) to the ``circuits`` parser."""
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``data`` command's subcommands: ``check``."""
     from circuits.models.zoo import DEFAULT_MODEL
 
-    p = sub.add_parser(
-        "data",
-        help="check a prompt file",
-        description="Tools for your own prompt files (.jsonl / .csv; see docs/guide.md).",
-    )
     dsub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
     c = dsub.add_parser(
         "check",
@@ -54,7 +43,7 @@ def data_parser(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
 
 
-def run_data(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, argv: list[str]) -> int:
     """Run ``circuits data check``: the same validation pass as ``discover --data``
     (:func:`circuits.app.prompts.check_data_file`); a bad file raises PromptFileError (exit 2)."""
     from circuits.app.prompts import check_data_file, data_summary
@@ -63,4 +52,4 @@ def run_data(args: argparse.Namespace) -> int:
         args.file, args.model, args.counterfactual, args.seed, args.positions
     )
     print(data_summary(prompts, tokenizer))
-    return 0
+    return EXIT_OK
