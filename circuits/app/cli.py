@@ -592,12 +592,12 @@ def _defaults_from_run(args: argparse.Namespace, metadata: dict) -> None:
 
 def _check_graph_file(path: Path) -> None:
     """UsageError unless ``path`` is an existing file in a format the commands read."""
-    from graphs.files import FORMATS
+    from graphs.io import readable_suffixes
 
     if not path.is_file():
         raise UsageError(f"graph file {path} does not exist")
     suffix = path.suffix.lower()
-    if suffix not in FORMATS:
+    if suffix not in readable_suffixes():
         found = f"the suffix {suffix!r}" if suffix else "no suffix"
         dot = (
             " (DOT is written by `circuits export --format dot`, not read back)"
@@ -613,6 +613,7 @@ def _check_graph_file(path: Path) -> None:
 def _export(args: argparse.Namespace) -> int:
     from circuits.app.integrity import load_checked_graph
     from graphs.dot_io import save_dot
+    from graphs.io import save_graph
 
     if args.format == "mib":  # ten circuits in MIB's layout, into a folder
         from circuits.app.mib_export import export_mib_run
@@ -632,7 +633,7 @@ def _export(args: argparse.Namespace) -> int:
     if args.format == "dot":
         save_dot(graph, out, only_in_graph=not args.all_edges)
     else:
-        graph.save(out, format=args.format)
+        save_graph(graph, out, format=args.format)
     print(f"wrote {out}")
     return EXIT_OK
 
