@@ -1,7 +1,7 @@
 """Graph files: one registry of formats, and :func:`save_graph` / :func:`load_graph` over it.
 
 A format is a name, the file suffixes it is chosen by, a ``save(graph, path, **options)``
-and a ``load(path) -> Graph``, or no ``load`` for an export-only format (DOT). A new format
+and a ``load(path) -> Graph``, or no ``load`` for an export-only format (DOT, MIB). A new format
 is one module with those functions plus one :func:`register_format` line, here for a bundled
 format or anywhere for one of your own::
 
@@ -25,6 +25,7 @@ from graphs.errors import GraphFormatError, GraphMismatchError
 from graphs.graph import Graph
 from graphs.graphml_io import load_graphml, save_graphml
 from graphs.json_io import load_json, save_json
+from graphs.mib_io import save_mib
 from graphs.tensor_io import load_safetensors, save_safetensors
 
 __all__ = [
@@ -142,3 +143,4 @@ register_format("graphml", (".graphml",), save=save_graphml, load=load_graphml)
 register_format("json", (".json",), save=save_json, load=load_json)
 register_format("safetensors", (".safetensors",), save=save_safetensors, load=load_safetensors)
 register_format("dot", (".dot",), save=save_dot)
+register_format("mib", (), save=save_mib)  # MIB's files end in .json: chosen by name only

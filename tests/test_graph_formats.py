@@ -5,6 +5,7 @@ and ``save_graph`` writes exactly what each format's own saver writes."""
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 
 import pytest
@@ -16,6 +17,7 @@ from graphs.dot_io import save_dot, to_dot
 from graphs.graphml_io import save_graphml
 from graphs.io import format_for, formats, readable_suffixes, register_format
 from graphs.json_io import save_json
+from graphs.mib_io import mib_graph
 from graphs.tensor_io import save_safetensors
 
 GQA = ModelSpec(n_layers=2, n_heads=4, n_kv_heads=2, model_name="tiny-gqa")
@@ -95,7 +97,7 @@ def test_a_suffix_or_name_chooses_one_format(registry):
         register_format("json-lines", (".json",), save=save_json)
     with pytest.raises(GraphFormatError, match="named 'dot' is already registered"):
         register_format("dot", (".gv",), save=save_dot)
-    assert list(formats()) == ["graphml", "json", "safetensors", "dot"]
+    assert list(formats()) == ["graphml", "json", "safetensors", "dot", "mib"]
 
 
 def test_dot_is_export_only(tmp_path):
@@ -107,6 +109,25 @@ def test_dot_is_export_only(tmp_path):
     assert (tmp_path / "all.dot").read_text() == to_dot(graph, only_in_graph=False)
     with pytest.raises(GraphFormatError, match="dot is an export-only graph format"):
         load_graph(tmp_path / "c.dot")
+
+
+def test_mib_is_export_only_and_chosen_by_name(tmp_path):
+    """MIB's files end in .json, which chooses this package's JSON, so MIB is chosen by name."""
+    graph = scored_graph()
+    assert formats()["mib"].suffixes == () and formats()["mib"].load is None
+    save_graph(graph, tmp_path / "edges.json", format="mib")
+    text = (tmp_path / "edges.json").read_text()
+    assert text == json.dumps(mib_graph(graph))
+    assert sum(e["in_graph"] for e in json.loads(text)["edges"].values()) > 0
+    save_graph(graph, tmp_path / "importances.json", format="mib", edges=graph.real_edges)
+    assert all(
+        e["in_graph"]
+        for e in json.loads((tmp_path / "importances.json").read_text())["edges"].values()
+    )
+    with pytest.raises(GraphFormatError, match="mib is an export-only graph format"):
+        load_graph(tmp_path / "edges.json", format="mib")
+    save_graph(graph, tmp_path / "graph.json")
+    assert load_graph(tmp_path / "graph.json") == graph  # .json stays this package's JSON
 
 
 @pytest.mark.parametrize(
