@@ -641,7 +641,7 @@ def test_missing_file(tmp_path, fmt):
         LOAD[fmt](tmp_path / f"absent.{fmt}")
 
 
-# ------------------------------------------------------------------ Graph.save / Graph.load
+# ------------------------------------------------------------------ save_graph / load_graph
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
