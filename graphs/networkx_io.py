@@ -115,16 +115,11 @@ def to_networkx(
             "axis; attribute it with position-aware data (attribution.positions)"
         )
     graph.check_positions()
-    S = len(graph.positions)
-    flags = graph.in_graph.expand(S, -1, -1) if graph.position_in_graph is None else None
-    attrs.update(
-        positions=json.dumps(list(graph.positions)),
-        position_circuit=graph.position_in_graph is not None,
-    )
-    return _digraph(
-        graph, attrs, graph.position_scores, graph.position_in_graph if flags is None else flags,
-        graph.positions, only_in_graph,
-    )  # fmt: skip
+    per_span = graph.position_in_graph
+    # a position-agnostic circuit is kept at every span
+    flags = graph.in_graph.expand(len(graph.positions), -1, -1) if per_span is None else per_span
+    attrs.update(positions=json.dumps(list(graph.positions)), position_circuit=per_span is not None)
+    return _digraph(graph, attrs, graph.position_scores, flags, graph.positions, only_in_graph)
 
 
 def _digraph(
