@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from circuits.search.select import greedy, prune_dead_edges, threshold, top_n
-from graphs import Graph, ModelSpec
+from graphs import Graph, ModelSpec, load_graph, save_graph
 
 TARGET_S = 10.0
 GPT2_SMALL = ModelSpec(
@@ -60,8 +60,8 @@ def best_of(repeats: int, run: Callable[[Graph], object], make: Callable[[], Gra
 
 
 def save_and_load(graph: Graph, path: Path) -> Graph:
-    graph.save(path)
-    return Graph.load(path)
+    save_graph(graph, path)
+    return load_graph(path)
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:

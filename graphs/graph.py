@@ -472,43 +472,6 @@ class Graph:
 
     __hash__ = None  # type: ignore[assignment]
 
-    # ---------------------------------------------------------------- files and networkx
-    # Imports are local: the I/O modules import this one.
-    def to_networkx(self, *, only_in_graph: bool = False, positions: bool | None = None) -> Any:
-        """This graph as a ``networkx.DiGraph`` (see :mod:`graphs.networkx_io`); a
-        position-aware graph gets one node per (node, span) unless ``positions=False``."""
-        from graphs.networkx_io import to_networkx
-
-        return to_networkx(self, only_in_graph=only_in_graph, positions=positions)
-
-    @classmethod
-    def from_networkx(cls, G: Any) -> Graph:
-        """Rebuild a graph from :meth:`to_networkx`'s DiGraph; GraphFormatError if malformed."""
-        from graphs.networkx_io import from_networkx
-
-        return from_networkx(G)
-
-    def save(self, path: Any, *, format: str | None = None) -> None:
-        """Save to ``path`` (str or PathLike) as GraphML, JSON or safetensors, chosen by the
-        suffix (``.graphml``, ``.json``, ``.safetensors``) or by ``format``."""
-        from graphs.files import save_graph
-
-        save_graph(self, path, format=format)
-
-    @classmethod
-    def load(cls, path: Any, *, model: Any = None, format: str | None = None) -> Graph:
-        """Load a graph saved by :meth:`save`. With ``model`` (a TransformerBridge or a
-        ModelSpec), raise GraphMismatchError unless the graph fits it."""
-        from graphs.files import load_graph
-
-        graph = load_graph(path, format=format)
-        if model is not None:
-            try:
-                graph.check_compatible(model)
-            except GraphMismatchError as err:
-                raise GraphMismatchError(f"{path}: {err}") from err
-        return graph
-
 
 def _equal_or_nan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a == b) | (a.isnan() & b.isnan())

@@ -6,7 +6,7 @@ same float64, and a float32 score is exactly representable as a float64, so scor
 bit-exactly (including -0.0, subnormals, ``inf`` and ``nan``).
 
 A position-aware graph is written, by default, with one node per (node, span)
-(``"a0.h1@S1"``, see :mod:`graphs.networkx_positions`), so other tools draw its spans apart
+(``"a0.h1@S1"``, see :mod:`graphs.networkx_io`), so other tools draw its spans apart
 and :func:`load_graphml` reads back its span names, per-span scores and per-span circuit;
 ``positions=False`` writes the position-agnostic layout (summed scores) instead.
 """

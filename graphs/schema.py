@@ -30,7 +30,7 @@ def check_format(fmt: Any, version: Any) -> None:
     if fmt is None:
         raise GraphFormatError(
             f"no 'format' marker: circuit-discovery graph files say format={FORMAT_NAME!r}; "
-            "this file was not written by Graph.save (or lost its header)"
+            "this file was not written by save_graph (or lost its header)"
         )
     if fmt != FORMAT_NAME:
         raise GraphFormatError(

@@ -103,6 +103,28 @@ def load_safetensors(path: str | os.PathLike[str]) -> Graph:
 
 
 def _graph_from_parts(metadata: dict[str, str], tensors: dict[str, torch.Tensor]) -> Graph:
+    graph = _graph_of_metadata(metadata)
+    _check_tensors(graph, tensors)
+    graph.set_scores(tensors["scores"])
+    # A bool byte other than 0/1 is not a valid torch bool; normalise through uint8.
+    graph.set_in_graph(
+        tensors["in_graph"].view(torch.uint8) != 0,
+        tensors["nodes_in_graph"].view(torch.uint8) != 0,
+    )
+    if ("positions" in metadata) != ("position_scores" in tensors):
+        raise GraphFormatError(
+            "a position-aware graph needs both the 'positions' metadata and the "
+            "'position_scores' tensor; this file has only one"
+        )
+    if "positions" in metadata:
+        _read_position_scores(graph, metadata["positions"], tensors)
+    if "position_in_graph" in tensors:
+        _read_position_circuit(graph, tensors["position_in_graph"])
+    return graph
+
+
+def _graph_of_metadata(metadata: dict[str, str]) -> Graph:
+    """An empty graph of the file's model, with its ``graph.metadata``."""
     version_text = metadata.get("schema_version")
     version = (
         int(version_text) if version_text is not None and version_text.isdigit() else version_text
@@ -118,7 +140,11 @@ def _graph_from_parts(metadata: dict[str, str], tensors: dict[str, torch.Tensor]
         raise GraphFormatError("metadata 'model' must be a JSON object of ModelSpec fields")
     graph = Graph(spec_from_mapping(model, what="'model' field"))
     graph.metadata = metadata_from_stored(metadata.get("metadata"))
+    return graph
 
+
+def _check_tensors(graph: Graph, tensors: dict[str, torch.Tensor]) -> None:
+    """GraphFormatError unless the three plain tensors are there, each of its dtype and shape."""
     missing = [name for name in _TENSORS if name not in tensors]
     if missing:
         raise GraphFormatError(f"lacks tensor(s) {', '.join(map(repr, missing))}")
@@ -138,71 +164,58 @@ def _graph_from_parts(metadata: dict[str, str], tensors: dict[str, torch.Tensor]
                 f"for the model in the metadata (n_layers={s.n_layers}, n_heads={s.n_heads}, "
                 f"n_kv_heads={s.n_kv_heads}, parallel_attn_mlp={s.parallel_attn_mlp})"
             )
-    graph.set_scores(tensors["scores"])
-    # A bool byte other than 0/1 is not a valid torch bool; normalise through uint8.
-    graph.set_in_graph(
-        tensors["in_graph"].view(torch.uint8) != 0,
-        tensors["nodes_in_graph"].view(torch.uint8) != 0,
-    )
-    if ("positions" in metadata) != ("position_scores" in tensors):
+
+
+def _read_position_scores(graph: Graph, text: str, tensors: dict[str, torch.Tensor]) -> None:
+    """Give ``graph`` the file's position axis (span names ``text``, JSON); the stored
+    ``scores`` must be their sum, or (an older file) the stale axis is dropped."""
+    try:
+        names = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise GraphFormatError(f"metadata 'positions' is not valid JSON: {err}") from err
+    shape = (len(names), graph.n_forward, graph.n_backward)
+    ps = tensors["position_scores"]
+    if not isinstance(names, list) or ps.dtype != torch.float32 or tuple(ps.shape) != shape:
         raise GraphFormatError(
-            "a position-aware graph needs both the 'positions' metadata and the "
-            "'position_scores' tensor; this file has only one"
+            f"tensor 'position_scores' is {tuple(ps.shape)}, expected float32 {shape} for "
+            "the span names in the 'positions' metadata"
         )
-    if "positions" in metadata:
-        try:
-            names = json.loads(metadata["positions"])
-        except json.JSONDecodeError as err:
-            raise GraphFormatError(f"metadata 'positions' is not valid JSON: {err}") from err
-        shape = (len(names), *edge_shape)
-        ps = tensors["position_scores"]
-        if not isinstance(names, list) or ps.dtype != torch.float32 or tuple(ps.shape) != shape:
+    in_graph, nodes = graph.in_graph.clone(), graph.nodes_in_graph.clone()
+    graph.set_position_scores(names, ps)
+    summed, stored = graph.scores, tensors["scores"]
+    if not bool(((summed == stored) | (summed.isnan() & stored.isnan())).all()):
+        if "position_in_graph" in tensors:  # written by a saver that checks the sums
             raise GraphFormatError(
-                f"tensor 'position_scores' is {tuple(ps.shape)}, expected float32 {shape} for "
-                "the span names in the 'positions' metadata"
+                "tensor 'scores' is not the sum over spans of 'position_scores'; the file "
+                "is inconsistent"
             )
-        in_graph, nodes = graph.in_graph.clone(), graph.nodes_in_graph.clone()
-        graph.set_position_scores(names, ps)
-        summed, stored = graph.scores, tensors["scores"]
-        if not bool(((summed == stored) | (summed.isnan() & stored.isnan())).all()):
-            if "position_in_graph" in tensors:  # written by a saver that checks the sums
-                raise GraphFormatError(
-                    "tensor 'scores' is not the sum over spans of 'position_scores'; the file "
-                    "is inconsistent"
-                )
-            # Savers before check_positions existed could keep position scores that a later
-            # set_scores had made stale; the scores are what the graph meant.
-            warnings.warn(
-                "this safetensors graph's 'position_scores' do not sum to its 'scores' (saved "
-                "after graph.set_scores replaced them); loading it without the stale position "
-                "axis",
-                stacklevel=3,
-            )
-            graph.drop_positions()
-        graph.scores = tensors["scores"].clone()  # the stored sum, bit for bit (-0.0 kept)
-        graph.set_in_graph(in_graph, nodes)
-    if "position_in_graph" in tensors:
-        pig = tensors["position_in_graph"]
-        if (
-            graph.positions is None
-            or pig.dtype != torch.bool
-            or tuple(pig.shape)
-            != (
-                len(graph.positions),
-                *edge_shape,
-            )
-        ):
-            shape = None if graph.positions is None else (len(graph.positions), *edge_shape)
-            raise GraphFormatError(
-                f"tensor 'position_in_graph' is {str(pig.dtype).removeprefix('torch.')} "
-                f"{tuple(pig.shape)}, expected bool {shape} (a position-aware circuit needs the "
-                "file's 'positions' and 'position_scores')"
-            )
-        per_span = (pig.view(torch.uint8) != 0) & graph.real_edges
-        if not torch.equal(per_span.any(0), graph.in_graph):
-            raise GraphFormatError(
-                "tensor 'in_graph' is not the union over spans of 'position_in_graph'; the "
-                "file is inconsistent (re-save the graph)"
-            )
-        graph.position_in_graph = per_span
-    return graph
+        # Savers before check_positions existed could keep position scores that a later
+        # set_scores had made stale; the scores are what the graph meant.
+        warnings.warn(
+            "this safetensors graph's 'position_scores' do not sum to its 'scores' (saved "
+            "after graph.set_scores replaced them); loading it without the stale position "
+            "axis",
+            stacklevel=4,  # the caller of load_safetensors
+        )
+        graph.drop_positions()
+    graph.scores = tensors["scores"].clone()  # the stored sum, bit for bit (-0.0 kept)
+    graph.set_in_graph(in_graph, nodes)
+
+
+def _read_position_circuit(graph: Graph, pig: torch.Tensor) -> None:
+    """Give ``graph`` the file's per-span circuit; ``in_graph`` must be its union."""
+    edge_shape = (graph.n_forward, graph.n_backward)
+    shape = None if graph.positions is None else (len(graph.positions), *edge_shape)
+    if graph.positions is None or pig.dtype != torch.bool or tuple(pig.shape) != shape:
+        raise GraphFormatError(
+            f"tensor 'position_in_graph' is {str(pig.dtype).removeprefix('torch.')} "
+            f"{tuple(pig.shape)}, expected bool {shape} (a position-aware circuit needs the "
+            "file's 'positions' and 'position_scores')"
+        )
+    per_span = (pig.view(torch.uint8) != 0) & graph.real_edges
+    if not torch.equal(per_span.any(0), graph.in_graph):
+        raise GraphFormatError(
+            "tensor 'in_graph' is not the union over spans of 'position_in_graph'; the "
+            "file is inconsistent (re-save the graph)"
+        )
+    graph.position_in_graph = per_span

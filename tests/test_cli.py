@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from circuits.app.cli import main
+from graphs import load_graph, save_graph
 
 RUN_ARGS = ["--task", "ioi", "--n-examples", "32", "--n-eval", "32", "--quiet", "--seed", "1"]
 RUN_FILES = [
@@ -55,7 +56,6 @@ def test_discover_writes_every_file_and_they_parse(run_dir):
 def test_run_files_are_strict_json_and_name_the_model_as_given(run_dir):
     """metrics.json had `[0.9, Infinity]` (JavaScript's JSON.parse rejects it), and the graph
     files named the package's install path instead of `toy-gpt2`."""
-    from graphs import Graph
 
     def refuse(constant):
         raise ValueError(f"not strict JSON: {constant}")
@@ -65,7 +65,7 @@ def test_run_files_are_strict_json_and_name_the_model_as_given(run_dir):
     assert metrics["model"]["name"] == "toy-gpt2"
     json.loads((run_dir / "graph.json").read_text(), parse_constant=refuse)
     for name in ("graph.json", "graph.graphml", "scores.safetensors"):
-        assert Graph.load(run_dir / name).spec.model_name == "toy-gpt2", name
+        assert load_graph(run_dir / name).spec.model_name == "toy-gpt2", name
 
 
 def test_metrics_equal_a_recomputation_through_the_python_api(run_dir):
@@ -90,7 +90,7 @@ def test_metrics_equal_a_recomputation_through_the_python_api(run_dir):
         batch_size=16,
         quiet=True,
     )
-    saved = Graph.load(run_dir / "scores.safetensors")
+    saved = load_graph(run_dir / "scores.safetensors")
     assert torch.allclose(saved.scores, graph.scores, atol=1e-6)
     found = minimal_circuit(model, graph, train, "logit_diff", target=0.9, batch_size=16)
     assert torch.equal(found.mask, saved.in_graph)
@@ -145,7 +145,7 @@ def test_scale_options_reach_loading_and_attribution(tmp_path, capsys):
     train = encode_examples(get_task("ioi").examples(8, seed=1, split="train"), tokenizer)
     graph = Graph.from_model(model)
     attribute(model, graph, train, "logit_diff", method="eap-ig-inputs", steps=2, quiet=True)
-    saved = Graph.load(out / "scores.safetensors")
+    saved = load_graph(out / "scores.safetensors")
     assert saved.scores.abs().sum() > 0
     torch.testing.assert_close(saved.scores.double(), graph.scores.double(), rtol=1e-9, atol=1e-12)
 
@@ -211,14 +211,12 @@ def test_evaluate_a_saved_circuit_matches_discover(run_dir, capsys):
 
 @pytest.mark.parametrize("fmt", ["graphml", "json", "dot"])
 def test_export(run_dir, tmp_path, fmt):
-    from graphs import Graph
-
     out = tmp_path / f"exported.{fmt}"
     assert (
         main(["export", str(run_dir / "scores.safetensors"), "--format", fmt, "--out", str(out)])
         == 0
     )
-    original = Graph.load(run_dir / "scores.safetensors")
+    original = load_graph(run_dir / "scores.safetensors")
     if fmt == "dot":
         text = out.read_text()
         assert text.startswith("digraph") and "rankdir=BT" in text
@@ -226,7 +224,7 @@ def test_export(run_dir, tmp_path, fmt):
         n = sum(len(e.port.nodes) for e in original.edges_in_graph.values())
         assert text.count(" -> ") == n
     else:
-        assert Graph.load(out) == original
+        assert load_graph(out) == original
 
 
 def _error(capsys) -> str:
@@ -300,7 +298,7 @@ def test_graph_of_another_model_exits_2(tmp_path, capsys):
     other = Graph.from_model(load_model(random_hf_model("GPT2LMHeadModel", n_layers=2)))
     other = Graph(dataclasses.replace(other.spec, model_name="tiny-2-layer"))
     path = tmp_path / "other.graphml"
-    other.save(path)
+    save_graph(other, path)
     assert main(["evaluate", str(path), "--task", "ioi", "--n-examples", "4", "--quiet"]) == 2
     err = _error(capsys)
     assert "does not fit the model (n_layers: graph has 2, model has 4" in err
@@ -639,14 +637,13 @@ def test_sigterm_while_writing_the_run_folder_leaves_nothing(tmp_path):
 
 def test_graph_files_record_how_they_were_made(run_dir):
     from circuits import zoo
-    from graphs import Graph
     from graphs.spec import weights_fingerprint
 
     expected = {"model": "toy-gpt2", "task": "ioi", "metric": "logit_diff",
                 "method": "eap-ig-inputs", "ablation": "patching", "split": "train", "seed": 1}  # fmt: skip
     fingerprint = weights_fingerprint(zoo.load("toy-gpt2")[0])
     for name in ("graph.graphml", "graph.json", "scores.safetensors"):
-        graph = Graph.load(run_dir / name)
+        graph = load_graph(run_dir / name)
         assert graph.metadata == expected, name
         assert graph.spec.weights_fingerprint == fingerprint, name
 
@@ -654,12 +651,10 @@ def test_graph_files_record_how_they_were_made(run_dir):
 def test_evaluate_takes_the_graph_files_settings_and_refuses_a_mismatch(
     run_dir, tmp_path, capsys, monkeypatch
 ):
-    from graphs import Graph
-
-    graph = Graph.load(run_dir / "graph.json")
+    graph = load_graph(run_dir / "graph.json")
     graph.metadata.update(task="greater-than", metric="prob_diff", seed=2)
     path = tmp_path / "gt.json"  # no metrics.json here: the file alone says what it is
-    graph.save(path)
+    save_graph(graph, path)
     few = ["--n-examples", "4", "--bootstrap", "10", "--quiet", "--json"]
     assert main(["evaluate", str(path), *few]) == 0
     result = json.loads(capsys.readouterr().out)

@@ -11,6 +11,7 @@ import torch
 
 from circuits.app.discovery import DiscoverySettings, RunError, find_circuit
 from circuits.app.report import render_markdown
+from graphs import load_graph
 
 # price-tagging prompts all have one length on the bundled tokenizer, so token positions work
 SETTINGS = DiscoverySettings(
@@ -161,7 +162,6 @@ def test_discover_with_an_ioi_schema_writes_the_position_files(tmp_path, capsys)
     import networkx as nx
 
     from circuits.app.cli import main
-    from graphs import Graph
 
     out = tmp_path / "run"
     args = ["discover", "--task", "ioi", "--positions", "schema", "--method", "eap"]
@@ -170,10 +170,10 @@ def test_discover_with_an_ioi_schema_writes_the_position_files(tmp_path, capsys)
     metrics = json.loads((out / "metrics.json").read_text())
     rec = metrics["positions"]
     assert rec["spans"] == ["prefix", "A", "and", "B", "middle", "S2", "S2+1", "rest", "END"]
-    aware = Graph.load(out / "position_graph.json")
+    aware = load_graph(out / "position_graph.json")
     assert aware.positions == tuple(rec["spans"])
     assert int(aware.position_in_graph.sum()) == rec["circuit"]["n_edges"]
-    assert Graph.load(out / "position_graph.graphml") == aware
+    assert load_graph(out / "position_graph.graphml") == aware
     kept = {
         (row["span"], row["edge"]) for row in rec["circuit_edges"]
     }  # the record's circuit is the files' circuit
@@ -184,9 +184,9 @@ def test_discover_with_an_ioi_schema_writes_the_position_files(tmp_path, capsys)
     assert kept == files
     G = nx.read_graphml(out / "position_graph.graphml")
     assert {d["span"] for _, d in G.nodes(data=True)} == set(rec["spans"])
-    plain = Graph.load(out / "graph.graphml")
+    plain = load_graph(out / "graph.graphml")
     assert plain.positions is None and plain.count_included_edges() == metrics["circuit"]["n_edges"]
-    main_json = Graph.load(out / "graph.json")
+    main_json = load_graph(out / "graph.json")
     assert main_json.position_in_graph is None and main_json.positions == aware.positions
     assert (out / "position_circuit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Figure 4" in (out / "report.md").read_text()

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from attribution import distributed
+from graphs import load_graph
 
 
 def test_without_a_process_group_everything_is_local():
@@ -81,7 +82,6 @@ def test_circuits_discover_under_torchrun_writes_once_and_matches_one_process(tm
     summary line, and the same scores, circuit and held-out faithfulness as one process
     (float64, so only summation order differs)."""
     from circuits.app.cli import main
-    from graphs import Graph
 
     args = ["discover", "--task", "ioi", "--n-examples", "8", "--n-eval", "8", "--seed", "2"]
     args += ["--steps", "2", "--dtype", "float64", "--quiet"]
@@ -96,7 +96,7 @@ def test_circuits_discover_under_torchrun_writes_once_and_matches_one_process(tm
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("wrote ") == 1, proc.stdout  # rank 1's output is silenced
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]  # no temporary folders
-    one, two = (Graph.load(tmp_path / name / "scores.safetensors") for name in ("one", "two"))
+    one, two = (load_graph(tmp_path / name / "scores.safetensors") for name in ("one", "two"))
     assert torch.allclose(two.scores, one.scores, rtol=1e-9, atol=1e-12)
     assert torch.equal(two.in_graph, one.in_graph) and one.count_included_edges() > 0
     m1, m2 = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("one", "two"))

@@ -24,7 +24,7 @@ from circuits.app.explorer import (
     spearman,
 )
 from circuits.app.explorer.page import CYTOSCAPE_SHA256
-from graphs import Graph
+from graphs import Graph, save_graph
 
 STATIC = Path(__file__).resolve().parents[1] / "circuits" / "app" / "explorer" / "static"
 
@@ -295,7 +295,7 @@ def test_compare_two_runs(browser, small_run_dir, tmp_path, capsys):
     changed.set_in_graph(mask)
     for name in ("scores.safetensors", "graph.json", "graph.graphml"):
         (other / name).unlink()
-    changed.save(other / "scores.safetensors")
+    save_graph(changed, other / "scores.safetensors")
     _record_checksums(other)
 
     result = compare_runs(small_run_dir, other)
@@ -336,7 +336,7 @@ def test_compare_refuses_runs_of_different_models(small_run_dir, tmp_path, capsy
     shutil.copytree(small_run_dir, other)
     for name in ("scores.safetensors", "graph.json", "graph.graphml"):
         (other / name).unlink()
-    Graph(ModelSpec(n_layers=2, n_heads=2)).save(other / "scores.safetensors")
+    save_graph(Graph(ModelSpec(n_layers=2, n_heads=2)), other / "scores.safetensors")
     _record_checksums(other)
     assert main(["compare", str(small_run_dir), str(other)]) == 2
     assert "different shapes" in capsys.readouterr().err

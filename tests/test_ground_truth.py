@@ -19,7 +19,7 @@ from circuits import evaluate, load_model, zoo
 from circuits.groundtruth import registry
 from circuits.groundtruth.benchmark import run_benchmark
 from circuits.groundtruth.scoring import auroc, precision_recall, roc_points
-from graphs import Graph
+from graphs import Graph, load_graph
 
 NAMES = registry.names()
 
@@ -148,7 +148,7 @@ def test_saved_folder_and_zoo_load_like_any_model(tmp_path):
     truth.save(tmp_path / "gqa", bridge=bridge)
     from_folder = load_model(tmp_path / "gqa")
     assert torch.allclose(from_folder(truth.data.clean), reference, atol=1e-4)
-    saved = Graph.load(tmp_path / "gqa" / "circuit.json", model=from_folder)
+    saved = load_graph(tmp_path / "gqa" / "circuit.json", model=from_folder)
     assert sorted(saved.edges_in_graph) == sorted(truth.circuit)
     task = json.loads((tmp_path / "gqa" / "task.json").read_text())
     assert task["clean"] == truth.data.clean.tolist()
@@ -174,7 +174,7 @@ def test_save_after_bridging_in_place_reloads_the_same_model(name, tmp_path):
     with torch.no_grad():
         assert torch.equal(raw(truth.data.clean).logits, reference)  # the very same weights
     reloaded = load_model(tmp_path / name)
-    saved = Graph.load(tmp_path / name / "circuit.json", model=reloaded)
+    saved = load_graph(tmp_path / name / "circuit.json", model=reloaded)
     assert sorted(saved.edges_in_graph) == sorted(truth.circuit)
 
 

@@ -30,23 +30,7 @@ LAYERS = ("graphs", "attribution", "circuits library", "circuits.app")
 
 #: Cycles that another change removes, each with that change; the test fails once one is gone,
 #: so the list cannot go stale.
-ALLOWED_CYCLES: dict[frozenset[str], str] = {
-    # Graph.save / load / to_networkx / from_networkx import the format modules, which import
-    # Graph: graph I/O as free functions over one format registry, graphs.io (issue 27, "Also"),
-    # takes those methods' imports out of graphs.graph.
-    frozenset(
-        {
-            "graphs.graph",
-            "graphs.files",
-            "graphs.edge_table",
-            "graphs.graphml_io",
-            "graphs.json_io",
-            "graphs.networkx_io",
-            "graphs.networkx_positions",
-            "graphs.tensor_io",
-        }
-    ): "graphs.io format registry",
-}
+ALLOWED_CYCLES: dict[frozenset[str], str] = {}
 
 
 @dataclass(frozen=True)

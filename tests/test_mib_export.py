@@ -11,7 +11,7 @@ import torch
 
 from circuits.app.cli import main
 from circuits.app.mib_export import MIB_PERCENTS, graph_edge_of, mib_graph
-from graphs import Graph, ModelSpec
+from graphs import Graph, ModelSpec, load_graph
 from tests.test_data_cli import write_task
 
 
@@ -29,7 +29,7 @@ def test_export_writes_the_ten_sizes_with_mib_names(run_dir, capsys):
     assert main(["export", str(run_dir), "--format", "mib"]) == 0
     folder = run_dir / "mib" / "ioi_toy-gpt2"
     assert "wrote 11 MIB files" in capsys.readouterr().out
-    graph = Graph.load(run_dir / "scores.safetensors")
+    graph = load_graph(run_dir / "scores.safetensors")
     total = int(graph.real_edges.sum())
     ranked = [e.name for e in graph.top_edges(total)]
     for pct in MIB_PERCENTS:

@@ -25,8 +25,10 @@ from graphs import (
     InconsistentGraphError,
     ModelSpec,
     from_networkx,
+    load_graph,
     load_graphml,
     load_json,
+    save_graph,
     save_graphml,
     save_json,
     to_networkx,
@@ -179,11 +181,11 @@ def test_savers_refuse_a_graph_whose_tensors_disagree(tmp_path):
     graph.scores[0, 0] += 1.0  # a direct write: scores no longer the sum over spans
     for fmt in FORMATS:
         with pytest.raises(InconsistentGraphError, match="'input->a0.h0<q>'"):
-            graph.save(tmp_path / f"g.{fmt}")
+            save_graph(graph, tmp_path / f"g.{fmt}")
     graph = positioned_graph(MHA, seed=3)
     graph.in_graph[~graph.in_graph & graph.real_edges] = True
     with pytest.raises(InconsistentGraphError, match="union over spans"):
-        graph.save(tmp_path / "g.json")
+        save_graph(graph, tmp_path / "g.json")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -197,8 +199,8 @@ def test_file_round_trip_is_exact(tmp_path, fmt, spec_id, circuit):
     graph = positioned_graph(SPECS[spec_id], seed=4, circuit=circuit)
     graph.nodes_in_graph[1] = not bool(graph.nodes_in_graph[1])  # node flags stored, not derived
     graph.metadata = {"task": "ioi"}
-    graph.save(tmp_path / f"g.{fmt}")
-    back = Graph.load(tmp_path / f"g.{fmt}")
+    save_graph(graph, tmp_path / f"g.{fmt}")
+    back = load_graph(tmp_path / f"g.{fmt}")
     assert_same(graph, back)
     assert back.metadata == {"task": "ioi"}
 
@@ -209,7 +211,7 @@ def test_networkx_round_trip_is_exact(spec_id, circuit):
     graph = positioned_graph(SPECS[spec_id], seed=5, circuit=circuit)
     assert_same(graph, from_networkx(to_networkx(graph)))
     # only the circuit: its per-span flags and node flags come back, other scores are 0
-    back = from_networkx(graph.to_networkx(only_in_graph=True))
+    back = from_networkx(to_networkx(graph, only_in_graph=True))
     assert torch.equal(back.in_graph, graph.in_graph)
     assert torch.equal(back.nodes_in_graph, graph.nodes_in_graph)
     assert (back.position_in_graph is None) == (circuit == "plain")
@@ -230,8 +232,8 @@ def test_token_position_names_round_trip(tmp_path):
     graph.set_circuit(position_circuit(graph, graph.position_scores.abs() > 1.5))
     assert graph.positions == ("0", "1", "2")
     for fmt in FORMATS:
-        graph.save(tmp_path / f"g.{fmt}")
-        assert_same(graph, Graph.load(tmp_path / f"g.{fmt}"))
+        save_graph(graph, tmp_path / f"g.{fmt}")
+        assert_same(graph, load_graph(tmp_path / f"g.{fmt}"))
 
 
 def test_special_scores_round_trip(tmp_path):
@@ -245,8 +247,8 @@ def test_special_scores_round_trip(tmp_path):
     graph.set_position_scores(SPANS, scores)
     graph.set_circuit(circuit)
     for fmt in FORMATS:
-        graph.save(tmp_path / f"g.{fmt}")
-        back = Graph.load(tmp_path / f"g.{fmt}")
+        save_graph(graph, tmp_path / f"g.{fmt}")
+        back = load_graph(tmp_path / f"g.{fmt}")
         a, b = graph.position_scores, back.position_scores
         assert torch.equal(a.isnan(), b.isnan()) and int(a.isnan().sum()) == 1
         assert torch.equal(a[~a.isnan()], b[~b.isnan()])
@@ -270,7 +272,7 @@ def _graphml_elements(path):
 @pytest.mark.parametrize("spec_id", SPECS)
 def test_graphml_has_one_node_per_node_and_span(tmp_path, spec_id):
     graph = positioned_graph(SPECS[spec_id], seed=7)
-    graph.save(tmp_path / "g.graphml")
+    save_graph(graph, tmp_path / "g.graphml")
     attrs, nodes, edges = _graphml_elements(tmp_path / "g.graphml")
     assert json.loads(attrs["positions"]) == list(SPANS)
     L, H, K = graph.spec.n_layers, graph.spec.n_heads, graph.spec.n_kv_heads
@@ -362,19 +364,19 @@ def test_position_agnostic_files_still_load(tmp_path):
         "nodes_in_graph": graph.nodes_in_graph,
     }
     save_file(tensors, tmp_path / "old.safetensors", metadata=meta)
-    old = Graph.load(tmp_path / "old.safetensors")
+    old = load_graph(tmp_path / "old.safetensors")
     assert old.positions is None and torch.equal(old.scores, graph.scores)
     meta["positions"] = json.dumps(list(SPANS))
     tensors["position_scores"] = graph.position_scores
     save_file(tensors, tmp_path / "v.safetensors", metadata=meta)
-    back = Graph.load(tmp_path / "v.safetensors")
+    back = load_graph(tmp_path / "v.safetensors")
     assert torch.equal(back.position_scores, graph.position_scores)
     assert back.position_in_graph is None and torch.equal(back.in_graph, graph.in_graph)
     # saved by the old saver after set_scores made the position scores stale: loads without them
     tensors["scores"] = graph.scores * 2
     save_file(tensors, tmp_path / "stale.safetensors", metadata=meta)
     with pytest.warns(UserWarning, match="do not sum to its 'scores'"):
-        stale = Graph.load(tmp_path / "stale.safetensors")
+        stale = load_graph(tmp_path / "stale.safetensors")
     assert stale.positions is None and stale.position_scores is None
     assert torch.equal(stale.scores, graph.scores * 2)
 
@@ -433,7 +435,7 @@ def test_inconsistent_safetensors_and_networkx_are_refused(tmp_path):
         metadata=meta,
     )
     with pytest.raises(GraphFormatError, match="not the union over spans"):
-        Graph.load(tmp_path / "g.safetensors")
+        load_graph(tmp_path / "g.safetensors")
     tensors = {
         "scores": graph.scores + 1.0,
         "in_graph": graph.in_graph,
@@ -443,7 +445,7 @@ def test_inconsistent_safetensors_and_networkx_are_refused(tmp_path):
     }
     save_file(tensors, tmp_path / "g.safetensors", metadata=meta)
     with pytest.raises(GraphFormatError, match="not the sum over spans"):
-        Graph.load(tmp_path / "g.safetensors")
+        load_graph(tmp_path / "g.safetensors")
 
     G = to_networkx(graph)
     u, v, data = next((u, v, d) for u, v, d in G.edges(data=True) if d["kind"] == "edge")

@@ -25,7 +25,7 @@ from circuits.search.positions import (
     ranked_position_edges,
     top_n_positions,
 )
-from graphs import Graph
+from graphs import Graph, load_graph, save_graph
 from graphs.positions import PositionError, SpanSchema, spans_from_starts
 
 GRADIENT_METHODS = ("eap", "clean-corrupted", "eap-ig-inputs", "eap-ig-activations", "relp")
@@ -242,11 +242,11 @@ def test_safetensors_keep_the_position_axis(tmp_path):
     model, graph = _case()
     g = graph.copy()
     attribute(model, g, _schema_data(random_pairs(3, 5, seed=6)), method="eap", quiet=True)
-    g.save(tmp_path / "g.safetensors")
-    back = Graph.load(tmp_path / "g.safetensors")
+    save_graph(g, tmp_path / "g.safetensors")
+    back = load_graph(tmp_path / "g.safetensors")
     assert back.positions == SCHEMA.names
     assert torch.equal(back.position_scores, g.position_scores)
     assert back == g
     plain = graph.copy()
-    plain.save(tmp_path / "plain.safetensors")
-    assert Graph.load(tmp_path / "plain.safetensors").positions is None
+    save_graph(plain, tmp_path / "plain.safetensors")
+    assert load_graph(tmp_path / "plain.safetensors").positions is None

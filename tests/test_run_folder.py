@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from circuits.app.cli import main
+from graphs import load_graph
 
 WORKTREE = Path(__file__).resolve().parents[1]
 FAST = ["--n-examples", "8", "--n-eval", "8", "--quiet"]
@@ -164,13 +165,12 @@ def test_a_damaged_tensor_is_refused_by_every_reader(small_run_dir, tmp_path, ca
     from circuits.app.explorer import write_explorer
     from circuits.app.integrity import RunIntegrityError
     from circuits.app.serve import LiveEvaluator
-    from graphs import Graph
 
     run = _copy_run(small_run_dir, tmp_path)
     scores = run / "scores.safetensors"
     _flip_tensor_bytes(scores)
-    damaged = Graph.load(scores)  # the format itself cannot tell
-    assert not damaged.scores.equal(Graph.load(small_run_dir / "scores.safetensors").scores)
+    damaged = load_graph(scores)  # the format itself cannot tell
+    assert not damaged.scores.equal(load_graph(small_run_dir / "scores.safetensors").scores)
     commands = {
         "evaluate": ["evaluate", str(scores), "--quiet"],
         "export": ["export", str(scores), "--format", "json", "--out", str(tmp_path / "x.json")],
@@ -200,7 +200,6 @@ def test_an_edited_graph_json_is_refused(small_run_dir, tmp_path, capsys):
 
 def test_an_old_run_folder_without_checksums_is_read_with_a_warning(small_run_dir, tmp_path):
     from circuits.app.explorer import load_run_graph
-    from graphs import Graph
 
     run = _copy_run(small_run_dir, tmp_path)
     record = json.loads((run / "metrics.json").read_text())
@@ -208,7 +207,7 @@ def test_an_old_run_folder_without_checksums_is_read_with_a_warning(small_run_di
     (run / "metrics.json").write_text(json.dumps(record))
     with pytest.warns(UserWarning, match="records no checksums .* cannot be checked for damage"):
         graph = load_run_graph(run)
-    assert graph.scores.equal(Graph.load(run / "scores.safetensors").scores)
+    assert graph.scores.equal(load_graph(run / "scores.safetensors").scores)
 
 
 def test_a_graph_file_outside_a_run_folder_is_read_unchecked(small_run_dir, tmp_path):

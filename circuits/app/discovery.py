@@ -581,6 +581,7 @@ def _discover_and_write(
     from circuits.app.report import write_report
     from graphs.atomic_files import atomic_directory
     from graphs.graphml_io import save_graphml
+    from graphs.io import save_graph
 
     t_start = time.perf_counter()
     run = _find_checked(settings, quiet=quiet, command=command)  # discover checked them
@@ -610,15 +611,15 @@ def _discover_and_write(
         t = time.perf_counter()
         # the position-agnostic layout: the run's main circuit, as a plain run writes it
         save_graphml(graph, tmp / "graph.graphml", positions=False)
-        graph.save(tmp / "graph.json")  # with --positions these also keep the per-span scores
-        graph.save(tmp / "scores.safetensors")
+        save_graph(graph, tmp / "graph.json")  # with --positions these keep span scores too
+        save_graph(graph, tmp / "scores.safetensors")
         title = f"{record.task['name']} on {settings.model}"
         draw_circuit(graph, tmp / "circuit", title=f"{title}: {graph.count_included_edges()} edges")
         if run.positions is not None:  # the whole graph again, with the position-aware circuit
             aware = graph.copy()
             aware.set_circuit(run.positions.circuit)
-            aware.save(tmp / POSITION_GRAPHML)  # one node per (node, span)
-            aware.save(tmp / POSITION_JSON)
+            save_graph(aware, tmp / POSITION_GRAPHML)  # one node per (node, span)
+            save_graph(aware, tmp / POSITION_JSON)
             n_aware = int(run.positions.circuit.edges.sum())
             draw_position_circuit(
                 aware, tmp / "position_circuit.png",

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from circuits.app.run import METRICS_FILE, RunFileError, RunRecord
-from graphs import Graph
+from graphs import Graph, load_graph
 
 __all__ = [
     "GRAPH_FILES",
@@ -155,10 +155,10 @@ def _damaged_tensors(path: Path, record: RunRecord) -> str:
 
 
 def load_checked_graph(path: str | os.PathLike[str], record: RunRecord | None = None) -> Graph:
-    """``Graph.load(path)`` after :func:`verify_graph_file` (``record``: the folder's record,
+    """``load_graph(path)`` after :func:`verify_graph_file` (``record``: the folder's record,
     when the caller has it)."""
     verify_graph_file(path, record)
-    return Graph.load(path)
+    return load_graph(path)
 
 
 def prompt_file_identity(path: str | os.PathLike[str]) -> tuple[str, str]:

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from attribution.data import PromptPairs
-from graphs import Graph
+from graphs import Graph, save_graph
 
 __all__ = ["GroundTruth", "numbered_words", "pairs", "vocabulary"]
 
@@ -71,7 +71,7 @@ class GroundTruth:
         unbridged(self.model).save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
         if bridge is not None:
-            self.truth_graph(bridge).save(folder / "circuit.json")
+            save_graph(self.truth_graph(bridge), folder / "circuit.json")
         task = {
             "name": self.name,
             "description": self.description,

@@ -121,12 +121,12 @@ def one_prompt_source(args: argparse.Namespace) -> None:
 
 def check_graph_file(path: Path) -> None:
     """UsageError unless ``path`` is an existing file in a format the commands read."""
-    from graphs.files import FORMATS
+    from graphs.io import readable_suffixes
 
     if not path.is_file():
         raise UsageError(f"graph file {path} does not exist")
     suffix = path.suffix.lower()
-    if suffix not in FORMATS:
+    if suffix not in readable_suffixes():
         found = f"the suffix {suffix!r}" if suffix else "no suffix"
         dot = (
             " (DOT is written by `circuits export --format dot`, not read back)"

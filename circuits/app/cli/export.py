@@ -31,6 +31,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     """Write the converted file (MIB: ten circuit files into a folder)."""
     from circuits.app.integrity import load_checked_graph
     from graphs.dot_io import save_dot
+    from graphs.io import save_graph
 
     if args.format == "mib":  # ten circuits in MIB's layout, into a folder
         from circuits.app.mib_export import export_mib_run
@@ -50,6 +51,6 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.format == "dot":
         save_dot(graph, out, only_in_graph=not args.all_edges)
     else:
-        graph.save(out, format=args.format)
+        save_graph(graph, out, format=args.format)
     print(f"wrote {out}")
     return EXIT_OK
