@@ -18,13 +18,13 @@ from conftest import random_pairs, randomized_bridge
 
 from attribution import attribute
 from attribution.positions import with_positions
-from circuits.search.faithfulness import CircuitEvaluator
-from circuits.search.positions import (
+from circuits.search import (
     minimal_position_circuit,
     position_faithfulness_curve,
     ranked_position_edges,
     top_n_positions,
 )
+from circuits.search.faithfulness import CircuitEvaluator
 from graphs import Graph
 from graphs.positions import PositionError, SpanSchema, spans_from_starts
 

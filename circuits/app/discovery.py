@@ -126,7 +126,7 @@ class DiscoverySettings:
     memory_budget_gb: float = 4.0  # attribution's budget besides the weights
     data: str | None = None  # a prompt file (circuits.tasks.files) instead of the task
     counterfactual: str | None = None  # the counterfactual of a MIB-style prompt file
-    #: "tokens" or "schema": also a position-aware circuit (circuits.search.positions)
+    #: "tokens" or "schema": also a position-aware circuit (circuits.search.select)
     positions: str | None = None
     #: the method's own keyword settings (e.g. mask: train_steps, target_edges, lr, warm_start)
     method_options: dict = dataclasses.field(default_factory=dict)

@@ -27,15 +27,15 @@ from typing import Any
 import torch
 
 from attribution.methods import REGISTRY
-from circuits.search.faithfulness import CircuitEvaluator, evaluate
-from circuits.search.minimal import MinimalCircuit
-from circuits.search.positions import (
+from circuits.search import (
     minimal_position_circuit,
     position_circuit,
     position_faithfulness_curve,
     ranked_position_edges,
     top_position_edges,
 )
+from circuits.search.faithfulness import CircuitEvaluator, evaluate
+from circuits.search.minimal import MinimalCircuit
 from graphs import Circuit, Graph
 from graphs.positions import PositionError
 
