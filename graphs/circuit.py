@@ -16,7 +16,7 @@ import torch
 @dataclass(frozen=True, eq=False)
 class Circuit:
     """``edges``: bool ``[n_forward, n_backward]``, the kept edges, or, for a position-aware
-    circuit (:mod:`circuits.search.positions`), ``[n_spans, n_forward, n_backward]``, the
+    circuit (:mod:`circuits.search.select`), ``[n_spans, n_forward, n_backward]``, the
     kept (span, edge) pairs; ``nodes``: bool ``[n_nodes]``, the kept nodes
     (``graph.layout.nodes`` order). ``n_edges`` counts the ``True`` entries of ``edges``."""
 

@@ -385,7 +385,7 @@ class Graph:
         """Make ``circuit`` this graph's circuit; returns the graph, so calls chain.
 
         A position-aware circuit (``edges`` bool ``[n_spans, n_forward, n_backward]``, from
-        :mod:`circuits.search.positions`) needs a graph with that many spans; it is kept as
+        :mod:`circuits.search.select`) needs a graph with that many spans; it is kept as
         ``position_in_graph`` and ``in_graph`` becomes its union over spans. A plain
         ``[n_forward, n_backward]`` circuit clears ``position_in_graph``.
         """

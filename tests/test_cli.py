@@ -157,7 +157,7 @@ def test_bad_device_and_device_map_exit_2_before_loading(tmp_path, capsys, monke
     def no_loading(*args, **kwargs):
         raise AssertionError("the settings check must stop the run before loading the model")
 
-    monkeypatch.setattr(circuits.app.discovery, "load_for_task", no_loading)
+    monkeypatch.setattr(circuits.app.discovery.job, "load_for_task", no_loading)
     out = str(tmp_path / "run")
     cases = {
         ("--device", "cuda"): "device 'cuda': this torch sees no CUDA GPU",
@@ -284,7 +284,7 @@ def test_output_folder_without_write_permission_exits_2(tmp_path, capsys, monkey
     """What the check does for a read-only parent, even when running as root."""
     import circuits.app.discovery
 
-    monkeypatch.setattr(circuits.app.discovery.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(circuits.app.discovery.write.os, "access", lambda path, mode: False)
     assert main(["discover", *RUN_ARGS, "--out", str(tmp_path / "run")]) == 2
     assert f"cannot write to {tmp_path} (permission denied)" in _error(capsys)
     assert not (tmp_path / "run").exists()
@@ -416,6 +416,8 @@ def _no_model_work(monkeypatch) -> None:
     def no_loading(*args, **kwargs):
         raise AssertionError("the output check must stop the run before loading the model")
 
+    # the job loads through its own module; evaluate and serve through the package
+    monkeypatch.setattr(circuits.app.discovery.job, "load_for_task", no_loading)
     monkeypatch.setattr(circuits.app.discovery, "load_for_task", no_loading)
 
 

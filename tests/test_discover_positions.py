@@ -138,7 +138,7 @@ def test_bad_position_settings_fail_before_loading(change, message, monkeypatch)
     def refuse(*args, **kwargs):
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr(discovery, "load_for_task", refuse)
+    monkeypatch.setattr(discovery.job, "load_for_task", refuse)
     settings = dataclasses.replace(SETTINGS, **{"positions": "tokens", **change})
     with pytest.raises(RunError, match=message):
         find_circuit(settings, quiet=True)

@@ -53,7 +53,7 @@ def _refuse_model(monkeypatch) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr(discovery, "load_for_task", refuse)
+    monkeypatch.setattr(discovery.job, "load_for_task", refuse)
 
 
 # ------------------------------------------------------------ 1: duplicates and the split
@@ -240,8 +240,7 @@ def test_positions_tokens_refuses_a_task_whose_splits_differ_in_length(monkeypat
     import circuits.app.prompts as prompts
     from attribution import get_method
     from attribution.positions import with_positions
-    from circuits.app.discovery import RunError
-    from circuits.app.position_discovery import check_positions
+    from circuits.app.discovery import RunError, check_positions
     from tests.conftest import random_pairs
 
     train, test = (with_positions(random_pairs(3, n, seed=n), "tokens") for n in (7, 8))

@@ -12,16 +12,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("graphs", "attribution", "circuits")
 MAX_LINES = 80
 
-# Functions still over the limit in modules that other changes of issue 27 are splitting, as
-# (path, qualified name). Each is checked to still be over it (the test fails once one is
-# split, so the list cannot go stale); empty it as those changes land.
-PENDING = {
-    ("circuits/app/discovery.py", "_find_checked"),
-    ("circuits/app/position_discovery.py", "find_position_circuit"),
-    ("circuits/search/faithfulness.py", "evaluate"),
-    ("circuits/search/minimal.py", "minimal_circuit"),
-}
-
 
 def _functions(tree: ast.AST, prefix: str = ""):
     """``(qualified name, node)`` of every function and method, nested ones too."""
@@ -57,10 +47,7 @@ def _report(found) -> str:
 
 def test_no_library_function_is_over_80_lines():
     found = long_functions(ROOT)
-    new = {key: where for key, where in found.items() if key not in PENDING}
-    assert not new, f"over {MAX_LINES} lines (split them by concept): {_report(new)}"
-    gone = sorted(PENDING - set(found))
-    assert not gone, f"no longer over {MAX_LINES} lines, remove from PENDING: {gone}"
+    assert not found, f"over {MAX_LINES} lines (split them by concept): {_report(found)}"
 
 
 def _module(lines: int) -> str:
@@ -93,22 +80,3 @@ def test_the_checker_counts_methods_and_nested_functions(tmp_path):
     # the method holds the 81-line function, so both are over the limit
     assert set(found) == {("pkg/nested.py", "Outer.method"), ("pkg/nested.py", "Outer.method.long")}
     assert found[("pkg/nested.py", "Outer.method.long")] == (3, 81)
-
-
-def test_pending_names_only_modules_being_split_elsewhere():
-    # the functions this change splits must not hide in PENDING
-    elsewhere = {
-        f"circuits/app/{name}.py"
-        for name in (
-            "cli",
-            "data_cli",
-            "report",
-            "report_positions",
-            "figures",
-            "position_figures",
-            "discovery",
-            "position_discovery",
-        )  # fmt: skip
-    }
-    for path, name in PENDING:
-        assert path.startswith(("graphs/", "circuits/search/")) or path in elsewhere, (path, name)

@@ -136,7 +136,7 @@ def test_bad_mask_flags_exit_2_before_the_model_loads(
     def no_loading(*args, **kwargs):
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr(discovery, "load_for_task", no_loading)
+    monkeypatch.setattr(discovery.job, "load_for_task", no_loading)
     assert main(["discover", *flags, "--out", str(tmp_path / "run"), "--quiet"]) == 2
     assert message in capsys.readouterr().err
 

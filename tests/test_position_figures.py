@@ -20,7 +20,7 @@ from circuits.app.figures import (
     position_circuit_drawing,
     position_circuit_figure,
 )
-from circuits.search.positions import position_circuit
+from circuits.search import position_circuit
 from graphs import Circuit, Graph, GraphMismatchError, ModelSpec
 from graphs.positions import PositionError
 

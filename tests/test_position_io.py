@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from circuits.search.positions import position_circuit
+from circuits.search import position_circuit
 from graphs import (
     Circuit,
     Graph,

@@ -18,13 +18,13 @@ from conftest import random_pairs, randomized_bridge
 
 from attribution import attribute
 from attribution.positions import with_positions
-from circuits.search.faithfulness import CircuitEvaluator
-from circuits.search.positions import (
+from circuits.search import (
     minimal_position_circuit,
     position_faithfulness_curve,
     ranked_position_edges,
     top_n_positions,
 )
+from circuits.search.faithfulness import CircuitEvaluator
 from graphs import Graph, load_graph, save_graph
 from graphs.positions import PositionError, SpanSchema, spans_from_starts
 
@@ -250,3 +250,20 @@ def test_safetensors_keep_the_position_axis(tmp_path):
     plain = graph.copy()
     save_graph(plain, tmp_path / "plain.safetensors")
     assert load_graph(tmp_path / "plain.safetensors").positions is None
+
+
+def test_position_aware_search_lives_in_the_search_concept_modules():
+    """No twin module: selection, minimal search and curve over position-aware edges are in
+    select, minimal and faithfulness, and the discovery job runs them as steps of its own."""
+    import importlib.util
+
+    import circuits.app.discovery as discovery
+    import circuits.search as search
+    from circuits.search import faithfulness, minimal, select
+
+    for gone in ("circuits.search.positions", "circuits.app.position_discovery"):
+        assert importlib.util.find_spec(gone) is None, gone
+    assert search.top_n_positions is select.top_n_positions
+    assert search.minimal_position_circuit is minimal.minimal_position_circuit
+    assert search.position_faithfulness_curve is faithfulness.position_faithfulness_curve
+    assert discovery.find_position_circuit.__module__ == "circuits.app.discovery.job"

@@ -19,7 +19,7 @@ from tests.test_report import METRICS, png_bytes
 
 PACKAGE = Path(__file__).resolve().parents[1] / "circuits" / "app" / "report"
 
-#: A ``--positions`` record's section (the shape circuits.app.position_discovery writes).
+#: A ``--positions`` record's section (the shape a `--positions` discovery run writes).
 POSITIONS = {
     "mode": "schema",
     "spans": ["A", "B", "END"],

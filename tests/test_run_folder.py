@@ -40,7 +40,7 @@ def _no_model_work(monkeypatch) -> None:
     def no_loading(*args, **kwargs):
         raise AssertionError("the output check must stop the run before loading the model")
 
-    monkeypatch.setattr(circuits.app.discovery, "load_for_task", no_loading)
+    monkeypatch.setattr(circuits.app.discovery.job, "load_for_task", no_loading)
 
 
 def _sha256(path: Path) -> str:

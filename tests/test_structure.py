@@ -222,7 +222,7 @@ def test_faithfulness_error_exits_2_on_the_command_line(tmp_path, monkeypatch, c
             "faithfulness is undefined: the full model and the empty circuit score the same"
         )
 
-    monkeypatch.setattr(discovery, "_find_checked", undefined)  # the job discover runs
+    monkeypatch.setattr(discovery.write, "find_checked", undefined)  # the job discover runs
     assert cli.main(["discover", "--out", str(tmp_path / "run"), "--quiet"]) == 2
     assert "error: faithfulness is undefined" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()

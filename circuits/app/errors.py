@@ -1,6 +1,6 @@
 """Errors that several app modules raise, kept below all of them so that none imports another
-module only for its exception (``position_discovery`` raised ``discovery``'s ``RunError``
-through an import back into ``discovery``)."""
+module only for its exception (the discovery job's settings check and the output-folder
+checks both raise ``RunError``)."""
 
 from __future__ import annotations
 

@@ -54,7 +54,7 @@ class RunRecord:
     the clean and corrupted held-out prompts, and quantiles of the per-example metrics;
     ``positions``: with ``--positions``, the position-aware circuit, its held-out f and curve,
     and its comparison with the position-agnostic circuit
-    (:mod:`circuits.app.position_discovery`); empty otherwise; ``integrity``: the SHA-256 of
+    (:mod:`circuits.app.discovery.record`); empty otherwise; ``integrity``: the SHA-256 of
     each graph file and tensor, checked by every reader (:mod:`circuits.app.integrity`)."""
 
     model: dict[str, Any]

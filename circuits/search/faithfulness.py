@@ -14,6 +14,11 @@ trapezoid rule over the fraction of edges kept (MIB's definition). Every curve a
 CPR_log and CMD_log, the same areas over log10 of the fraction rescaled to [0, 1], which weigh
 the small circuits as much as the large ones; the two are different numbers and never share a
 name.
+
+Position-aware circuits (``[n_spans, n_forward, n_backward]`` masks, :mod:`.select`) go through
+the same evaluator: each edge outside the circuit is ablated at the tokens of the spans it is
+not kept at; :func:`evaluate` takes one as ``circuit`` and :func:`position_faithfulness_curve`
+ranks position-aware edges.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from attribution.metrics import Metric
 from attribution.passes import collect_writes, unembed_at
 from attribution.run_setup import RunSetup
 from circuits.search.areas import AREA_NAMES, curve_areas
+from circuits.search.select import position_mask, position_scores, ranked_position_edges, top_k
 from graphs import Graph
 from graphs.errors import ArgumentTypeError, CircuitDiscoveryError
 from graphs.positions import PositionError
@@ -297,19 +303,7 @@ def evaluate(
 
     Warns (``UserWarning``) when the circuit has no edges or the graph was never attributed
     (every score 0), since such an f says nothing about a found circuit."""
-    if circuit is None and graph.position_in_graph is not None:
-        if data.n_spans != graph.position_in_graph.shape[0]:
-            raise PositionError(
-                f"the graph's circuit is position-aware ({graph.position_in_graph.shape[0]} "
-                f"spans) but the data has {'no position axis' if data.n_spans is None else f'{data.n_spans} spans'}; "
-                "give the data the graph's positions (attribution.positions.with_positions), "
-                "or pass circuit=graph.in_graph to evaluate the union over spans"
-            )
-        circuit = graph.position_in_graph
-    if circuit is not None:  # before ``&``, which would broadcast e.g. a [1, K] mask silently
-        check_circuit_shape(circuit, graph, data, "circuit")
-    n_spans = data.n_spans if circuit is not None and circuit.dim() == 3 else None
-    keep = (graph.in_graph if circuit is None else circuit).to(torch.bool) & graph.real_edges
+    keep, n_spans = _kept_edges(graph, data, circuit)
     warn_if_unattributed(graph, "evaluate")
     if not keep.any():
         warnings.warn(
@@ -330,21 +324,59 @@ def evaluate(
         model, graph, data, circuits, metric, ablation=ablation, mean_data=mean_data,
         batch_size=batch_size, quiet=quiet, setup=setup, evaluator=evaluator,
     )  # fmt: skip
-    f = faithfulness_from_metrics(
-        float(m_full.mean()), float(m_circ[0].mean()), float(m_empty.mean())
-    )
+    return _faithfulness(
+        m_full, m_circ, m_empty, n_edges=int(keep.sum()), n_examples=len(data),
+        bootstrap=bootstrap, ci_level=ci_level, seed=seed,
+    )  # fmt: skip
+
+
+def _kept_edges(
+    graph: Graph, data: PromptPairs, circuit: torch.Tensor | None
+) -> tuple[torch.Tensor, int | None]:
+    """The real edges :func:`evaluate` keeps (of ``circuit``, else of the graph's circuit, the
+    position-aware one when it has one) and the spans random circuits are drawn over (None for
+    a position-agnostic circuit)."""
+    if circuit is None and graph.position_in_graph is not None:
+        if data.n_spans != graph.position_in_graph.shape[0]:
+            raise PositionError(
+                f"the graph's circuit is position-aware ({graph.position_in_graph.shape[0]} "
+                f"spans) but the data has {'no position axis' if data.n_spans is None else f'{data.n_spans} spans'}; "
+                "give the data the graph's positions (attribution.positions.with_positions), "
+                "or pass circuit=graph.in_graph to evaluate the union over spans"
+            )
+        circuit = graph.position_in_graph
+    if circuit is not None:  # before ``&``, which would broadcast e.g. a [1, K] mask silently
+        check_circuit_shape(circuit, graph, data, "circuit")
+    n_spans = data.n_spans if circuit is not None and circuit.dim() == 3 else None
+    keep = (graph.in_graph if circuit is None else circuit).to(torch.bool) & graph.real_edges
+    return keep, n_spans
+
+
+def _faithfulness(
+    m_full: torch.Tensor,
+    m_circ: torch.Tensor,
+    m_empty: torch.Tensor,
+    *,
+    n_edges: int,
+    n_examples: int,
+    bootstrap: int,
+    ci_level: float,
+    seed: int,
+) -> Faithfulness:
+    """The :class:`Faithfulness` of per-example metrics: the circuit's (``m_circ[0]``, with a
+    bootstrap interval of ``bootstrap`` resamples unless 0) and the random circuits'
+    (``m_circ[1:]``)."""
+    full, empty = float(m_full.mean()), float(m_empty.mean())
+    f = faithfulness_from_metrics(full, float(m_circ[0].mean()), empty)
     ci = bootstrap_ci(m_full, m_circ[0], m_empty, bootstrap, ci_level, seed) if bootstrap else None
-    random_fs = [
-        faithfulness_from_metrics(float(m_full.mean()), float(m.mean()), float(m_empty.mean()))
-        for m in m_circ[1:]
-    ]
+    random_fs = [faithfulness_from_metrics(full, float(m.mean()), empty) for m in m_circ[1:]]
     return Faithfulness(
         f=f,
-        m_full=float(m_full.mean()),
+        m_full=full,
         m_circuit=float(m_circ[0].mean()),
-        m_empty=float(m_empty.mean()),
-        n_edges=int(keep.sum()),
-        n_examples=len(data),
+        m_empty=empty,
+        n_edges=n_edges,
+        n_examples=n_examples,
         ci=ci,
         ci_level=ci_level,
         random_f=float(np.mean(random_fs)) if random_fs else None,
@@ -401,8 +433,6 @@ def random_circuit(
 def top_edges_mask(graph: Graph, n_edges: int, *, absolute: bool = True) -> torch.Tensor:
     """Bool edge mask of the ``n_edges`` best-scoring edges, dead ones included (the curve
     evaluates exactly the top ``n_edges``; see :func:`circuits.search.select.top_k`)."""
-    from circuits.search.select import top_k
-
     return top_k(graph, n_edges, absolute=absolute, prune_dead=False).edges
 
 
@@ -533,11 +563,63 @@ def faithfulness_curve(
     random circuits (draw ``j`` of size ``i`` uses seed ``seed + i + j * len(fractions)``)."""
     fractions, draws = curve_settings(fractions, random_baseline, random_draws)
     warn_if_unattributed(graph, "faithfulness_curve")
-    sizes = [max(1, round(x * graph.n_edges)) for x in fractions]
-    masks = [top_edges_mask(graph, k, absolute=absolute) for k in sizes]
-    masks += random_masks(graph, sizes, draws, seed)
+    sizes, masks = _curve_circuits(graph, fractions, absolute, draws, seed, by_position=False)
     m_full, m_empty, m_circ = circuit_metrics(
         model, graph, data, masks, metric, ablation=ablation, mean_data=mean_data,
         batch_size=batch_size, quiet=quiet, setup=setup, evaluator=evaluator,
     )  # fmt: skip
     return curve_of(fractions, sizes, m_full, m_empty, m_circ, draws)
+
+
+def position_faithfulness_curve(
+    evaluator: CircuitEvaluator,
+    graph: Graph,
+    *,
+    fractions: tuple[float, ...] = DEFAULT_FRACTIONS,
+    absolute: bool = True,
+    random_baseline: bool = False,
+    random_draws: int = RANDOM_DRAWS,
+    seed: int = 0,
+) -> FaithfulnessCurve:
+    """:func:`faithfulness_curve` over position-aware edges ``(span, upstream, port)``: f of
+    the top ``fraction`` of them per fraction, its areas over the fraction of position-aware
+    edges kept, and (``random_baseline``) random position-aware circuits, seeded as there.
+    ``evaluator`` must be built on data with the graph's position axis."""
+    check_position_evaluator(evaluator, graph)
+    fractions, draws = curve_settings(fractions, random_baseline, random_draws)
+    sizes, masks = _curve_circuits(graph, fractions, absolute, draws, seed, by_position=True)
+    m_circ = evaluator.metrics(masks)
+    return curve_of(fractions, sizes, evaluator.m_full, evaluator.m_empty, m_circ, draws)
+
+
+def _curve_circuits(
+    graph: Graph,
+    fractions: tuple[float, ...],
+    absolute: bool,
+    draws: int,
+    seed: int,
+    *,
+    by_position: bool,
+) -> tuple[list[int], list[torch.Tensor]]:
+    """A curve's sizes and masks: the top edges at each fraction, then :func:`random_masks`;
+    over position-aware edges ``[n_spans, n_forward, n_backward]`` when ``by_position``."""
+    if not by_position:
+        sizes = [max(1, round(x * graph.n_edges)) for x in fractions]
+        masks = [top_edges_mask(graph, k, absolute=absolute) for k in sizes]
+        return sizes, masks + random_masks(graph, sizes, draws, seed)
+    order = ranked_position_edges(graph, absolute=absolute)
+    sizes = [max(1, round(x * len(order))) for x in fractions]
+    masks = [position_mask(graph, order[:k]) for k in sizes]
+    return sizes, masks + random_masks(graph, sizes, draws, seed, n_spans=len(graph.positions))
+
+
+def check_position_evaluator(evaluator: CircuitEvaluator, graph: Graph) -> None:
+    """PositionError unless ``graph`` has a position axis and ``evaluator`` was built on data
+    with the same spans (as a position-aware search or curve needs)."""
+    position_scores(graph)
+    data: PromptPairs = evaluator.data
+    if data.span_names != graph.positions:
+        raise PositionError(
+            f"the evaluator's data has spans {data.span_names}, the graph {graph.positions}; "
+            "build the evaluator on the data the graph was attributed with"
+        )

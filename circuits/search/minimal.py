@@ -7,12 +7,14 @@ monotone in size, so the binary search finds *a* boundary, and the result is alw
 that was evaluated and met the target. An optional refinement then tries to drop each edge of
 the circuit, weakest first, keeping every removal after which the target still holds, and
 repeats passes until none succeeds: afterwards removing any single edge breaks the target.
-Every evaluation is recorded for reports.
+Every evaluation is recorded for reports. :func:`minimal_position_circuit` runs the same search
+over the ranking of position-aware edges ``(span, upstream, port)``.
 """
 
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -25,12 +27,18 @@ from attribution.run_setup import RunSetup
 from circuits.search.faithfulness import (
     CircuitEvaluator,
     FaithfulnessError,
+    check_position_evaluator,
     edge_mask,
     evaluator_for,
     faithfulness_from_metrics,
     warn_if_unattributed,
 )
-from circuits.search.select import SelectionError, ranked_prefix
+from circuits.search.select import (
+    SelectionError,
+    position_mask,
+    ranked_position_edges,
+    ranked_prefix,
+)
 from graphs import Graph
 
 
@@ -116,65 +124,120 @@ def minimal_circuit(
         model, graph, data, evaluator, setup, metric=metric, ablation=ablation,
         mean_data=mean_data, batch_size=batch_size,
     )  # fmt: skip
-    m_full, m_empty = float(evaluator.m_full.mean()), float(evaluator.m_empty.mean())
-    faithfulness_from_metrics(m_full, m_full, m_empty)  # raises when f is undefined
+    search = _Search.start(evaluator, (lo, hi), "minimal circuit", quiet)
     order = graph.ranked_edge_indices(absolute=absolute)
-    total = len(order)
-    evaluations: list[Evaluation] = []
+    high, f, reached = search.prefixes(
+        lambda k: ranked_prefix(graph, order, k, prune_dead=False).edges, len(order)
+    )
+    if not reached:
+        return search.result(graph.real_edges.clone(), f, reached=False)
+    kept = order[:high].clone()
+    if refine:
+        kept, f = _refine(search, graph, kept, f, max_refine_passes)
+    return search.result(edge_mask(graph, kept), f, reached=True)
 
-    def f_of(mask: torch.Tensor, phase: str) -> float:
-        m = float(evaluator.metrics([mask])[0].mean())
-        f = faithfulness_from_metrics(m_full, m, m_empty)
-        evaluations.append(Evaluation(phase, int(mask.sum()), f, lo <= f <= hi))
+
+def minimal_position_circuit(
+    evaluator: CircuitEvaluator,
+    graph: Graph,
+    *,
+    target: float | tuple[float, float] = 0.9,
+    absolute: bool = True,
+    quiet: bool = True,
+) -> MinimalCircuit:
+    """Smallest prefix of the position-aware ranking
+    (:func:`circuits.search.select.ranked_position_edges`) whose faithfulness lies in
+    ``target``: the search of :func:`minimal_circuit` (without refinement), its mask
+    ``[n_spans, n_forward, n_backward]``. ``evaluator`` must be built on data with the graph's
+    position axis."""
+    lo, hi = parse_target(target)
+    check_position_evaluator(evaluator, graph)
+    search = _Search.start(evaluator, (lo, hi), "minimal position circuit", quiet)
+    order = ranked_position_edges(graph, absolute=absolute)
+    high, f, reached = search.prefixes(lambda k: position_mask(graph, order[:k]), len(order))
+    if not reached:
+        full = graph.real_edges.expand(len(graph.positions), -1, -1).clone()
+        return search.result(full, f, reached=False)
+    return search.result(position_mask(graph, order[:high]), f, reached=True)
+
+
+@dataclass
+class _Search:
+    """One minimal search's evaluator, target band, evaluations so far and progress bar."""
+
+    evaluator: CircuitEvaluator
+    target: tuple[float, float]
+    m_full: float
+    m_empty: float
+    progress: tqdm
+    evaluations: list[Evaluation] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, evaluator: CircuitEvaluator, target, desc: str, quiet: bool) -> _Search:
+        m_full, m_empty = float(evaluator.m_full.mean()), float(evaluator.m_empty.mean())
+        faithfulness_from_metrics(m_full, m_full, m_empty)  # raises when f is undefined
+        progress = tqdm(desc=desc, unit="eval", disable=quiet)
+        return cls(evaluator, target, m_full, m_empty, progress)
+
+    def meets(self, f: float) -> bool:
+        return self.target[0] <= f <= self.target[1]
+
+    def f_of(self, mask: torch.Tensor, phase: str) -> float:
+        """f of the circuit ``mask``, recorded as an evaluation of ``phase``."""
+        m = float(self.evaluator.metrics([mask])[0].mean())
+        f = faithfulness_from_metrics(self.m_full, m, self.m_empty)
+        self.evaluations.append(Evaluation(phase, int(mask.sum()), f, self.meets(f)))
+        self.progress.update(1)
         return f
 
-    progress = tqdm(desc="minimal circuit", unit="eval", disable=quiet)
-    passing: dict[int, float] = {}
-    failing = 0
-    k = 1
-    while True:
-        k = min(k, total)
-        f = f_of(ranked_prefix(graph, order, k, prune_dead=False).edges, "exponential")
-        progress.update(1)
-        if lo <= f <= hi:
-            passing[k] = f
-            break
-        failing = k
-        if k == total:
-            break
-        k *= 2
-    if not passing:
-        progress.close()
-        full_mask = graph.real_edges.clone()
-        return MinimalCircuit(full_mask, total, f, (lo, hi), False, evaluations, m_full, m_empty)
-    best = min(passing)
-    low, high = failing, best  # low fails (0 = empty circuit), high passes
-    while high - low > 1:
-        mid = (low + high) // 2
-        f = f_of(ranked_prefix(graph, order, mid, prune_dead=False).edges, "binary")
-        progress.update(1)
-        if lo <= f <= hi:
-            high, passing[mid] = mid, f
-        else:
-            low = mid
-    kept = order[:high].clone()
-    f_best = passing[high]
-
-    if refine:
-        for _ in range(max_refine_passes):
-            removed_any = False
-            for edge in reversed(kept.tolist()):  # weakest first
-                trial = kept[kept != edge]
-                if len(trial) == 0:
-                    continue
-                f = f_of(edge_mask(graph, trial), "refine")
-                progress.update(1)
-                if lo <= f <= hi:
-                    kept, f_best, removed_any = trial, f, True
-            if not removed_any:
+    def prefixes(
+        self, mask_of: Callable[[int], torch.Tensor], total: int
+    ) -> tuple[int, float, bool]:
+        """``(size, f, reached)`` of the smallest passing prefix found (``mask_of(k)``: the
+        first ``k`` ranked edges): sizes 1, 2, 4, … until one passes, then a binary search
+        between the last failing and that size; ``(total, f, False)`` when none passes."""
+        failing, k = 0, 1
+        while True:
+            k = min(k, total)
+            f = self.f_of(mask_of(k), "exponential")
+            if self.meets(f):
                 break
-    progress.close()
-    mask = edge_mask(graph, kept)
-    return MinimalCircuit(
-        mask, int(mask.sum()), f_best, (lo, hi), True, evaluations, m_full, m_empty
-    )
+            failing = k
+            if k == total:
+                return total, f, False
+            k *= 2
+        low, high, f_high = failing, k, f  # low fails (0 = empty circuit), high passes
+        while high - low > 1:
+            mid = (low + high) // 2
+            f = self.f_of(mask_of(mid), "binary")
+            if self.meets(f):
+                high, f_high = mid, f
+            else:
+                low = mid
+        return high, f_high, True
+
+    def result(self, mask: torch.Tensor, f: float, *, reached: bool) -> MinimalCircuit:
+        self.progress.close()
+        return MinimalCircuit(
+            mask, int(mask.sum()), f, self.target, reached, self.evaluations, self.m_full,
+            self.m_empty,
+        )  # fmt: skip
+
+
+def _refine(
+    search: _Search, graph: Graph, kept: torch.Tensor, f_best: float, max_passes: int
+) -> tuple[torch.Tensor, float]:
+    """Drop each edge of ``kept`` (flat indices, strongest first), weakest first, keeping every
+    removal after which the target still holds; passes until none succeeds."""
+    for _ in range(max_passes):
+        removed_any = False
+        for edge in reversed(kept.tolist()):  # weakest first
+            trial = kept[kept != edge]
+            if len(trial) == 0:
+                continue
+            f = search.f_of(edge_mask(graph, trial), "refine")
+            if search.meets(f):
+                kept, f_best, removed_any = trial, f, True
+        if not removed_any:
+            break
+    return kept, f_best

@@ -1,4 +1,5 @@
-"""Turn scored graphs into circuits: top-n, threshold, greedy growth and dead-edge pruning.
+"""Turn scored graphs into circuits: top-n, threshold, greedy growth and dead-edge pruning, and
+the same rankings over position-aware edges ``(span, upstream, port)``.
 
 Everything here is a pure graph operation on the dense tensors of a :class:`graphs.Graph`
 (``scores``, ``real_edges``, ``in_graph``, ``nodes_in_graph``); no model is involved. Each
@@ -38,6 +39,15 @@ the edges (both ends of every edge, i.e. the upstream node and every reader of t
 those reachable from ``input`` that also reach ``logits``. That is every upstream node of a
 surviving edge and every reader of its port except, on grouped-query models, a query head whose
 shared ``k``/``v`` port is in the circuit but whose own output leads nowhere.
+
+Position-aware edges
+--------------------
+On a graph whose ``position_scores`` came from a position-aware attribution
+(:func:`attribution.positions.with_positions`) an edge is ranked per span: a position-aware
+circuit is a :class:`graphs.Circuit` whose ``edges`` mask is ``[n_spans, n_forward,
+n_backward]`` and whose nodes are those at either end of an edge kept at any span
+(:func:`position_circuit`, :func:`top_n_positions`, :func:`threshold_positions`). These are
+never pruned for dead edges.
 """
 
 from __future__ import annotations
@@ -56,6 +66,7 @@ from graphs.circuit import Circuit
 from graphs.errors import ArgumentTypeError, CircuitDiscoveryError
 from graphs.graph import Graph
 from graphs.layout import Layout
+from graphs.positions import PositionError
 from graphs.spec import ModelSpec
 
 __all__ = [
@@ -64,11 +75,17 @@ __all__ = [
     "circuit_size",
     "greedy",
     "node_scores",
+    "position_circuit",
+    "position_mask",
     "prune_dead_edges",
+    "ranked_position_edges",
     "threshold",
+    "threshold_positions",
     "top_fraction",
     "top_k",
     "top_n",
+    "top_n_positions",
+    "top_position_edges",
 ]
 
 _LEVELS = ("edge", "node")
@@ -438,3 +455,74 @@ def _alive(graph: Graph, edges: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 
     alive_edges = edges & reach[:n_forward, None] & useful[None, :]
     return torch.from_numpy(alive_edges), torch.from_numpy(reach & coreach)
+
+
+# -------------------------------------------------------------------------- position-aware edges
+def position_scores(graph: Graph) -> torch.Tensor:
+    """``graph.position_scores`` ``[n_spans, n_forward, n_backward]``; PositionError when the
+    graph has no position axis."""
+    if graph.position_scores is None:
+        raise PositionError(
+            "this graph has no position axis; attribute it with data from "
+            "attribution.positions.with_positions(data, 'tokens' or a SpanSchema)"
+        )
+    return graph.position_scores
+
+
+def ranked_position_edges(graph: Graph, *, absolute: bool = True) -> torch.Tensor:
+    """Flat indices into ``[n_spans, n_forward, n_backward]`` of every real position-aware
+    edge, best score first (ties in index order)."""
+    scores = position_scores(graph)
+    real = graph.real_edges.expand_as(scores).flatten().nonzero().squeeze(1)
+    flat = scores.flatten().to(torch.float64)[real]
+    order = torch.sort(-(flat.abs() if absolute else flat), stable=True).indices
+    return real[order]
+
+
+def position_circuit(graph: Graph, edges: torch.Tensor) -> Circuit:
+    """The circuit of a bool ``[n_spans, n_forward, n_backward]`` mask (real edges only)."""
+    edges = edges.to("cpu", torch.bool) & graph.real_edges
+    return Circuit(edges.clone(), graph._nodes_touched(edges.any(dim=0)))
+
+
+def position_mask(graph: Graph, flat: torch.Tensor) -> torch.Tensor:
+    """Bool ``[n_spans, n_forward, n_backward]`` mask with the position-aware edges at the flat
+    indices ``flat`` (as :func:`ranked_position_edges` gives them) set."""
+    scores = position_scores(graph)
+    mask = torch.zeros(scores.numel(), dtype=torch.bool)
+    mask[flat] = True
+    return mask.view(scores.shape)
+
+
+def top_n_positions(graph: Graph, n: int, *, absolute: bool = True) -> Circuit:
+    """The ``n`` best position-aware edges (by ``|score|`` unless ``absolute=False``)."""
+    if n < 0:
+        raise SelectionError(f"n must be >= 0, got {n}")
+    return position_circuit(
+        graph, position_mask(graph, ranked_position_edges(graph, absolute=absolute)[:n])
+    )
+
+
+def threshold_positions(graph: Graph, threshold: float, *, absolute: bool = True) -> Circuit:
+    """Position-aware edges whose score (``|score|`` by default) is at least ``threshold``."""
+    scores = position_scores(graph)
+    value = scores.abs() if absolute else scores
+    return position_circuit(graph, (value >= threshold) & graph.real_edges)
+
+
+def top_position_edges(graph: Graph, k: int, *, absolute: bool = True) -> list[dict]:
+    """The ``k`` best position-aware edges as ``{"span", "edge", "score"}`` rows, best first."""
+    scores = position_scores(graph)
+    F, K = graph.n_forward, graph.n_backward
+    rows = []
+    for i in ranked_position_edges(graph, absolute=absolute)[:k].tolist():
+        s, rest = divmod(i, F * K)
+        up, port = divmod(rest, K)
+        rows.append(
+            {
+                "span": graph.positions[s],
+                "edge": graph.layout.edge_name(up, port),
+                "score": float(scores[s, up, port]),
+            }
+        )
+    return rows
