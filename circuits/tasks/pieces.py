@@ -136,15 +136,24 @@ def joined_ids(
     return out
 
 
-def _piece_table(backend: Any, texts: Sequence[str]) -> dict[str, list[int]]:
-    """The ids of every distinct whitespace-separated piece of ``texts`` (plain texts: the
-    pieces of texts joined by a space are the pieces of each text)."""
-    words: set[str] = set()
-    for k in range(0, len(texts), _CHUNK):
-        words.update(" ".join(texts[k : k + _CHUNK]).split())
+def _measure(
+    backend: Any, texts: Sequence[str], lead: int
+) -> tuple[dict[str, list[int]], list[int]]:
+    """The ids of every distinct whitespace-separated piece of ``texts`` and each text's
+    token count (``lead`` special tokens and its pieces' ids), each text split once: a chunk's
+    new pieces are tokenised before its lengths are summed."""
     encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
-    order = list(words)
-    return dict(zip(order, (e.ids for e in encode(order, add_special_tokens=False)), strict=True))
+    table: dict[str, list[int]] = {}
+    size: dict[str, int] = {}
+    lengths: list[int] = []
+    for k in range(0, len(texts), _CHUNK):
+        parts = list(map(str.split, texts[k : k + _CHUNK]))
+        new = list(set(chain.from_iterable(parts)).difference(size))
+        for word, e in zip(new, encode(new, add_special_tokens=False), strict=True):
+            table[word], size[word] = e.ids, len(e.ids)
+        count = size.__getitem__
+        lengths += [lead + sum(map(count, p)) for p in parts]
+    return table, lengths
 
 
 def _all_plain(texts: Sequence[str]) -> list[bool]:
@@ -168,15 +177,13 @@ def piecewise_lengths(
     lead = backend.encode("", add_special_tokens=True).ids
     plain = _all_plain(texts)
     simple = list(compress(texts, plain))
-    table = _piece_table(backend, simple)
+    table, lengths = _measure(backend, simple, len(lead))
     sample = simple[:_SAMPLE]
     whole = encode(sample, add_special_tokens=True)
     ids_of = table.__getitem__
     if any([*lead, *chain.from_iterable(map(ids_of, t.split()))] != e.ids
            for t, e in zip(sample, whole, strict=True)):  # fmt: skip
         return None
-    size = {w: len(ids) for w, ids in table.items()}.__getitem__
-    lengths = [len(lead) + sum(map(size, t.split())) for t in simple]
     bad = {w for w, ids in table.items() if unk is not None and unk in ids}
     if unk is not None and unk in lead:
         flags = [True] * len(simple)
