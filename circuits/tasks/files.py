@@ -894,9 +894,9 @@ def _one_length_problems(path: Path, rows: Sequence[PromptRow], lengths: list[in
     if len(set(lengths)) < 2:
         return []
     usual = max(dict.fromkeys(lengths), key=lengths.count)  # ties: the first row's
-    example = rows[lengths.index(usual)].line
+    example, count = rows[lengths.index(usual)].line, lengths.count(usual)  # once, not a row
     return [
-        f"{path}:{r.line}: {n} tokens, but {lengths.count(usual)} of the {len(rows)} rows "
+        f"{path}:{r.line}: {n} tokens, but {count} of the {len(rows)} rows "
         f"(e.g. line {example}) have {usual}; --positions tokens needs every prompt, train "
         "and test, of one length: make them one length, or give spans and use --positions schema"
         for r, n in zip(rows, lengths, strict=True)
