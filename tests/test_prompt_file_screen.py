@@ -4,6 +4,7 @@ problems, messages, rows, split and token lengths of the full per-row path."""
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -11,7 +12,13 @@ import pytest
 
 from circuits.app.prompts import load_tokenizer
 from circuits.tasks import files, get_task
-from circuits.tasks.files import read_prompt_file, read_rows, token_problems
+from circuits.tasks.files import (
+    PromptFileError,
+    load_prompt_file,
+    read_prompt_file,
+    read_rows,
+    token_problems,
+)
 
 N = 200
 
@@ -80,3 +87,21 @@ def test_plain_rows_and_split_are_the_full_readers(prompt_file, monkeypatch):
     assert quick.rows == full.rows and quick.duplicates == full.duplicates == [(N + 1, 161)]
     assert quick.splits == full.splits
     assert len(quick.splits["test"]) == round(0.2 * N)
+
+
+def test_collector_is_back_on_after_a_check(tmp_path):
+    """The check turns the cyclic garbage collector off while it runs: on again after it,
+    also when the file is refused."""
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"clean": "a", "clean": "b"}\n', encoding="utf-8")
+    assert gc.isenabled()
+    with pytest.raises(PromptFileError, match="appears twice"):
+        load_prompt_file(bad, load_tokenizer("toy-gpt2"))
+    assert gc.isenabled()
+    gc.disable()  # and stays off where the caller had turned it off
+    try:
+        with pytest.raises(PromptFileError):
+            load_prompt_file(bad, load_tokenizer("toy-gpt2"))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
