@@ -16,7 +16,7 @@ import torch
 from attribution.data import DataError, PromptPairs
 from attribution.positions import with_positions
 from circuits.tasks.base import Example
-from circuits.tasks.pieces import joined_ids, piecewise_ids
+from circuits.tasks.pieces import continuation_tails, joined_ids, piecewise_ids, piecewise_lengths
 from circuits.tasks.spans import char_problems, token_offsets, token_starts
 from graphs.positions import PositionError, SpanSchema, spans_from_starts
 
@@ -24,6 +24,7 @@ __all__ = [
     "continuation_ids",
     "encode_examples",
     "extended_ids",
+    "measured_tokens",
     "pad_id",
     "pad_rows",
     "span_tensor",
@@ -85,6 +86,22 @@ def extended_ids(
     if joined is not None:
         return joined
     return token_ids(tokenizer, [prompts[i] + c for i, c in pairs]) if pairs else []
+
+
+def measured_tokens(
+    tokenizer: Any, texts: Sequence[str], pairs: Sequence[tuple[int, str]], unk: int | None
+) -> tuple[list[int], list[bool], dict[str, list[int]]] | None:
+    """What checking many rows needs, without building id lists: each text's token count and
+    whether its ids hold ``unk`` (:func:`circuits.tasks.pieces.piecewise_lengths`), and the
+    ids each continuation of ``pairs`` (``(text index, continuation)``) adds after its text
+    (:func:`circuits.tasks.pieces.continuation_tails`); None when the tokenizer is not read
+    a piece at a time (the caller then tokenises in full)."""
+    backend = _backend(tokenizer)
+    measured = None if backend is None else piecewise_lengths(backend, texts, unk)
+    if measured is None:
+        return None
+    tails = continuation_tails(backend, texts, pairs) if pairs else {}
+    return None if tails is None else (*measured, tails)
 
 
 def pad_id(tokenizer: Any) -> int:

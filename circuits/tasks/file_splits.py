@@ -25,8 +25,9 @@ from __future__ import annotations
 import dataclasses
 import operator
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
+from itertools import chain, compress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -68,6 +69,12 @@ def drop_duplicates(rows: Sequence[PromptRow]) -> tuple[list[PromptRow], list[tu
 def prompt_groups(rows: Sequence[PromptRow]) -> list[int]:
     """A group number for each row: rows sharing a prompt text (clean or corrupted, on
     either side) get the same number, also through other rows (union-find)."""
+    clean, corrupted = [r.clean for r in rows], [r.corrupted for r in rows]
+    counts = Counter(chain(clean, corrupted))
+    # a row whose two texts occur nowhere else is its own group and joins none: only the
+    # others go through the union-find (in file order, so the numbers are the same)
+    shared = [i for i, (c, k) in enumerate(zip(clean, corrupted, strict=True))
+              if counts[c] > 1 or counts[k] > 1]  # fmt: skip
     parent = list(range(len(rows)))
 
     def root(i: int) -> int:
@@ -77,12 +84,14 @@ def prompt_groups(rows: Sequence[PromptRow]) -> list[int]:
         return i
 
     owner: dict[str, int] = {}
-    for i, r in enumerate(rows):
-        for text in (r.clean, r.corrupted):
+    for i in shared:
+        for text in (clean[i], corrupted[i]):
             a, b = root(i), root(owner.setdefault(text, i))
             if a != b:
                 parent[b] = a
-    return [root(i) for i in range(len(rows))]
+    for i in shared:
+        parent[i] = root(i)
+    return parent
 
 
 def seeded_split(
@@ -96,21 +105,33 @@ def seeded_split(
     order = list(range(len(rows)))
     random.Random(f"prompt-file:{seed}").shuffle(order)
     n_test = max(1, round(TEST_FRACTION * len(rows))) if len(rows) > 1 else 0
-    members: dict[int, list[int]] = defaultdict(list)
     groups = prompt_groups(rows) if grouped else list(range(len(rows)))
-    for i, g in enumerate(groups):
-        members[g].append(i)
+    if groups == list(range(len(rows))):  # one row a group: test is the first n_test
+        test = set(order[:n_test])  # (n_test < len(rows), so none leaves train empty)
+    else:
+        test = _grouped_test(order, groups, n_test)
+    in_test = [i in test for i in range(len(rows))]
+    return {
+        "train": list(compress(rows, map(operator.not_, in_test))),
+        "test": list(compress(rows, in_test)),
+    }
+
+
+def _grouped_test(order: Sequence[int], groups: Sequence[int], n_test: int) -> set[int]:
+    """The test rows: whole groups in ``order`` until they hold ``n_test`` rows, skipping a
+    group that would leave train empty."""
+    members: dict[int, list[int]] = defaultdict(list)  # groups of more than one row
+    for i in [i for i, g in enumerate(groups) if g != i]:
+        members[groups[i]].append(i)
     test: set[int] = set()
     for i in order:
         if len(test) >= n_test:
             break
-        group = members[groups[i]]
-        if i not in test and len(test) + len(group) < len(rows):
+        g = groups[i]
+        group = [g, *members[g]] if g in members else [i]
+        if i not in test and len(test) + len(group) < len(groups):
             test.update(group)
-    return {
-        "train": [r for i, r in enumerate(rows) if i not in test],
-        "test": [r for i, r in enumerate(rows) if i in test],
-    }
+    return test
 
 
 def _texts(rows: Iterable[PromptRow]) -> dict[str, int]:

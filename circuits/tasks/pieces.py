@@ -22,13 +22,21 @@ import json
 import re
 from collections.abc import Sequence
 from itertools import chain, compress
+from operator import itemgetter
 from typing import Any
 
-__all__ = ["joined_ids", "piecewise_ids", "whitespace_first"]
+__all__ = [
+    "continuation_tails",
+    "joined_ids",
+    "piecewise_ids",
+    "piecewise_lengths",
+    "whitespace_first",
+]
 
 _WHITESPACE_FIRST = {"WhitespaceSplit", "Whitespace", "BertPreTokenizer"}
 _SEPARATOR = re.compile("[\x1c-\x1f]")  # whitespace to Python, not to Rust
 _SAMPLE = 64  # texts tokenised whole to confirm the reading of the pipeline
+_CHUNK = 20_000  # texts joined at a time to collect their pieces (bounds the memory)
 
 
 def _leading_specials(post: dict | None) -> bool:
@@ -126,3 +134,95 @@ def joined_ids(
     if any(out[k] != e.ids for k, e in zip(sample, whole, strict=True)):
         return None
     return out
+
+
+def _measure(
+    backend: Any, texts: Sequence[str], lead: int
+) -> tuple[dict[str, list[int]], list[int]]:
+    """The ids of every distinct whitespace-separated piece of ``texts`` and each text's
+    token count (``lead`` special tokens and its pieces' ids), each text split once: a chunk's
+    new pieces are tokenised before its lengths are summed."""
+    encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
+    table: dict[str, list[int]] = {}
+    size: dict[str, int] = {}
+    lengths: list[int] = []
+    for k in range(0, len(texts), _CHUNK):
+        parts = list(map(str.split, texts[k : k + _CHUNK]))
+        new = list(set(chain.from_iterable(parts)).difference(size))
+        for word, e in zip(new, encode(new, add_special_tokens=False), strict=True):
+            table[word], size[word] = e.ids, len(e.ids)
+        count = size.__getitem__
+        lengths += [lead + sum(map(count, p)) for p in parts]
+    return table, lengths
+
+
+def _all_plain(texts: Sequence[str]) -> list[bool]:
+    """:func:`_plain` of each text, checked on all of them joined when that settles it."""
+    joined = "\n".join(texts)
+    if joined.isascii() and _SEPARATOR.search(joined) is None:
+        return [True] * len(texts)
+    return [_plain(t) for t in texts]
+
+
+def piecewise_lengths(
+    backend: Any, texts: Sequence[str], unk: int | None
+) -> tuple[list[int], list[bool]] | None:
+    """Each text's token count (special tokens included) and whether its ids hold ``unk``,
+    from its pieces' ids without building any text's id list: what checking a large file
+    needs of every row (a row with a problem is then tokenised in full for its message).
+    None where :func:`piecewise_ids` would be None (the same sample of texts is compared)."""
+    if len(texts) <= _SAMPLE or not whitespace_first(backend):
+        return None
+    encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
+    lead = backend.encode("", add_special_tokens=True).ids
+    plain = _all_plain(texts)
+    simple = list(compress(texts, plain))
+    table, lengths = _measure(backend, simple, len(lead))
+    sample = simple[:_SAMPLE]
+    whole = encode(sample, add_special_tokens=True)
+    ids_of = table.__getitem__
+    if any([*lead, *chain.from_iterable(map(ids_of, t.split()))] != e.ids
+           for t, e in zip(sample, whole, strict=True)):  # fmt: skip
+        return None
+    bad = {w for w, ids in table.items() if unk is not None and unk in ids}
+    if unk is not None and unk in lead:
+        flags = [True] * len(simple)
+    else:  # no piece holding the unknown token: the common case, no second pass
+        flags = [not bad.isdisjoint(t.split()) for t in simple] if bad else [False] * len(simple)
+    if len(simple) == len(texts):
+        return lengths, flags
+    rest = [t for t, p in zip(texts, plain, strict=True) if not p]
+    done = iter(zip(lengths, flags, strict=True))
+    other = iter([(len(e.ids), unk is not None and unk in e.ids)
+                  for e in encode(rest, add_special_tokens=True)])  # fmt: skip
+    merged = [next(done) if p else next(other) for p in plain]
+    return [n for n, _ in merged], [f for _, f in merged]
+
+
+def continuation_tails(
+    backend: Any, prompts: Sequence[str], pairs: Sequence[tuple[int, str]]
+) -> dict[str, list[int]] | None:
+    """The ids each continuation ``c`` of ``pairs`` (``(prompt index, c)``) adds after its
+    prompt: the same for every prompt, by the reasoning of :func:`joined_ids`, so the ids of
+    ``prompts[i] + c`` are those of ``prompts[i]`` followed by ``c``'s tail. None unless every
+    pair joins that way (and a sample of pairs, tokenised whole, agrees) or for at most
+    :data:`_SAMPLE` pairs."""
+    if len(pairs) <= _SAMPLE or not whitespace_first(backend):
+        return None
+    conts = list(set(map(itemgetter(1), pairs)))
+    used = [prompts[i] for i in set(map(itemgetter(0), pairs))]
+    if not all(c[:1] == " " for c in conts) or not all(p[-1:].strip() for p in used):
+        return None
+    if not all(_all_plain(conts)) or not all(_all_plain(used)):
+        return None
+    encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
+    lead = len(backend.encode("", add_special_tokens=True).ids)
+    tails = {
+        c: e.ids[lead:] for c, e in zip(conts, encode(conts, add_special_tokens=True), strict=True)
+    }
+    sample = pairs[:_SAMPLE]
+    alone = encode([prompts[i] for i, _ in sample], add_special_tokens=True)
+    whole = encode([prompts[i] + c for i, c in sample], add_special_tokens=True)
+    if any(a.ids + tails[c] != w.ids for (_, c), a, w in zip(sample, alone, whole, strict=True)):
+        return None
+    return tails
