@@ -533,7 +533,9 @@ def faithfulness_curve(
     random circuits (draw ``j`` of size ``i`` uses seed ``seed + i + j * len(fractions)``)."""
     fractions, draws = curve_settings(fractions, random_baseline, random_draws)
     warn_if_unattributed(graph, "faithfulness_curve")
-    sizes = [max(1, round(x * graph.n_edges)) for x in fractions]
+    # MIB's evaluator rule: int(x · n) edges, so a circuit holds no more than x of them (0 edges
+    # when x · n < 1: the empty circuit, f = 0)
+    sizes = [int(x * graph.n_edges) for x in fractions]
     masks = [top_edges_mask(graph, k, absolute=absolute) for k in sizes]
     masks += random_masks(graph, sizes, draws, seed)
     m_full, m_empty, m_circ = circuit_metrics(
