@@ -39,10 +39,12 @@ __all__ = [
     "MIB_CIRCUIT_PERCENTS",
     "MIB_FRACTIONS",
     "MIB_MODELS",
+    "MIB_PAIRS",
     "MIB_PERCENTS",
     "MIB_TASKS",
     "MIBExportError",
     "MIBTensors",
+    "check_mib_pair",
     "export_mib",
     "export_mib_run",
     "graph_edge_of",
@@ -83,6 +85,15 @@ MIB_MODELS: dict[str, str] = {
 }  # fmt: skip
 
 
+#: The task/model pairs MIB evaluates (``utils.py``'s ``COL_MAPPING``).
+MIB_PAIRS: frozenset[str] = frozenset({
+    "ioi_gpt2", "ioi_qwen2.5", "ioi_gemma2", "ioi_llama3", "ioi_interpbench",
+    "mcqa_qwen2.5", "mcqa_gemma2", "mcqa_llama3",
+    "arithmetic-addition_llama3", "arithmetic-subtraction_llama3",
+    "arc-easy_gemma2", "arc-easy_llama3", "arc-challenge_llama3",
+})  # fmt: skip
+
+
 class MIBExportError(CircuitDiscoveryError, ValueError):
     """A run folder or graph file that cannot be exported; the message says the fix."""
 
@@ -116,6 +127,21 @@ def mib_model_name(model: str) -> str:
 def mib_folder_name(task: str, model: str) -> str:
     """The submission folder ``{task}_{model}`` in MIB's names (``ioi_gpt2``)."""
     return f"{mib_task_name(task)}_{mib_model_name(model)}"
+
+
+def check_mib_pair(task: str, model: str) -> None:
+    """MIBExportError when ``model`` is one of MIB's models and MIB defines no circuit for it on
+    ``task`` (``mcqa`` with ``gpt2``); other models (the bundled ones) are the user's own."""
+    model_name = mib_model_name(model)
+    if model_name not in set(MIB_MODELS.values()):
+        return
+    pair = mib_folder_name(task, model)
+    if pair not in MIB_PAIRS:
+        ours = sorted(p.split("_")[0] for p in MIB_PAIRS if p.endswith(f"_{model_name}"))
+        raise MIBExportError(
+            f"MIB defines no {pair}: its tasks for {model_name} are {', '.join(ours)}; pick one of "
+            "them, or another model"
+        )
 
 
 def mib_size(fraction: float, n_edges: int) -> int:

@@ -42,6 +42,7 @@ __all__ = [
     "bundled_rows",
     "mib_row_examples",
     "read_mib_rows",
+    "row_task",
 ]
 
 _MISSING = object()
