@@ -25,7 +25,7 @@ from graphs.errors import GraphFormatError, GraphMismatchError
 from graphs.graph import Graph
 from graphs.graphml_io import load_graphml, save_graphml
 from graphs.json_io import load_json, save_json
-from graphs.mib_io import save_mib
+from graphs.mib_io import save_mib, save_mib_pt
 from graphs.tensor_io import load_safetensors, save_safetensors
 
 __all__ = [
@@ -144,3 +144,4 @@ register_format("json", (".json",), save=save_json, load=load_json)
 register_format("safetensors", (".safetensors",), save=save_safetensors, load=load_safetensors)
 register_format("dot", (".dot",), save=save_dot)
 register_format("mib", (), save=save_mib)  # MIB's files end in .json: chosen by name only
+register_format("mib-pt", (), save=save_mib_pt)  # and .pt

@@ -17,7 +17,7 @@ from graphs.dot_io import save_dot, to_dot
 from graphs.graphml_io import save_graphml
 from graphs.io import format_for, formats, readable_suffixes, register_format
 from graphs.json_io import save_json
-from graphs.mib_io import mib_graph
+from graphs.mib_io import mib_graph, mib_tensors
 from graphs.tensor_io import save_safetensors
 
 GQA = ModelSpec(n_layers=2, n_heads=4, n_kv_heads=2, model_name="tiny-gqa")
@@ -97,7 +97,7 @@ def test_a_suffix_or_name_chooses_one_format(registry):
         register_format("json-lines", (".json",), save=save_json)
     with pytest.raises(GraphFormatError, match="named 'dot' is already registered"):
         register_format("dot", (".gv",), save=save_dot)
-    assert list(formats()) == ["graphml", "json", "safetensors", "dot", "mib"]
+    assert list(formats()) == ["graphml", "json", "safetensors", "dot", "mib", "mib-pt"]
 
 
 def test_dot_is_export_only(tmp_path):
@@ -128,6 +128,12 @@ def test_mib_is_export_only_and_chosen_by_name(tmp_path):
         load_graph(tmp_path / "edges.json", format="mib")
     save_graph(graph, tmp_path / "graph.json")
     assert load_graph(tmp_path / "graph.json") == graph  # .json stays this package's JSON
+    save_graph(graph, tmp_path / "edges.pt", format="mib-pt")  # MIB's .pt form, also by name
+    saved, expected = torch.load(tmp_path / "edges.pt"), mib_tensors(graph)
+    assert saved["src_nodes"] == expected.src_nodes and saved["dst_nodes"] == expected.dst_nodes
+    assert torch.equal(saved["edges_scores"], expected.scores)
+    assert torch.equal(saved["edges_in_graph"], expected.in_graph)
+    assert saved["edges_in_graph"].sum() > 0
 
 
 @pytest.mark.parametrize(

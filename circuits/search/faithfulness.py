@@ -602,13 +602,15 @@ def _curve_circuits(
     by_position: bool,
 ) -> tuple[list[int], list[torch.Tensor]]:
     """A curve's sizes and masks: the top edges at each fraction, then :func:`random_masks`;
-    over position-aware edges ``[n_spans, n_forward, n_backward]`` when ``by_position``."""
+    over position-aware edges ``[n_spans, n_forward, n_backward]`` when ``by_position``.
+    Sizes follow MIB's evaluator, ``int(x · n)`` edges: a circuit holds no more than ``x`` of
+    them (none when ``x · n < 1``: the empty circuit, f = 0)."""
     if not by_position:
-        sizes = [max(1, round(x * graph.n_edges)) for x in fractions]
+        sizes = [int(x * graph.n_edges) for x in fractions]
         masks = [top_edges_mask(graph, k, absolute=absolute) for k in sizes]
         return sizes, masks + random_masks(graph, sizes, draws, seed)
     order = ranked_position_edges(graph, absolute=absolute)
-    sizes = [max(1, round(x * len(order))) for x in fractions]
+    sizes = [int(x * len(order)) for x in fractions]
     masks = [position_mask(graph, order[:k]) for k in sizes]
     return sizes, masks + random_masks(graph, sizes, draws, seed, n_spans=len(graph.positions))
 
