@@ -156,6 +156,23 @@ def test_export_run_circuits_replace_importances(run_dir):
     assert sizes == [int(p / 100 * graph.n_edges) for p in MIB_CIRCUIT_PERCENTS]
 
 
+def test_export_command_takes_mib_pt_contents_and_names(run_dir, capsys):
+    out = run_dir / "mib_cli"
+    argv = ["export", str(run_dir), "--format", "mib-pt", "--contents", "circuits", "--out",
+            str(out), "--mib-task", "ioi", "--mib-model", "gpt2"]  # fmt: skip
+    assert main(argv) == 0
+    folder = out / "ioi_gpt2"
+    assert f"wrote 10 MIB files to {folder}" in capsys.readouterr().out
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == sorted(f"edges_{p:g}pct.pt" for p in MIB_CIRCUIT_PERCENTS)
+    graph = load_graph(run_dir / "scores.safetensors")
+    loaded = load_mib_pt(folder / "edges_10pct.pt")
+    assert torch.equal(loaded.scores, expected_scores(graph))
+    assert int(loaded.in_graph.sum()) == int(0.1 * graph.n_edges)
+    assert main([*argv[:5], "importances", *argv[6:]]) == 2  # not over the circuits unless told
+    assert "--overwrite" in capsys.readouterr().err
+
+
 def test_grouped_query_ports_are_written_per_query_head():
     graph = Graph(ModelSpec(n_layers=2, n_heads=4, n_kv_heads=2))
     graph.set_scores(torch.randn(graph.n_forward, graph.n_backward) * graph.real_edges)

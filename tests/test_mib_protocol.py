@@ -66,3 +66,39 @@ def test_bad_input_fails_before_the_model_loads(tmp_path, monkeypatch):
         run_mib("ioi", "toy-gpt2", tmp_path, rows=good, counterfactual="nope")
     with pytest.raises(MIBExportError, match="no rows bundled for MIB task 'arc-easy'"):
         run_mib("arc_easy", "toy-gpt2", tmp_path)
+
+
+def test_mib_command_prints_and_writes_the_table(tmp_path, capsys):
+    from circuits.app.cli import main
+
+    rows = _rows(tmp_path / "ioi.jsonl")
+    out = tmp_path / "sub"
+    argv = ["mib", "--task", "ioi", "--model", "toy-gpt2", "--rows", str(rows), "--method",
+            "eap", "--contents", "circuits", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    table = (out / "ioi_toy-gpt2.md").read_text()
+    assert printed.startswith(table) and "| eap (patching) |" in table
+    assert len(list((out / "ioi_toy-gpt2").iterdir())) == 10
+
+
+def test_mib_command_refuses_bad_rows_with_their_line_before_the_model(
+    tmp_path, capsys, monkeypatch
+):
+    from circuits.app.cli import main
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model must not load")
+
+    monkeypatch.setattr(discovery, "load_for_task", no_model)
+
+    def drop_subject(rows):
+        del rows[2]["metadata"]["subject"]
+
+    bad = _rows(tmp_path / "bad.jsonl", edit=drop_subject)
+    argv = ["mib", "--task", "ioi", "--model", "toy-gpt2", "--rows", str(bad), "--out",
+            str(tmp_path / "o")]  # fmt: skip
+    assert main(argv) == 2
+    assert f"{bad}:3: no field 'metadata.subject'" in capsys.readouterr().err
+    assert main(["mib", "--task", "mcqa", "--model", "gpt2", "--out", str(tmp_path / "o")]) == 2
+    assert "MIB defines no mcqa_gpt2" in capsys.readouterr().err

@@ -53,6 +53,9 @@ COMMANDS: dict[str, Command] = {
     "serve": Command(
         "circuits.app.cli.serve", "the run's explorer with live ablation, on a local web server"
     ),
+    "mib": Command(
+        "circuits.app.cli.mib", "MIB's circuit-localization protocol for a task and model"
+    ),
     "benchmark": Command(
         "circuits.app.cli.benchmark",
         "score every method against the compiled ground-truth models",
