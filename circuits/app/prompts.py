@@ -151,11 +151,11 @@ def split_pairs(
 
 def task_schema(task: Any) -> SpanSchema:
     """The span schema ``task`` declares; PositionError naming the tasks that have one."""
-    from circuits.tasks import TASK_NAMES
+    from circuits.tasks import task_names
 
     schema = getattr(task, "span_schema", None)
     if schema is None:
-        with_schema = [n for n in TASK_NAMES if getattr(get_task(n), "span_schema", None)]
+        with_schema = [n for n in task_names() if getattr(get_task(n), "span_schema", None)]
         raise PositionError(
             f"task {task.name!r} declares no span schema, so --positions schema has no spans; "
             f"use a task that has one ({', '.join(with_schema) or 'none yet'}), a prompt file "

@@ -14,7 +14,7 @@ from circuits.tasks.files import PromptFile, PromptFileError, load_prompt_file, 
 from circuits.tasks.greater_than import GreaterThan
 from circuits.tasks.ioi import IOI
 from circuits.tasks.price_tagging import PRICE_CAUSAL_MODEL, PriceTagging
-from circuits.tasks.registry import TASK_NAMES, all_words, get_task
+from circuits.tasks.registry import TASK_NAMES, all_words, get_task, register_task, task_names
 
 __all__ = [
     "IOI",
@@ -39,8 +39,10 @@ __all__ = [
     "join_spans",
     "load_prompt_file",
     "read_prompt_file",
+    "register_task",
     "split_of",
     "task_accuracy",
+    "task_names",
     "token_ids",
     "words_of",
 ]

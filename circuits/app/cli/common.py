@@ -59,7 +59,7 @@ def add_model_and_task(p: argparse.ArgumentParser, from_run: bool = False) -> No
     ``evaluate``); ``from_run``: no defaults, evaluate takes them from the graph's run."""
     from attribution import METRICS, ablations
     from circuits.models.zoo import DEFAULT_MODEL
-    from circuits.tasks import TASK_NAMES
+    from circuits.tasks import task_names
 
     run = "the graph file's, else the run's (metrics.json beside GRAPH), else " if from_run else ""
 
@@ -72,7 +72,7 @@ def add_model_and_task(p: argparse.ArgumentParser, from_run: bool = False) -> No
     )  # fmt: skip
     p.add_argument(
         "--task", default=None,  # None: ioi, unless --data (or the run) gives the prompts
-        help=f"task: {', '.join(TASK_NAMES)} (default: {run}ioi)",
+        help=f"task: {', '.join(task_names())} (default: {run}ioi)",
     )  # fmt: skip
     add_data_options(p)  # --data FILE, --counterfactual NAME
     p.add_argument(
