@@ -152,6 +152,30 @@ def test_mib_rows_pick_the_counterfactual_by_name(toy, tmp_path):
         read_prompt_file(path, counterfactual="nope")
 
 
+def test_mib_ioi_rows_are_read_with_only_the_fields_mibs_loader_reads(toy, tmp_path):
+    """MIB's IOI rows have no choices or answerKey: prompt, metadata and counterfactuals."""
+    from circuits.tasks.mib_rows import BUNDLED
+
+    model, tokenizer = toy
+    lines = BUNDLED["ioi"].read_text(encoding="utf-8").splitlines()[:10]
+    rows = [json.loads(line) for line in lines]
+    path = _jsonl(tmp_path / "ioi_mib.jsonl", rows)
+    loaded = load_prompt_file(path, tokenizer)  # MIB's default: s2_io_flip_counterfactual
+    assert loaded.format == "mib" and len(loaded.rows) == 10
+    by_clean = {r.clean: r for r in loaded.rows}
+    for row in rows:
+        mine = by_clean[row["prompt"]]
+        assert mine.corrupted == row["s2_io_flip_counterfactual"]["prompt"]
+        assert mine.answers == (" " + row["metadata"]["indirect_object"],)  # MIB adds the space
+        assert mine.distractors == (" " + row["metadata"]["subject"],)
+    abc = read_prompt_file(path, counterfactual="abc")
+    assert {r.corrupted for r in abc.rows} == {r["abc_counterfactual"]["prompt"] for r in rows}
+    del rows[3]["metadata"]["subject"]
+    bad = _jsonl(tmp_path / "bad.jsonl", rows)
+    with pytest.raises(PromptFileError, match=r"bad.jsonl:4: no field 'metadata.subject'"):
+        read_prompt_file(bad)
+
+
 def test_seeded_split_without_a_split_column(tmp_path):
     rows = [
         {"clean": f"a b {i}", "corrupted": f"a c {i}", "answer": " x", "id": i} for i in range(50)

@@ -12,7 +12,11 @@ Three row layouts, recognised from the columns (all rows of a file share one):
   ``{"label": [...], "text": [...]}`` whose labels are the answers), ``answerKey`` (index of
   the correct choice) and one or more counterfactuals ``NAME`` = ``{"prompt": ...}``, picked
   with ``counterfactual=NAME``. The distractor is the counterfactual's own correct choice when
-  it has one and it differs, else every other choice.
+  it has one and it differs, else every other choice. MIB's IOI rows (``prompt``,
+  ``metadata.indirect_object`` / ``subject``, default counterfactual
+  ``s2_io_flip_counterfactual``) and arithmetic rows (``prompt``, ``label``, ``operator``,
+  ``random_counterfactual``) are read with only the fields MIB's loader reads for the task
+  (:mod:`circuits.tasks.mib_rows`).
 
 In CSV, a list cell is JSON (``["a", "b"]``). Without a ``split`` column the rows are split
 80/20 into train/test with a seeded shuffle (:data:`TEST_FRACTION`). Repeated rows are dropped
@@ -304,8 +308,8 @@ def _records(path: Path, text: str, problems: list[str]) -> list[tuple[int, dict
 
 
 def _layout(columns: set[str]) -> str:
-    if "prompt" in columns and "choices" in columns:
-        return "mib"
+    if "prompt" in columns and columns & {"choices", "metadata", "operator"}:
+        return "mib"  # MCQA / ARC, IOI and arithmetic rows of MIB's datasets
     if "correct_idx" in columns:
         return "eap-ig"
     return "text"
@@ -315,7 +319,7 @@ REQUIRED = {
     "das": ("base", "source", "label", "base_label"),
     "text": ("clean", "corrupted", "answer|answers"),
     "eap-ig": ("clean", "corrupted", "correct_idx"),
-    "mib": ("prompt", "choices", "answerKey"),
+    "mib": ("prompt",),  # and what MIB's loader reads for the row's task (_mib_row)
 }
 
 
@@ -414,9 +418,33 @@ def _das_row(where: str, n: int, row: dict, problems: list[str]) -> PromptRow | 
                      kind=kind)  # fmt: skip
 
 
+def _mib_task_row(
+    where: str, n: int, row: dict, counterfactual: str | None, problems: list[str]
+) -> PromptRow | None:
+    """A MIB IOI (``metadata``) or arithmetic (``operator``) row, read with only the fields
+    MIB's loader reads for that task (:mod:`circuits.tasks.mib_rows`)."""
+    from circuits.tasks.mib_rows import MIBRowError, mib_row_examples
+
+    if "metadata" in row:
+        task = "ioi"
+    else:
+        task = "arithmetic-subtraction" if row.get("operator") == "-" else "arithmetic-addition"
+    if counterfactual is not None and counterfactual not in row:
+        if counterfactual + "_counterfactual" in row:
+            counterfactual += "_counterfactual"
+    try:
+        (example,) = mib_row_examples([(where, row)], task, counterfactual=counterfactual)
+    except MIBRowError as err:
+        problems.extend(err.problems)
+        return None
+    return PromptRow(n, example.clean, example.corrupted, example.answers, example.distractors)
+
+
 def _mib_row(
     where: str, n: int, row: dict, counterfactual: str | None, problems: list[str]
 ) -> PromptRow | None:
+    if "choices" not in row:
+        return _mib_task_row(where, n, row, counterfactual, problems)
     names = _counterfactuals(row)
     if counterfactual is None:
         if len(names) != 1:
@@ -516,8 +544,9 @@ def read_rows(
     layout = layout or _layout(set(records[0][1]))
     if counterfactual is not None and layout != "mib":
         problems.append(
-            f"{path}: --counterfactual {counterfactual!r} applies to MIB-style rows (prompt, choices, "
-            "answerKey); this file has clean/corrupted columns, drop --counterfactual"
+            f"{path}: --counterfactual {counterfactual!r} applies to MIB-style rows (a prompt "
+            "and counterfactual prompts); this file has clean/corrupted columns, drop "
+            "--counterfactual"
         )
     rows: list[PromptRow] = []
     seen_ids: dict[str, int] = {}
