@@ -340,3 +340,55 @@ def test_mib_ranking_signed_is_mibs_sign():
     assert absolute[0] == real.abs().max() and torch.all(absolute[1:] <= absolute[:-1])
     with pytest.raises(MIBExportError):
         mib_ranking(graph, "greedy")
+
+
+def mib_prune(cfg: dict, in_graph: torch.Tensor) -> torch.Tensor:
+    """MIB's prune, from its documented rule on its own layout: repeatedly, a node stays when an
+    in-graph edge leaves it and one enters one of its inputs (input always counts as entered),
+    and an edge stays when its parent and its child node stay (logits always stays)."""
+    src, dst, _ = mib_layout(cfg)
+    child = torch.tensor([[d.split("<")[0] == s for d in dst] for s in src])  # node reads port
+    edges = in_graph.clone()
+    nodes = torch.ones(len(src), dtype=torch.bool)
+    while True:
+        entered = (child & edges.any(dim=0)).any(dim=1)
+        entered[0] = True
+        new = edges.any(dim=1) & entered
+        ports = (child & new[:, None]).any(dim=0)
+        ports[-1] = True
+        edges &= new[:, None] & ports[None, :]
+        if torch.equal(new, nodes):
+            return edges
+        nodes = new
+
+
+@pytest.mark.parametrize(
+    "spec", [dict(n_layers=3, n_heads=3), dict(n_layers=3, n_heads=2, parallel_attn_mlp=True)]
+)
+def test_mib_curve_evaluates_the_circuits_mibs_prune_leaves(spec, monkeypatch):
+    """MIB's evaluator prunes each top-n circuit (apply_topn(..., prune=True)) before ablating;
+    the curve's circuits equal MIB's rule applied to the top-n edges in MIB's layout."""
+    import circuits.search.faithfulness as faithfulness
+    from circuits.app.mib_export import MIB_FRACTIONS, mib_curve
+
+    graph = _random_graph(**spec)
+    cfg = {"n_layers": graph.spec.n_layers, "n_heads": graph.spec.n_heads,
+           "parallel_attn_mlp": graph.spec.parallel_attn_mlp}  # fmt: skip
+    seen = []
+
+    def metrics(model, g, data, masks, metric, **kwargs):
+        seen.extend(masks)
+        n = len(masks)
+        return torch.ones(1), torch.zeros(1), torch.linspace(0, 1, n)[:, None]
+
+    monkeypatch.setattr(faithfulness, "circuit_metrics", metrics)
+    curve = mib_curve(None, graph, None, "logit_diff")
+    assert curve["n_edges"] == [int(k * graph.n_edges) for k in MIB_FRACTIONS]
+    pruned_some = False
+    for size, mask, kept in zip(curve["n_edges"], seen, curve["n_edges_kept"], strict=True):
+        top = to_mib_layout(graph, top_circuit(graph, size))
+        expected = mib_prune(cfg, top)
+        assert torch.equal(to_mib_layout(graph, mask), expected)
+        assert kept == int(expected.sum()) <= size
+        pruned_some |= kept < size
+    assert pruned_some  # the rule mattered on this graph

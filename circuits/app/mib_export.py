@@ -292,12 +292,17 @@ def mib_ranking(graph: Graph, ranking: str) -> torch.Tensor:
 def mib_curve(
     model: Any, graph: Graph, data: Any, metric: str, *, ranking: str = "absolute", **kwargs: Any
 ) -> dict[str, Any]:
-    """f at MIB's ten sizes (``int(k · n)`` edges of ``ranking``, :func:`mib_ranking`) and the
-    areas: ``cpr``/``cmd`` as MIB computes them (:func:`mib_cpr_cmd`), ``cpr_log``/``cmd_log``
-    over log10 k (:mod:`circuits.search.areas`). ``kwargs`` go to
+    """f at MIB's ten sizes and the areas: at each size the top ``int(k · n)`` edges of
+    ``ranking`` (:func:`mib_ranking`), then, as MIB's evaluator does (``apply_topn(...,
+    prune=True)``), without the edges on no ``input -> ... -> logits`` path
+    (:func:`circuits.search.select.prune_dead_edges`, the fixed point of MIB's node rule);
+    ``n_edges`` are the top-n sizes, ``n_edges_kept`` what pruning leaves. ``cpr``/``cmd`` as
+    MIB computes them (:func:`mib_cpr_cmd`), ``cpr_log``/``cmd_log`` over log10 k
+    (:mod:`circuits.search.areas`). ``kwargs`` go to
     :func:`circuits.search.faithfulness.circuit_metrics` (``ablation``, ``batch_size``, ...)."""
     from circuits.search.areas import curve_areas
     from circuits.search.faithfulness import circuit_metrics, curve_of
+    from circuits.search.select import prune_dead_edges
 
     order = mib_ranking(graph, ranking)
     sizes = [mib_size(k, graph.n_edges) for k in MIB_FRACTIONS]
@@ -305,9 +310,11 @@ def mib_curve(
     for size in sizes:
         mask = torch.zeros(graph.n_forward * graph.n_backward, dtype=torch.bool)
         mask[order[:size]] = True
-        masks.append(mask.view(graph.n_forward, graph.n_backward))
+        top = graph.circuit_of(mask.view(graph.n_forward, graph.n_backward))
+        masks.append(prune_dead_edges(graph, top).edges)
     m_full, m_empty, m_circ = circuit_metrics(model, graph, data, masks, metric, **kwargs)
     curve = curve_of(tuple(float(k) for k in MIB_FRACTIONS), sizes, m_full, m_empty, m_circ, 0)
     areas = curve_areas(curve.fractions, curve.f)
-    return {"fractions": curve.fractions, "n_edges": curve.n_edges, "f": curve.f,
-            "ranking": ranking, **areas, **mib_cpr_cmd(curve.f)}  # fmt: skip
+    kept = [int(m.sum()) for m in masks]
+    return {"fractions": curve.fractions, "n_edges": curve.n_edges, "n_edges_kept": kept,
+            "f": curve.f, "ranking": ranking, **areas, **mib_cpr_cmd(curve.f)}  # fmt: skip
