@@ -43,12 +43,13 @@ register_task("ioi-reversed", ReversedIOI)
 
 @pytest.fixture
 def outside_task(tmp_path, monkeypatch):
-    """The registry with the module above imported from a folder outside the package."""
+    """The registry with the module above imported from a folder outside the package (a name
+    of its own, removed afterwards, so other tests' modules are not shadowed)."""
     monkeypatch.setattr(registry, "_TASKS", dict(registry._TASKS))
-    (tmp_path / "my_tasks.py").write_text(OUTSIDE, encoding="utf-8")
+    (tmp_path / "outside_registered_task.py").write_text(OUTSIDE, encoding="utf-8")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "my_tasks", raising=False)
-    return importlib.import_module("my_tasks")
+    yield importlib.import_module("outside_registered_task")
+    sys.modules.pop("outside_registered_task", None)
 
 
 def test_a_registered_task_is_found_listed_and_refused_twice(outside_task, capsys):
