@@ -286,12 +286,14 @@ def _mcqa_row(example: Example, rng: random.Random) -> dict[str, Any]:
 def bundled_rows(task: str, n: int = 64, seed: int = 0) -> list[dict[str, Any]]:
     """The rows of :data:`BUNDLED` ``task``: the project's ``ioi`` (for MIB's ``ioi``) or
     ``copying`` (for ``mcqa``, counterfactual ``query_counterfactual``) examples."""
-    from circuits.tasks import get_task
+    # the task classes themselves, not the registry: the prompt-file reader imports this module
+    from circuits.tasks.copying import Copying
+    from circuits.tasks.ioi import IOI
 
     if task == "ioi":
-        return [_ioi_row(e) for e in get_task("ioi").examples(n, seed=seed, split="train")]
+        return [_ioi_row(e) for e in IOI().examples(n, seed=seed, split="train")]
     if task == "mcqa":
         rng = random.Random(seed)
-        examples = get_task("copying").examples(n, seed=seed, split="train")
+        examples = Copying().examples(n, seed=seed, split="train")
         return [_mcqa_row(e, rng) for e in examples]
     raise TaskError(f"no bundled MIB rows for {task!r}; bundled: {', '.join(BUNDLED)}")
