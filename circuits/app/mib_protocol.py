@@ -80,8 +80,9 @@ def _rows_for(task: str, rows: str | Path | None) -> tuple[Path, str | None]:
     if key in BUNDLED:
         return BUNDLED[key], BUNDLED_COUNTERFACTUALS[key]
     raise MIBExportError(
-        f"no rows bundled for MIB task {key!r} (bundled: {', '.join(BUNDLED)}); give rows=FILE, "
-        f"MIB's rows as JSON lines: with network, datasets.load_dataset('mib-bench/...', "
+        f"no rows bundled for MIB task {key!r} (bundled: {', '.join(BUNDLED)}); give them as "
+        "--rows FILE (rows=FILE in Python), MIB's rows as JSON lines: with network, "
+        "datasets.load_dataset('mib-bench/...', "
         "split='validation').to_json(FILE) writes them (this project reads no dataset online)"
     )
 
