@@ -52,12 +52,14 @@ __all__ = [
     "MIBExportError",
     "MIBTensors",
     "check_mib_pair",
+    "clear_submission",
     "export_mib",
     "export_mib_run",
     "graph_edge_of",
     "mib_circuit",
     "mib_cpr_cmd",
     "mib_curve",
+    "mib_curves",
     "mib_folder_name",
     "mib_graph",
     "mib_model_name",
@@ -65,6 +67,7 @@ __all__ = [
     "mib_size",
     "mib_task_name",
     "mib_tensors",
+    "submission_folder",
 ]
 
 #: The fractions of edges MIB's evaluator keeps (``evaluation.py``), in its own float literals
@@ -211,9 +214,22 @@ def export_mib(
     return paths
 
 
-def _clear_mib_files(target: Path) -> None:
-    """Remove the files an earlier export wrote (only those names), so that a folder never
-    holds both importances and circuits."""
+def submission_folder(
+    out: Path, task: str, model: str, overwrite: bool, fix: str = "pass --overwrite to replace it"
+) -> Path:
+    """``out/{task}_{model}`` (:func:`mib_folder_name`); MIBExportError, ending with ``fix``,
+    when it holds files and ``overwrite`` is off (checked before any work)."""
+    target = out / mib_folder_name(task, model)
+    if target.exists() and any(target.iterdir()) and not overwrite:
+        raise MIBExportError(f"{target} exists and is not empty; {fix}")
+    return target
+
+
+def clear_submission(target: Path) -> None:
+    """Remove the files an earlier export wrote into ``target`` (only those names), so that a
+    folder never holds both importances and circuits."""
+    if not target.is_dir():
+        return
     for path in target.iterdir():
         if re.fullmatch(r"(importances|edges_[0-9.]+pct)\.(json|pt)", path.name):
             path.unlink()
@@ -251,13 +267,7 @@ def export_mib_run(
         run_task, run_model = record.task.get("name", run_task), record.model.get("name", run_model)
     task, model = task or run_task, model or run_model
     out = out or folder / "mib"
-    target = out / mib_folder_name(task, model)
-    if target.exists() and any(target.iterdir()):
-        if not overwrite:
-            raise MIBExportError(
-                f"{target} exists and is not empty; pass --overwrite to replace it"
-            )
-        _clear_mib_files(target)
+    clear_submission(submission_folder(out, task, model, overwrite))
     return export_mib(graph, out, task, model, contents=contents, fmt=fmt)
 
 
@@ -300,21 +310,43 @@ def mib_curve(
     MIB computes them (:func:`mib_cpr_cmd`), ``cpr_log``/``cmd_log`` over log10 k
     (:mod:`circuits.search.areas`). ``kwargs`` go to
     :func:`circuits.search.faithfulness.circuit_metrics` (``ablation``, ``batch_size``, ...)."""
+    return mib_curves(model, graph, data, metric, rankings=(ranking,), **kwargs)[0]
+
+
+def mib_curves(
+    model: Any, graph: Graph, data: Any, metric: str, *, rankings: tuple[str, ...], **kwargs: Any
+) -> list[dict[str, Any]]:
+    """:func:`mib_curve` of each of ``rankings``, all circuits evaluated in one pass (the full
+    and the empty circuit once)."""
     from circuits.search.areas import curve_areas
     from circuits.search.faithfulness import circuit_metrics, curve_of
     from circuits.search.select import prune_dead_edges
 
-    order = mib_ranking(graph, ranking)
     sizes = [mib_size(k, graph.n_edges) for k in MIB_FRACTIONS]
     masks = []
-    for size in sizes:
-        mask = torch.zeros(graph.n_forward * graph.n_backward, dtype=torch.bool)
-        mask[order[:size]] = True
-        top = graph.circuit_of(mask.view(graph.n_forward, graph.n_backward))
-        masks.append(prune_dead_edges(graph, top).edges)
+    for ranking in rankings:
+        order = mib_ranking(graph, ranking)
+        for size in sizes:
+            mask = torch.zeros(graph.n_forward * graph.n_backward, dtype=torch.bool)
+            mask[order[:size]] = True
+            top = graph.circuit_of(mask.view(graph.n_forward, graph.n_backward))
+            masks.append(prune_dead_edges(graph, top).edges)
     m_full, m_empty, m_circ = circuit_metrics(model, graph, data, masks, metric, **kwargs)
-    curve = curve_of(tuple(float(k) for k in MIB_FRACTIONS), sizes, m_full, m_empty, m_circ, 0)
-    areas = curve_areas(curve.fractions, curve.f)
-    kept = [int(m.sum()) for m in masks]
-    return {"fractions": curve.fractions, "n_edges": curve.n_edges, "n_edges_kept": kept,
-            "f": curve.f, "ranking": ranking, **areas, **mib_cpr_cmd(curve.f)}  # fmt: skip
+    curves = []
+    for i, ranking in enumerate(rankings):
+        part = slice(i * len(sizes), (i + 1) * len(sizes))
+        curve = curve_of(tuple(float(k) for k in MIB_FRACTIONS), sizes, m_full, m_empty,
+                         m_circ[part], 0)  # fmt: skip
+        kept = [int(m.sum()) for m in masks[part]]
+        curves.append(
+            {
+                "fractions": curve.fractions,
+                "n_edges": curve.n_edges,
+                "n_edges_kept": kept,
+                "f": curve.f,
+                "ranking": ranking,
+                **curve_areas(curve.fractions, curve.f),
+                **mib_cpr_cmd(curve.f),
+            }  # fmt: skip
+        )
+    return curves

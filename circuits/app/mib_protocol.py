@@ -18,9 +18,11 @@ from typing import Any
 from circuits.app.mib_export import (
     MIBExportError,
     check_mib_pair,
+    clear_submission,
     export_mib,
-    mib_curve,
+    mib_curves,
     mib_folder_name,
+    submission_folder,
 )
 from circuits.tasks.mib_rows import BUNDLED, read_mib_rows, row_task
 
@@ -87,13 +89,6 @@ def _rows_for(task: str, rows: str | Path | None) -> tuple[Path, str | None]:
     )
 
 
-def _target(out: Path, task: str, model: str, overwrite: bool) -> Path:
-    target = out / mib_folder_name(task, model)
-    if target.exists() and any(target.iterdir()) and not overwrite:
-        raise MIBExportError(f"{target} exists and is not empty; pass overwrite=True to replace it")
-    return target
-
-
 def run_mib(
     task: str,
     model: str,
@@ -124,16 +119,14 @@ def run_mib(
             f"{path}: {len(examples)} usable rows; MIB's protocol needs at least 4"
         )
     out = Path(out)
-    target = _target(out, task, model, overwrite)
+    target = submission_folder(out, task, model, overwrite, "pass overwrite=True to replace it")
     cut = len(examples) - len(examples) // 4  # attribution rows, then held-out evaluation rows
     bridge, tokenizer, _ = load_for_task(model, device)
     train = encode_examples(examples[:cut], tokenizer)
     test = encode_examples(examples[cut:], tokenizer)
     result = _attribute_and_curve(bridge, train, test, method, ablation, steps, batch_size, quiet)
     graph, signed, absolute = result
-    if target.exists():
-        for old in target.iterdir():  # the folder holds one submission only
-            old.unlink()
+    clear_submission(target)  # the folder holds one submission only
     files = export_mib(graph, out, task, model, contents=contents, fmt=fmt)
     mib = MIBResult(task, model, method, ablation, len(train), len(test), signed, absolute, files)
     mib.table_file = out / f"{target.name}.md"
@@ -145,25 +138,18 @@ def _attribute_and_curve(
     bridge: Any, train: Any, test: Any, method: str, ablation: str, steps: int, batch: int,
     quiet: bool,
 ) -> tuple[Any, dict[str, Any], dict[str, Any]]:  # fmt: skip
-    """Scores on ``train``, then the curves of both of MIB's rankings on ``test``."""
+    """Scores on ``train``, then the curves of both of MIB's rankings on ``test``, with one
+    ablation object throughout (its reference prompts, or its fit, are ``train``'s, made once)."""
+    from attribution.ablations import build_ablation
     from attribution.attribute import attribute
     from graphs import Graph
 
     graph = Graph.from_model(bridge)
-    means = {} if ablation == "patching" else {"mean_data": train}
-    attribute(bridge, graph, train, "logit_diff", method=method, steps=steps, ablation=ablation,
-              batch_size=batch, quiet=quiet, **means)  # fmt: skip
-    curves = [
-        mib_curve(
-            bridge,
-            graph,
-            test,
-            "logit_diff",
-            ranking=ranking,
-            ablation=ablation,
-            batch_size=batch,
-            **means,
-        )  # fmt: skip
-        for ranking in ("signed", "absolute")
-    ]
+    removal = build_ablation(ablation, train, metric="logit_diff", quiet=quiet)
+    attribute(bridge, graph, train, "logit_diff", method=method, steps=steps, ablation=removal,
+              batch_size=batch, quiet=quiet)  # fmt: skip
+    curves = mib_curves(
+        bridge, graph, test, "logit_diff", rankings=("signed", "absolute"), ablation=removal,
+        batch_size=batch,
+    )  # fmt: skip
     return graph, curves[0], curves[1]
