@@ -418,6 +418,12 @@ def _das_row(where: str, n: int, row: dict, problems: list[str]) -> PromptRow | 
                      kind=kind)  # fmt: skip
 
 
+def _named_counterfactual(name: str, present: Any) -> str | None:
+    """``name``, or ``name + "_counterfactual"`` (MIB's own spelling), whichever ``present``
+    holds; None when neither."""
+    return next((c for c in (name, name + "_counterfactual") if c in present), None)
+
+
 def _mib_task_row(
     where: str, n: int, row: dict, counterfactual: str | None, problems: list[str]
 ) -> PromptRow | None:
@@ -429,9 +435,8 @@ def _mib_task_row(
         task = "ioi"
     else:
         task = "arithmetic-subtraction" if row.get("operator") == "-" else "arithmetic-addition"
-    if counterfactual is not None and counterfactual not in row:
-        if counterfactual + "_counterfactual" in row:
-            counterfactual += "_counterfactual"
+    if counterfactual is not None:
+        counterfactual = _named_counterfactual(counterfactual, row) or counterfactual
     try:
         (example,) = mib_row_examples([(where, row)], task, counterfactual=counterfactual)
     except MIBRowError as err:
@@ -456,9 +461,7 @@ def _mib_row(
             )
             return None
         counterfactual = names[0]
-    name = next(
-        (c for c in (counterfactual, counterfactual + "_counterfactual") if c in names), None
-    )
+    name = _named_counterfactual(counterfactual, names)
     if name is None:
         problems.append(
             f"{where}: no counterfactual {counterfactual!r}; this row has {', '.join(names) or 'none'}"
