@@ -260,10 +260,10 @@ def export_mib_run(
     _file_names(contents, "")  # a wrong choice fails before the graph loads
     from circuits.app.integrity import load_checked_graph
 
-    graph = load_checked_graph(graph_file)
+    record = RunRecord.load(folder) if (folder / METRICS_FILE).is_file() else None
+    graph = load_checked_graph(graph_file, record)  # the record read once, for both
     run_task, run_model = "task", graph.spec.model_name or "model"
-    if (folder / METRICS_FILE).is_file():
-        record = RunRecord.load(folder)
+    if record is not None:
         run_task, run_model = record.task.get("name", run_task), record.model.get("name", run_model)
     task, model = task or run_task, model or run_model
     out = out or folder / "mib"
